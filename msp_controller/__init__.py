@@ -1,0 +1,1 @@
+"""msp: multihoming as a service."""

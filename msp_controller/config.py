@@ -1,0 +1,422 @@
+"""Parse and validate the MSP configuration (TOML) into frozen, typed objects.
+
+Everything the controller knows about edges and homenets comes from here. A config is
+validated once; any problem raises ConfigError naming the offending field, and the caller
+keeps whatever config it had before.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+IPv4Interface = ipaddress.IPv4Interface
+IPv6Interface = ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# OpenFlow port names carry 15 characters; tunnel port names are built from these names.
+SHORT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,5}$")
+HOMENET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+PORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+MAX_HOMENET_ID = 65535  # also the VXLAN key and part of group ids
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message starts with the dotted path of the field."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """One ISP connection of a homenet's MSPMB."""
+
+    name: str  # ISP name, short: it is part of tunnel port and bridge names
+    port: str  # the MSPMB's interface towards this ISP
+    underlay_dpid: int  # datapath id of the bridge that carries this uplink's tunnel packets
+    slot: int  # index among the homenet's uplinks: selects the edge tunnel address
+
+    @property
+    def bridge(self) -> str:
+        return f"br-{self.name}"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """An MSP edge switch: tunnels to homenets on one side, the Internet on the other."""
+
+    name: str
+    dpid: int  # bridge br-msp: tunnels and the Internet port
+    underlay_dpid: int  # bridge br-up: carries the tunnel packets
+    underlay_port: str
+    underlay_gateway: ipaddress.IPv4Address
+    tunnel_addresses: tuple[IPv4Interface, ...]  # one per homenet uplink slot
+    internet_port: str
+    internet_mac: str
+    internet_ipv4: IPv4Interface
+    internet_gateway_ipv4: ipaddress.IPv4Address
+    internet_ipv6: IPv6Interface | None
+    internet_gateway_ipv6: ipaddress.IPv6Address | None
+
+    bridge = "br-msp"
+    underlay_bridge = "br-up"
+
+    def tunnel_ip(self, slot: int) -> ipaddress.IPv4Address:
+        return self.tunnel_addresses[slot].ip
+
+
+@dataclass(frozen=True)
+class Homenet:
+    """A customer network: its MSPMB, PI prefixes, uplinks and egress/ingress order."""
+
+    name: str
+    id: int
+    dpid: int  # the MSPMB's bridge br-home
+    prefixes: tuple[IPNetwork, ...]
+    lan_ports: tuple[str, ...]
+    lan_ipv4: IPv4Interface  # gateway address the hosts use, and the on-link subnet
+    lan_ipv6: IPv6Interface | None
+    gateway_mac: str
+    edge: str
+    uplinks: tuple[Uplink, ...]
+    egress_order: tuple[str, ...]
+    ingress_order: tuple[str, ...]
+
+    bridge = "br-home"
+
+    def uplink(self, name: str) -> Uplink:
+        for uplink in self.uplinks:
+            if uplink.name == name:
+                return uplink
+        raise KeyError(name)
+
+    @property
+    def prefixes_v4(self) -> tuple[ipaddress.IPv4Network, ...]:
+        return tuple(p for p in self.prefixes if isinstance(p, ipaddress.IPv4Network))
+
+    @property
+    def prefixes_v6(self) -> tuple[ipaddress.IPv6Network, ...]:
+        return tuple(p for p in self.prefixes if isinstance(p, ipaddress.IPv6Network))
+
+
+@dataclass(frozen=True)
+class MspConfig:
+    bfd_interval_ms: int
+    edges: tuple[Edge, ...]
+    homenets: tuple[Homenet, ...]
+    controller_address: str = "192.0.2.1"
+    controller_port: int = 6653
+    vxlan_port: int = 4789
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def edge(self, name: str) -> Edge:
+        for edge in self.edges:
+            if edge.name == name:
+                return edge
+        raise KeyError(name)
+
+    def homenet(self, name: str) -> Homenet:
+        for homenet in self.homenets:
+            if homenet.name == name:
+                return homenet
+        raise KeyError(name)
+
+
+def edge_tunnel_port(homenet: Homenet, uplink: Uplink) -> str:
+    """Name of the edge's tunnel port towards one uplink of one homenet."""
+    return f"h{homenet.id}-{uplink.name}"
+
+
+def mspmb_tunnel_port(edge: Edge, uplink: Uplink) -> str:
+    """Name of the MSPMB's tunnel port to one edge over one uplink."""
+    return f"{edge.name}-{uplink.name}"
+
+
+# --- parsing helpers: each names the field it reads -------------------------------------
+
+
+class _Table:
+    """A TOML table plus its dotted path, so every error can say where it is."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(where, f"must be a table, not {type(data).__name__}")
+        self.data: dict[str, Any] = data
+        self.where = where
+        self.read: set[str] = set()
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, default: Any = None, required: bool = True) -> Any:
+        self.read.add(key)
+        if key not in self.data:
+            if required:
+                raise ConfigError(self.path(key), "is required")
+            return default
+        return self.data[key]
+
+    def string(self, key: str, pattern: re.Pattern[str] | None = None, **kw: Any) -> str:
+        value = self.get(key, **kw)
+        if value is None and not kw.get("required", True):
+            return value  # type: ignore[no-any-return]
+        if not isinstance(value, str):
+            raise ConfigError(self.path(key), f"must be a string, not {value!r}")
+        if pattern is not None and not pattern.match(value):
+            raise ConfigError(self.path(key), f"{value!r} does not match {pattern.pattern}")
+        return value
+
+    def integer(self, key: str, low: int, high: int, **kw: Any) -> int:
+        value = self.get(key, **kw)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self.path(key), f"must be an integer, not {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(self.path(key), f"{value} is out of range {low}..{high}")
+        return value
+
+    def dpid(self, key: str) -> int:
+        value = self.get(key)
+        if isinstance(value, str):
+            try:
+                value = int(value, 0)
+            except ValueError:
+                raise ConfigError(self.path(key), f"{value!r} is not a datapath id") from None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**64:
+            raise ConfigError(self.path(key), f"{value!r} is not a datapath id (1..2^64-1)")
+        return value
+
+    def strings(self, key: str, pattern: re.Pattern[str] | None = None, **kw: Any) -> list[str]:
+        value = self.get(key, **kw)
+        if value is None and not kw.get("required", True):
+            return []
+        if not isinstance(value, list) or not value:
+            raise ConfigError(self.path(key), "must be a non-empty list of strings")
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{self.path(key)}[{index}]", f"must be a string, not {item!r}")
+            if pattern is not None and not pattern.match(item):
+                raise ConfigError(f"{self.path(key)}[{index}]", f"{item!r} does not match {pattern.pattern}")
+        return value
+
+    def tables(self, key: str) -> list[_Table]:
+        value = self.get(key)
+        if not isinstance(value, list) or not value:
+            raise ConfigError(self.path(key), "must be a non-empty list of tables ([[...]])")
+        return [_Table(item, f"{self.path(key)}[{i}]") for i, item in enumerate(value)]
+
+    def address(self, key: str, kind: type, **kw: Any) -> Any:
+        value = self.get(key, **kw)
+        if value is None and not kw.get("required", True):
+            return None
+        try:
+            return kind(value)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(self.path(key), f"{value!r} is not a valid {kind.__name__}: {err}") from None
+
+    def check_unknown(self) -> None:
+        unknown = sorted(set(self.data) - self.read)
+        if unknown:
+            raise ConfigError(self.path(unknown[0]), "unknown field (misspelt?)")
+
+
+def _unique(items: Sequence[Any], where: str, what: str) -> None:
+    seen: set[Any] = set()
+    for item in items:
+        if item in seen:
+            raise ConfigError(where, f"duplicate {what} {item!r}")
+        seen.add(item)
+
+
+def _mac(table: _Table, key: str, default: str) -> str:
+    value = table.string(key, required=False) or default
+    value = value.lower()
+    if not MAC.match(value):
+        raise ConfigError(table.path(key), f"{value!r} is not a MAC address")
+    if int(value[:2], 16) & 1:
+        raise ConfigError(table.path(key), f"{value!r} is a multicast MAC address")
+    return value
+
+
+def _parse_edge(table: _Table) -> Edge:
+    name = table.string("name", SHORT_NAME)
+    tunnel_addresses = tuple(
+        _parse_interface(item, f"{table.path('tunnel_addresses')}[{i}]", IPv4Interface)
+        for i, item in enumerate(table.strings("tunnel_addresses"))
+    )
+    _unique([a.ip for a in tunnel_addresses], table.path("tunnel_addresses"), "address")
+    dpid = table.dpid("datapath_id")
+    v6 = table.address("internet_ipv6", IPv6Interface, required=False)
+    gw6 = table.address("internet_gateway_ipv6", ipaddress.IPv6Address, required=v6 is not None)
+    edge = Edge(
+        name=name,
+        dpid=dpid,
+        underlay_dpid=table.dpid("underlay_datapath_id"),
+        underlay_port=table.string("underlay_port", PORT_NAME),
+        underlay_gateway=table.address("underlay_gateway", ipaddress.IPv4Address),
+        tunnel_addresses=tunnel_addresses,
+        internet_port=table.string("internet_port", PORT_NAME),
+        internet_mac=_mac(table, "internet_mac", _derived_mac(0x0E, dpid)),
+        internet_ipv4=table.address("internet_ipv4", IPv4Interface),
+        internet_gateway_ipv4=table.address("internet_gateway_ipv4", ipaddress.IPv4Address),
+        internet_ipv6=v6,
+        internet_gateway_ipv6=gw6,
+    )
+    if edge.internet_gateway_ipv4 not in edge.internet_ipv4.network:
+        raise ConfigError(table.path("internet_gateway_ipv4"), f"not in {edge.internet_ipv4.network}")
+    if v6 is not None and gw6 not in v6.network:
+        raise ConfigError(table.path("internet_gateway_ipv6"), f"not in {v6.network}")
+    table.check_unknown()
+    return edge
+
+
+def _parse_interface(value: str, where: str, kind: type) -> Any:
+    try:
+        return kind(value)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(where, f"{value!r} is not a valid {kind.__name__}: {err}") from None
+
+
+def _derived_mac(role: int, dpid: int) -> str:
+    # Locally administered unicast MAC derived from the datapath id: stable across restarts.
+    raw = bytes([0x02 | (role << 2) & 0xFC]) + (dpid & (2**40 - 1)).to_bytes(5, "big")
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def _parse_order(table: _Table, key: str, uplinks: Sequence[Uplink]) -> tuple[str, ...]:
+    names = [u.name for u in uplinks]
+    order = table.strings(key, required=False) or names
+    for index, isp in enumerate(order):
+        if isp not in names:
+            raise ConfigError(f"{table.path(key)}[{index}]", f"unknown ISP {isp!r} (uplinks: {', '.join(names)})")
+    _unique(order, table.path(key), "ISP")
+    return tuple(order)
+
+
+def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
+    name = table.string("name", HOMENET_NAME)
+    prefixes: list[IPNetwork] = []
+    for index, text in enumerate(table.strings("prefixes")):
+        where = f"{table.path('prefixes')}[{index}]"
+        try:
+            prefixes.append(ipaddress.ip_network(text))
+        except ValueError as err:
+            raise ConfigError(where, f"{text!r} is not a prefix: {err}") from None
+    for i, a in enumerate(prefixes):
+        for b in prefixes[i + 1:]:
+            if a.version == b.version and a.overlaps(b):
+                raise ConfigError(table.path("prefixes"), f"{a} overlaps {b}")
+    if not any(p.version == 4 for p in prefixes):
+        raise ConfigError(table.path("prefixes"), "needs at least one IPv4 prefix")
+
+    uplinks = []
+    for slot, uplink_table in enumerate(table.tables("uplinks")):
+        uplinks.append(Uplink(
+            name=uplink_table.string("name", SHORT_NAME),
+            port=uplink_table.string("port", PORT_NAME),
+            underlay_dpid=uplink_table.dpid("underlay_datapath_id"),
+            slot=slot,
+        ))
+        uplink_table.check_unknown()
+    _unique([u.name for u in uplinks], table.path("uplinks"), "uplink name")
+    _unique([u.port for u in uplinks], table.path("uplinks"), "uplink port")
+
+    edge_name = table.string("edge")
+    if edge_name not in edges:
+        raise ConfigError(table.path("edge"), f"unknown edge {edge_name!r}")
+    edge = edges[edge_name]
+    if len(uplinks) > len(edge.tunnel_addresses):
+        raise ConfigError(
+            table.path("uplinks"),
+            f"{len(uplinks)} uplinks but edge {edge_name!r} has only {len(edge.tunnel_addresses)} tunnel_addresses",
+        )
+
+    lan_ipv4 = table.address("lan_ipv4", IPv4Interface)
+    lan_ipv6 = table.address("lan_ipv6", IPv6Interface, required=False)
+    for key, lan in (("lan_ipv4", lan_ipv4), ("lan_ipv6", lan_ipv6)):
+        if lan is not None and not any(
+            p.version == lan.version and lan.network.subnet_of(p) for p in prefixes  # type: ignore[arg-type]
+        ):
+            raise ConfigError(table.path(key), f"{lan.network} is not inside the homenet's prefixes")
+    if lan_ipv6 is None and any(p.version == 6 for p in prefixes):
+        raise ConfigError(table.path("lan_ipv6"), "is required when the homenet has an IPv6 prefix")
+    dpid = table.dpid("datapath_id")
+    lan_ports = table.strings("lan_ports", PORT_NAME)
+    _unique(lan_ports, table.path("lan_ports"), "port")
+    homenet = Homenet(
+        name=name,
+        id=table.integer("id", 1, MAX_HOMENET_ID),
+        dpid=dpid,
+        prefixes=tuple(prefixes),
+        lan_ports=tuple(lan_ports),
+        lan_ipv4=lan_ipv4,
+        lan_ipv6=lan_ipv6,
+        gateway_mac=_mac(table, "gateway_mac", _derived_mac(0x01, dpid)),
+        edge=edge_name,
+        uplinks=tuple(uplinks),
+        egress_order=_parse_order(table, "egress_order", uplinks),
+        ingress_order=_parse_order(table, "ingress_order", uplinks),
+    )
+    clash = set(lan_ports) & {u.port for u in uplinks}
+    if clash:
+        raise ConfigError(table.path("lan_ports"), f"port {sorted(clash)[0]!r} is also an uplink")
+    table.check_unknown()
+    return homenet
+
+
+def parse_config(data: Mapping[str, Any]) -> MspConfig:
+    """Validate a decoded TOML document. Raises ConfigError naming the first bad field."""
+    root = _Table(dict(data), "")
+    msp = _Table(root.get("msp", default={}, required=False), "msp")
+    bfd = msp.integer("bfd_interval_ms", 10, 10000, default=30, required=False)
+    controller_address = msp.string("controller_address", required=False) or "192.0.2.1"
+    try:
+        ipaddress.ip_address(controller_address)
+    except ValueError:
+        raise ConfigError("msp.controller_address", f"{controller_address!r} is not an IP address") from None
+    controller_port = msp.integer("controller_port", 1, 65535, default=6653, required=False)
+    msp.check_unknown()
+
+    edges = [_parse_edge(t) for t in root.tables("edges")]
+    _unique([e.name for e in edges], "edges", "edge name")
+    by_name = {e.name: e for e in edges}
+
+    homenets = [_parse_homenet(t, by_name) for t in root.tables("homenets")]
+    _unique([h.name for h in homenets], "homenets", "homenet name")
+    _unique([h.id for h in homenets], "homenets", "homenet id")
+    all_prefixes = [(p, h.name) for h in homenets for p in h.prefixes]
+    for i, (a, owner_a) in enumerate(all_prefixes):
+        for b, owner_b in all_prefixes[i + 1:]:
+            if owner_a != owner_b and a.version == b.version and a.overlaps(b):
+                raise ConfigError("homenets", f"{a} of {owner_a!r} overlaps {b} of {owner_b!r}")
+
+    dpids = [("edge " + e.name, e.dpid) for e in edges]
+    dpids += [("edge " + e.name + " underlay", e.underlay_dpid) for e in edges]
+    dpids += [("homenet " + h.name, h.dpid) for h in homenets]
+    dpids += [(f"homenet {h.name} uplink {u.name}", u.underlay_dpid) for h in homenets for u in h.uplinks]
+    _unique([d for _, d in dpids], "datapath_id", "datapath id")
+    root.check_unknown()
+    return MspConfig(
+        bfd_interval_ms=bfd,
+        edges=tuple(edges),
+        homenets=tuple(homenets),
+        controller_address=controller_address,
+        controller_port=controller_port,
+    )
+
+
+def load_config(path: str) -> MspConfig:
+    """Read and validate a TOML config file."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as err:
+        raise ConfigError(path, f"cannot read: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(path, f"not valid TOML: {err}") from None
+    return parse_config(data)

@@ -1,0 +1,104 @@
+"""What each box's Open vSwitch must hold before the controller takes over.
+
+Pure functions returning ovs-vsctl argument lists. Today the topology (or an operator)
+runs them inside the box; with zero-touch provisioning the MSP pushes the same state over
+OVSDB. Flows and groups are never set here: they belong to the controller.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .config import Edge, Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port
+
+Command = list[str]
+
+# Reconnect within a second of the controller coming back (OVS's default backoff is 8 s).
+CONTROLLER_MAX_BACKOFF_MS = 1000
+CONTROLLER_INACTIVITY_PROBE_MS = 5000
+
+
+def _bridge(name: str, dpid: int, config: MspConfig) -> list[Command]:
+    target = f"tcp:{config.controller_address}:{config.controller_port}"
+    return [
+        ["--may-exist", "add-br", name, "--", "set", "bridge", name,
+         "datapath_type=netdev", f"other-config:datapath-id={dpid:016x}",
+         "fail_mode=secure", "protocols=OpenFlow13",
+         "other-config:disable-in-band=true"],
+        ["set-controller", name, target],
+        ["--", "set", "controller", name,
+         f"max_backoff={CONTROLLER_MAX_BACKOFF_MS}",
+         f"inactivity_probe={CONTROLLER_INACTIVITY_PROBE_MS}"],
+    ]
+
+
+def _port(bridge: str, port: str) -> Command:
+    return ["--may-exist", "add-port", bridge, port]
+
+
+def _tunnel(bridge: str, port: str, remote_ip: str, key: int, bfd_ms: int,
+            local_ip: str | None = None) -> Command:
+    options = [f"options:remote_ip={remote_ip}", f"options:key={key}"]
+    if local_ip is not None:
+        options.append(f"options:local_ip={local_ip}")
+    return ["--may-exist", "add-port", bridge, port, "--", "set", "interface", port,
+            "type=vxlan", *options, "bfd:enable=true",
+            f"bfd:min_tx={bfd_ms}", f"bfd:min_rx={bfd_ms}"]
+
+
+def mspmb_commands(config: MspConfig, homenet: Homenet) -> list[Command]:
+    """Bridges and ports of a homenet's MSPMB: br-home plus one underlay bridge per uplink."""
+    edge = config.edge(homenet.edge)
+    commands = _bridge(homenet.bridge, homenet.dpid, config)
+    commands += [_port(homenet.bridge, port) for port in homenet.lan_ports]
+    for uplink in homenet.uplinks:
+        commands += _bridge(uplink.bridge, uplink.underlay_dpid, config)
+        commands.append(_port(uplink.bridge, uplink.port))
+        commands.append(_tunnel(homenet.bridge, mspmb_tunnel_port(edge, uplink),
+                                str(edge.tunnel_ip(uplink.slot)), homenet.id,
+                                config.bfd_interval_ms))
+    return commands
+
+
+def edge_commands(config: MspConfig, edge: Edge,
+                  uplink_addresses: dict[tuple[str, str], str]) -> list[Command]:
+    """Bridges and ports of an edge: br-msp (Internet port, tunnels) and br-up (underlay).
+
+    uplink_addresses maps (homenet, uplink) to the address the ISP gave that uplink: the
+    edge's tunnel ends there. (With zero-touch provisioning the MSPMB reports it.)
+    """
+    commands = _bridge(edge.bridge, edge.dpid, config)
+    commands.append(_port(edge.bridge, edge.internet_port))
+    commands += _bridge(edge.underlay_bridge, edge.underlay_dpid, config)
+    commands.append(_port(edge.underlay_bridge, edge.underlay_port))
+    for homenet in config.homenets:
+        if homenet.edge != edge.name:
+            continue
+        for uplink in homenet.uplinks:
+            remote = uplink_addresses[(homenet.name, uplink.name)]
+            commands.append(_tunnel(edge.bridge, edge_tunnel_port(homenet, uplink), remote,
+                                    homenet.id, config.bfd_interval_ms,
+                                    local_ip=str(edge.tunnel_ip(uplink.slot))))
+    return commands
+
+
+def edge_routes(edge: Edge) -> list[Command]:
+    """`ip` commands for the edge's underlay: tunnel addresses on br-up, default route."""
+    commands = [["link", "set", edge.underlay_bridge, "up"]]
+    commands += [["addr", "replace", str(a), "dev", edge.underlay_bridge] for a in edge.tunnel_addresses]
+    commands.append(["route", "replace", "default", "via", str(edge.underlay_gateway),
+                     "dev", edge.underlay_bridge])
+    return commands
+
+
+def mspmb_routes(config: MspConfig, homenet: Homenet,
+                 uplink_gateways: dict[str, str]) -> list[Command]:
+    """`ip` routes pinning each edge tunnel address to its uplink (ISP gateway by uplink name)."""
+    edge = config.edge(homenet.edge)
+    return [["route", "replace", f"{edge.tunnel_ip(uplink.slot)}/32",
+             "via", uplink_gateways[uplink.name], "dev", uplink.bridge]
+            for uplink in homenet.uplinks]
+
+
+def as_shell(commands: Sequence[Command], program: str) -> str:
+    import shlex
+    return "\n".join(" ".join([program, *map(shlex.quote, c)]) for c in commands)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on Debian 12, as root. Idempotent: each step
+# checks first, so a second run does nothing and needs no network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(openvswitch-switch mininet bird2 iperf3 tcpdump iputils-ping ethtool
+                 nftables iproute2 procps python3-venv)
+VENV=${MSP_VENV:-.venv}
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install: Debian packages: ${missing[*]}"
+    apt-get update -q
+    # The packages' own services (ovs, bird) are not used: each box starts its own daemons.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "install: virtual environment $VENV"
+    python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import ryu, eventlet, networkx, webob, pytest, mininet' 2>/dev/null; then
+    echo "install: Python packages (Ryu 4.34 needs an old setuptools and no build isolation)"
+    "$VENV/bin/pip" install -q "setuptools<68" pbr wheel
+    "$VENV/bin/pip" install -q --no-build-isolation ryu==4.34 eventlet==0.33.3
+    "$VENV/bin/pip" install -q networkx webob pytest mininet==2.3.0.dev6
+fi
+if ! "$VENV/bin/python" -c 'import msp_controller' 2>/dev/null || [ setup.cfg -nt "$VENV/.msp-installed" ]; then
+    echo "install: msp_controller (editable)"
+    "$VENV/bin/pip" install -q --no-build-isolation --no-deps -e .
+    touch "$VENV/.msp-installed"
+fi
