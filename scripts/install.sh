@@ -35,3 +35,13 @@ if ! "$VENV/bin/python" -c 'import msp_controller' 2>/dev/null || [ setup.cfg -n
     "$VENV/bin/pip" install -q --no-build-isolation --no-deps -e .
     touch "$VENV/.msp-installed"
 fi
+
+# Ryu 4.34's ryu.app.wsgi (imported by ryu-manager itself) wants eventlet.wsgi.ALREADY_HANDLED,
+# which no eventlet that runs on Python 3.11 has. A .pth file restores the name at start-up,
+# so plain `ryu-manager` works in this environment without patching installed files.
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+COMPAT="$SITE/msp_eventlet_compat.pth"
+if [ ! -f "$COMPAT" ]; then
+    echo "install: $COMPAT"
+    echo 'import os; exec("try:\n import eventlet.wsgi as w\n if not hasattr(w, \"ALREADY_HANDLED\"): w.ALREADY_HANDLED = []\nexcept ImportError:\n pass") if os.environ.get("MSP_NO_EVENTLET_COMPAT") is None else None' > "$COMPAT"
+fi

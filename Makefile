@@ -1,0 +1,32 @@
+# msp: the two commands a user needs are `make demo` and `make test`. Run as root on Debian 12.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MSP_VENV := $(VENV)
+
+.PHONY: install demo test unit integration check-config bench-failover lint clean-run
+
+install:
+	bash scripts/install.sh
+
+demo: install
+	$(PY) -m topologies.demo
+
+test: install
+	$(PY) -m pytest -q
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+integration: install
+	$(PY) -m pytest -q tests/integration
+
+check-config: install
+	$(VENV)/bin/msp-check-config etc/reference.toml
+
+bench-failover: install
+	$(PY) -m bench.failover
+
+lint: install
+	$(VENV)/bin/pip install -q mypy ruff
+	$(VENV)/bin/ruff check msp_controller topologies bench tests
+	$(VENV)/bin/mypy --ignore-missing-imports msp_controller

@@ -1,0 +1,159 @@
+"""The Ryu shell: translate OpenFlow events for MspCore and send back what it returns.
+
+Run with:  MSP_CONFIG=etc/reference.toml ryu-manager msp_controller.app
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from ryu.base import app_manager
+from ryu.controller import ofp_event
+from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from ryu.lib import hub
+from ryu.ofproto import ofproto_v1_3 as ofp
+
+from . import ofmsg
+from .config import ConfigError, load_config
+from .core import Messages, MspCore, PortState
+from .reconcile import ReportedFlow
+
+LOG = logging.getLogger("msp.app")
+TICK_S = 1.0
+
+
+def port_state(port: Any) -> PortState:
+    live = bool(port.state & ofp.OFPPS_LIVE) and not port.state & ofp.OFPPS_LINK_DOWN \
+        and not port.config & ofp.OFPPC_PORT_DOWN
+    return PortState(port.port_no, live)
+
+
+def port_name(port: Any) -> str:
+    name = port.name
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+
+
+class MspApp(app_manager.RyuApp):
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        path = os.environ.get("MSP_CONFIG", "")
+        if not path:
+            sys.exit("msp: set MSP_CONFIG to the controller's config file (see etc/reference.toml)")
+        try:
+            config = load_config(path)
+        except ConfigError as err:
+            sys.exit(f"msp: bad config: {err}")
+        self.core = MspCore(config)
+        self.datapaths: dict[int, Any] = {}
+        self._port_replies: dict[int, dict[str, PortState]] = {}
+        LOG.info("msp: %d edges, %d homenets from %s", len(config.edges), len(config.homenets), path)
+        self._ticker = hub.spawn(self._tick_forever)
+
+    # --- sending ------------------------------------------------------------------------
+
+    def _send(self, messages: Messages) -> None:
+        for dpid, batch in messages.items():
+            datapath = self.datapaths.get(dpid)
+            if datapath is None:
+                continue
+            for message in batch:
+                message.datapath = datapath
+                datapath.send_msg(message)
+
+    def _run(self, datapath: Any, what: str, call: Callable[[], Messages]) -> None:
+        """Run a core call; on a bug, say so loudly and drop the switch's connection.
+
+        The switch keeps forwarding (fail mode secure) and, when it reconnects, is
+        reconciled from what it really holds rather than left half-programmed.
+        """
+        try:
+            self._send(call())
+        except Exception:  # noqa: BLE001 - any bug here must not pass silently
+            LOG.exception("msp: handling %s for %016x failed; dropping its connection", what, datapath.id)
+            datapath.close()
+
+    def _tick_forever(self) -> None:
+        while True:
+            hub.sleep(TICK_S)
+            try:
+                self._send(self.core.tick(time.monotonic()))
+            except Exception:  # noqa: BLE001
+                LOG.exception("msp: periodic tick failed")
+
+    # --- OpenFlow events ---------------------------------------------------------------
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _features(self, ev: Any) -> None:
+        datapath = ev.msg.datapath
+        self.datapaths[datapath.id] = datapath
+        self._port_replies[datapath.id] = {}
+        request = ofmsg.port_desc_request()
+        request.datapath = datapath
+        datapath.send_msg(request)
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def _port_desc(self, ev: Any) -> None:
+        datapath = ev.msg.datapath
+        ports = self._port_replies.setdefault(datapath.id, {})
+        for port in ev.msg.body:
+            if port.port_no <= ofp.OFPP_MAX:
+                ports[port_name(port)] = port_state(port)
+        if not ev.msg.flags & ofp.OFPMPF_REPLY_MORE:
+            found = self._port_replies.pop(datapath.id)
+            self._run(datapath, "port description",
+                      lambda: self.core.switch_up(datapath.id, found, time.monotonic()))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev: Any) -> None:
+        datapath = ev.msg.datapath
+        flows = [ReportedFlow(s.table_id, s.priority, s.cookie, s.match) for s in ev.msg.body]
+        more = bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE)
+        self._run(datapath, "flow stats",
+                  lambda: self.core.flow_stats(datapath.id, flows, more, time.monotonic()))
+
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    def _group_desc(self, ev: Any) -> None:
+        datapath = ev.msg.datapath
+        groups = {g.group_id: ofmsg.group_signature(g.type, g.buckets) for g in ev.msg.body}
+        more = bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE)
+        self._run(datapath, "group description",
+                  lambda: self.core.group_desc(datapath.id, groups, more, time.monotonic()))
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev: Any) -> None:
+        msg = ev.msg
+        port = None if msg.reason == ofp.OFPPR_DELETE else port_state(msg.desc)
+        name = port_name(msg.desc)
+        self._run(msg.datapath, "port status",
+                  lambda: self.core.port_status(msg.datapath.id, name, port, time.monotonic()))
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev: Any) -> None:
+        msg = ev.msg
+        in_port = msg.match.get("in_port", 0)
+        self._run(msg.datapath, "packet-in",
+                  lambda: self.core.packet_in(msg.datapath.id, in_port, msg.table_id, bytes(msg.data),
+                                              time.monotonic()))
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def _flow_removed(self, ev: Any) -> None:
+        self.core.flow_removed(ev.msg.datapath.id, ev.msg.cookie)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev: Any) -> None:
+        msg = ev.msg
+        LOG.error("msp: switch %016x rejected a message: type=%d code=%d data=%s",
+                  msg.datapath.id, msg.type, msg.code, bytes(msg.data)[:64].hex())
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def _state_change(self, ev: Any) -> None:
+        datapath = ev.datapath
+        if datapath.id is None or self.datapaths.get(datapath.id) is not datapath:
+            return  # a stale connection replaced by a newer one
+        del self.datapaths[datapath.id]
+        self._send(self.core.switch_down(datapath.id, time.monotonic()))

@@ -1,0 +1,64 @@
+"""Command-line tools: check a config file, print a box's provisioning commands."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError, load_config
+from .provision import as_shell, edge_commands, mspmb_commands
+
+
+def check_config_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="msp-check-config", description="Validate an MSP config file.")
+    parser.add_argument("config", help="TOML config file")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(f"msp-check-config: {err}", file=sys.stderr)
+        return 1
+    for edge in config.edges:
+        print(f"edge {edge.name}: datapath {edge.dpid:016x}, tunnel addresses "
+              + ", ".join(str(a.ip) for a in edge.tunnel_addresses))
+    for homenet in config.homenets:
+        print(f"homenet {homenet.name}: datapath {homenet.dpid:016x}, "
+              f"prefixes {', '.join(map(str, homenet.prefixes))}, "
+              f"uplinks {', '.join(u.name for u in homenet.uplinks)}, edge {homenet.edge}, "
+              f"egress {'>'.join(homenet.egress_order)}, ingress {'>'.join(homenet.ingress_order)}")
+    print(f"{args.config}: OK")
+    return 0
+
+
+def provision_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="msp-provision",
+                                     description="Print the ovs-vsctl commands that set up one box.")
+    parser.add_argument("config")
+    parser.add_argument("box", help="a homenet name (its MSPMB) or an edge name")
+    parser.add_argument("--uplink-address", action="append", default=[], metavar="HOMENET:UPLINK=IP",
+                        help="for an edge: the address an ISP gave a homenet's uplink")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        if args.box in {h.name for h in config.homenets}:
+            commands = mspmb_commands(config, config.homenet(args.box))
+        elif args.box in {e.name for e in config.edges}:
+            addresses = {}
+            for item in args.uplink_address:
+                key, _, address = item.partition("=")
+                homenet, _, uplink = key.partition(":")
+                addresses[(homenet, uplink)] = address
+            commands = edge_commands(config, config.edge(args.box), addresses)
+        else:
+            raise ConfigError("box", f"no homenet or edge named {args.box!r}")
+    except ConfigError as err:
+        print(f"msp-provision: {err}", file=sys.stderr)
+        return 1
+    except KeyError as err:
+        print(f"msp-provision: missing --uplink-address for {err.args[0]}", file=sys.stderr)
+        return 1
+    print(as_shell(commands, "ovs-vsctl"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(check_config_main())

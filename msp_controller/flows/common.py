@@ -1,0 +1,48 @@
+"""Pieces shared by the per-role flow compilers."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..ofmsg import CONTROLLER, Flow, Group, Output, match
+
+ETH_IPV4, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806
+IPPROTO_ICMP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 17, 58
+ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136
+
+# Priorities: neighbour protocol above admission above routes.
+PRIO_NEIGHBOR = 300
+PRIO_SPECIFIC = 300
+PRIO_ADMIT = 200
+PRIO_ROUTE = 100
+
+PortNumbers = Mapping[str, int]  # a switch's port names and their OpenFlow numbers
+
+
+@dataclass(frozen=True)
+class SwitchProgram:
+    """Everything the controller wants one switch to hold (learned neighbours aside)."""
+
+    flows: tuple[Flow, ...] = ()
+    groups: tuple[Group, ...] = field(default_factory=tuple)
+
+
+def prefix_match(network: ipaddress.IPv4Network | ipaddress.IPv6Network, field_name: str) -> dict[str, object]:
+    """Match kwargs for "address inside network" on ipv4_src/dst or ipv6_src/dst."""
+    family = "ipv4" if network.version == 4 else "ipv6"
+    value: object = str(network.network_address)
+    if network.prefixlen != network.max_prefixlen:
+        value = (str(network.network_address), str(network.netmask))
+    return {"eth_type": ETH_IPV4 if network.version == 4 else ETH_IPV6, f"{family}_{field_name}": value}
+
+
+def neighbor_punts(table: int, in_port: int) -> list[Flow]:
+    """Send ARP and IPv6 neighbour solicitations/advertisements from a port to the controller."""
+    to_controller = (Output(CONTROLLER),)
+    return [
+        Flow(table, PRIO_NEIGHBOR, match(in_port=in_port, eth_type=ETH_ARP), to_controller),
+        *(Flow(table, PRIO_NEIGHBOR, match(in_port=in_port, eth_type=ETH_IPV6, ip_proto=IPPROTO_ICMPV6,
+                                           icmpv6_type=icmp_type), to_controller)
+          for icmp_type in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT)),
+    ]

@@ -1,0 +1,196 @@
+"""Flows and groups as plain values, and the one place that turns them into Ryu messages.
+
+The core describes what a switch should hold with Flow and Group values; builders here
+make OpenFlow 1.3 messages with no connection attached (the shell attaches it at send
+time). A flow's cookie is a digest of its content, so reconciliation can tell "already
+there" from "must change" without comparing OVS's normalised text.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+# Cookie classes: the top byte says who owns a flow.
+COOKIE_CLASS_SHIFT = 56
+COOKIE_CONFIG = 0x4D  # derived from config + liveness: reconciled (added and deleted)
+COOKIE_NEIGHBOR = 0x4E  # learned neighbours: left alone by reconciliation, they age out
+COOKIE_CLASS_MASK = 0xFF << COOKIE_CLASS_SHIFT
+
+CONTROLLER = "controller"
+
+
+@dataclass(frozen=True)
+class Output:
+    port: int | str  # OpenFlow port number, or CONTROLLER
+
+
+@dataclass(frozen=True)
+class SetField:
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class ToGroup:
+    group_id: int
+
+
+@dataclass(frozen=True)
+class DecTtl:
+    pass
+
+
+Action = Union[Output, SetField, ToGroup, DecTtl]
+Match = tuple[tuple[str, Any], ...]
+
+
+def match(**fields: Any) -> Match:
+    """A match as a sorted tuple of (OXM field, value or (value, mask))."""
+    return tuple(sorted(fields.items()))
+
+
+@dataclass(frozen=True)
+class Flow:
+    table: int
+    priority: int
+    match: Match
+    actions: tuple[Action, ...] = ()
+    goto: int | None = None
+    idle_timeout: int = 0
+    learned: bool = False  # a neighbour entry: not reconciled, may age out
+
+    @property
+    def cookie(self) -> int:
+        klass = COOKIE_NEIGHBOR if self.learned else COOKIE_CONFIG
+        digest = hashlib.blake2b(repr(self).encode(), digest_size=7).digest()
+        return (klass << COOKIE_CLASS_SHIFT) | int.from_bytes(digest, "big")
+
+    @property
+    def key(self) -> tuple[int, int, Match]:
+        """What OpenFlow uses to tell two flows apart: an ADD with the same key replaces."""
+        return (self.table, self.priority, self.match)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    actions: tuple[Action, ...]
+    watch_port: int = ofp.OFPP_ANY
+    weight: int = 0
+
+
+GROUP_TYPES = {"ff": ofp.OFPGT_FF, "select": ofp.OFPGT_SELECT, "all": ofp.OFPGT_ALL,
+               "indirect": ofp.OFPGT_INDIRECT}
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: int
+    type: str  # a key of GROUP_TYPES
+    buckets: tuple[Bucket, ...] = field(default_factory=tuple)
+
+
+# --- builders ---------------------------------------------------------------------------
+
+
+def _ryu_action(action: Action) -> Any:
+    if isinstance(action, Output):
+        if action.port == CONTROLLER:
+            return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)
+        return parser.OFPActionOutput(int(action.port), 0)
+    if isinstance(action, SetField):
+        return parser.OFPActionSetField(**{action.name: action.value})
+    if isinstance(action, ToGroup):
+        return parser.OFPActionGroup(action.group_id)
+    if isinstance(action, DecTtl):
+        return parser.OFPActionDecNwTtl()
+    raise TypeError(f"unknown action {action!r}")
+
+
+def flow_add(flow: Flow) -> parser.OFPFlowMod:
+    instructions: list[Any] = []
+    if flow.actions:
+        instructions.append(parser.OFPInstructionActions(
+            ofp.OFPIT_APPLY_ACTIONS, [_ryu_action(a) for a in flow.actions]))
+    if flow.goto is not None:
+        instructions.append(parser.OFPInstructionGotoTable(flow.goto))
+    return parser.OFPFlowMod(
+        None, cookie=flow.cookie, table_id=flow.table, command=ofp.OFPFC_ADD,
+        idle_timeout=flow.idle_timeout, priority=flow.priority,
+        buffer_id=ofp.OFP_NO_BUFFER, flags=ofp.OFPFF_SEND_FLOW_REM if flow.learned else 0,
+        match=parser.OFPMatch(**dict(flow.match)), instructions=instructions)
+
+
+def flow_delete_strict(table: int, priority: int, ryu_match: Any, cookie: int) -> parser.OFPFlowMod:
+    """Delete exactly one flow, identified as the switch reported it."""
+    return parser.OFPFlowMod(
+        None, cookie=cookie, cookie_mask=0xFFFFFFFFFFFFFFFF, table_id=table,
+        command=ofp.OFPFC_DELETE_STRICT, priority=priority, out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY, match=ryu_match)
+
+
+def _ryu_buckets(group: Group) -> list[Any]:
+    return [parser.OFPBucket(weight=b.weight, watch_port=b.watch_port, watch_group=ofp.OFPG_ANY,
+                             actions=[_ryu_action(a) for a in b.actions])
+            for b in group.buckets]
+
+
+def group_add(group: Group) -> parser.OFPGroupMod:
+    return parser.OFPGroupMod(None, ofp.OFPGC_ADD, GROUP_TYPES[group.type], group.group_id,
+                              _ryu_buckets(group))
+
+
+def group_modify(group: Group) -> parser.OFPGroupMod:
+    return parser.OFPGroupMod(None, ofp.OFPGC_MODIFY, GROUP_TYPES[group.type], group.group_id,
+                              _ryu_buckets(group))
+
+
+def group_delete(group_id: int) -> parser.OFPGroupMod:
+    return parser.OFPGroupMod(None, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, group_id, [])
+
+
+def barrier() -> parser.OFPBarrierRequest:
+    return parser.OFPBarrierRequest(None)
+
+
+def packet_out(port: int, data: bytes) -> parser.OFPPacketOut:
+    return parser.OFPPacketOut(None, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+                               actions=[parser.OFPActionOutput(port, 0)], data=data)
+
+
+def flow_stats_request() -> parser.OFPFlowStatsRequest:
+    return parser.OFPFlowStatsRequest(None, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0,
+                                      parser.OFPMatch())
+
+
+def group_desc_request() -> parser.OFPGroupDescStatsRequest:
+    return parser.OFPGroupDescStatsRequest(None, 0)
+
+
+def port_desc_request() -> parser.OFPPortDescStatsRequest:
+    return parser.OFPPortDescStatsRequest(None, 0)
+
+
+# --- reading back what the switch reports -------------------------------------------
+
+
+def group_signature(type_: int, buckets: Any) -> tuple[Any, ...]:
+    """A comparable form of a group, the same for a Group we built and one OVS reports."""
+    def action_sig(action: Any) -> tuple[Any, ...]:
+        if isinstance(action, parser.OFPActionOutput):
+            return ("output", action.port)
+        if isinstance(action, parser.OFPActionSetField):
+            return ("set_field", action.key, str(action.value).lower())
+        if isinstance(action, parser.OFPActionGroup):
+            return ("group", action.group_id)
+        return (type(action).__name__,)
+
+    return (type_, tuple((b.weight if type_ == ofp.OFPGT_SELECT else 0, b.watch_port,
+                          tuple(action_sig(a) for a in b.actions)) for b in buckets))
+
+
+def desired_group_signature(group: Group) -> tuple[Any, ...]:
+    return group_signature(GROUP_TYPES[group.type], _ryu_buckets(group))
