@@ -237,6 +237,8 @@ class FakeFlow:
 
 @dataclass
 class FakeGroup:
+    """One group entry, buckets as the Ryu OFPBucket objects of the last add or modify."""
+
     group_id: int
     type: int  # OFPGT_*
     buckets: list[parser.OFPBucket]

@@ -1,0 +1,91 @@
+"""Run the MSP controller (`ryu-manager msp_controller.app`) as a child process.
+
+Used by the demo, the integration tests and the benchmarks; it is stopped by its PID.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll until predicate() is truthy; return its value, or raise TimeoutError naming what."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Controller:
+    """ryu-manager with the MSP app, logging to a file."""
+
+    def __init__(self, config_path: str | os.PathLike[str], log_path: str | os.PathLike[str],
+                 listen_host: str = "0.0.0.0", port: int = 6653) -> None:
+        self.config_path = str(config_path)
+        self.log_path = pathlib.Path(log_path)
+        self.listen_host = listen_host
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        ryu_manager = pathlib.Path(sys.executable).parent / "ryu-manager"
+        env = dict(os.environ, MSP_CONFIG=self.config_path, PYTHONUNBUFFERED="1")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(ryu_manager), "--ofp-listen-host", self.listen_host, "--ofp-tcp-listen-port",
+             str(self.port), "msp_controller.app"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        wait_for(lambda: self._listening() or self._died(), timeout, what="the controller to listen")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"controller exited with {self.process.returncode}:\n{self.log_tail()}")
+
+    def _died(self) -> bool:
+        return self.process is None or self.process.poll() is not None
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self) -> "Controller":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,120 @@
+"""Failure injection and traffic accounting on the emulated ISP routers (nftables).
+
+The kernel here has no netem, so ISP faults are nftables rules in the ISP router's own
+namespace, on the forward hook: the router stops forwarding, the links stay up, nothing
+is signalled to either end (a "silent" failure, as when an ISP's core breaks).
+
+  table inet msp_fault   chain blackhole (prio -10): drop         isp_blackhole(node, True)
+                         chain loss      (prio -10): random drop  isp_loss(node, percent)
+  table inet msp_count   chain count     (prio +10): named counters "up" and "down"
+
+The counter chain runs after the fault chains, so it counts what the ISP actually
+forwarded: "up" from the customer side towards the Internet, "down" towards the customer.
+
+All functions are idempotent and raise ovsbox.CommandError (with nft's stderr) on failure.
+By hand: `nsenter -t $(cat /run/msp/nodes/ispA.pid) -n nft list ruleset`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mininet.node import Node
+
+from topologies.ovsbox import run
+
+FAULT_TABLE = "msp_fault"
+COUNT_TABLE = "msp_count"
+FAULT_PRIORITY = -10
+COUNT_PRIORITY = 10
+
+
+def _nft(node: Node, script: str) -> str:
+    return run(["nft", "-f", "-"], node, input=script)
+
+
+def _drop_chain(node: Node, chain: str) -> None:
+    """Remove one fault chain (if any), then the table once it holds no chain."""
+    _nft(node, f"add table inet {FAULT_TABLE}\n"
+               f"add chain inet {FAULT_TABLE} {chain}\n"
+               f"flush chain inet {FAULT_TABLE} {chain}\n"
+               f"delete chain inet {FAULT_TABLE} {chain}\n")
+    listing = json.loads(run(["nft", "-j", "list", "table", "inet", FAULT_TABLE], node))
+    if not any("chain" in item for item in listing.get("nftables", [])):
+        _nft(node, f"delete table inet {FAULT_TABLE}\n")
+
+
+def _set_chain(node: Node, chain: str, rule: str) -> None:
+    _nft(node, f"add table inet {FAULT_TABLE}\n"
+               f"add chain inet {FAULT_TABLE} {chain} "
+               f"{{ type filter hook forward priority {FAULT_PRIORITY}; policy accept; }}\n"
+               f"flush chain inet {FAULT_TABLE} {chain}\n"
+               f"add rule inet {FAULT_TABLE} {chain} {rule}\n")
+
+
+def isp_blackhole(node: Node, on: bool) -> None:
+    """on=True: the ISP silently drops everything it forwards. on=False: forwards again."""
+    if on:
+        _set_chain(node, "blackhole", "drop")
+    else:
+        _drop_chain(node, "blackhole")
+
+
+def isp_loss(node: Node, percent: float) -> None:
+    """Drop this percentage (0..100, steps of 0.01) of what the ISP forwards; 0 clears."""
+    if not 0 <= percent <= 100:
+        raise ValueError(f"loss percentage {percent} is not within 0..100")
+    threshold = round(percent * 100)  # out of 10000
+    if threshold == 0:
+        _drop_chain(node, "loss")
+    else:
+        _set_chain(node, "loss", f"numgen random mod 10000 < {threshold} drop")
+
+
+def clear_faults(node: Node) -> None:
+    """Remove every fault of this ISP (blackhole and loss)."""
+    _drop_chain(node, "blackhole")
+    _drop_chain(node, "loss")
+
+
+def install_counters(node: Node, customer_intf: str) -> None:
+    """(Re)create the msp_count table; counters start from zero."""
+    _nft(node, f"add table inet {COUNT_TABLE}\n"
+               f"delete table inet {COUNT_TABLE}\n"
+               f"table inet {COUNT_TABLE} {{\n"
+               f"  counter up {{ }}\n"
+               f"  counter down {{ }}\n"
+               f"  chain count {{\n"
+               f"    type filter hook forward priority {COUNT_PRIORITY}; policy accept;\n"
+               f"    iifname \"{customer_intf}\" counter name \"up\"\n"
+               f"    oifname \"{customer_intf}\" counter name \"down\"\n"
+               f"  }}\n"
+               f"}}\n")
+
+
+def isp_counters(node: Node) -> dict[str, dict[str, int]]:
+    """What the ISP forwarded so far: {"up": {"packets": n, "bytes": b}, "down": {...}}."""
+    listing: dict[str, Any] = json.loads(run(["nft", "-j", "list", "table", "inet", COUNT_TABLE], node))
+    counters = {}
+    for item in listing.get("nftables", []):
+        counter = item.get("counter")
+        if counter and counter.get("name") in ("up", "down"):
+            counters[counter["name"]] = {"packets": int(counter.get("packets", 0)),
+                                         "bytes": int(counter.get("bytes", 0))}
+    missing = {"up", "down"} - set(counters)
+    if missing:
+        raise RuntimeError(f"{node.name}: table inet {COUNT_TABLE} lacks counter(s) {sorted(missing)}")
+    return counters
+
+
+def isp_faults(node: Node) -> set[str]:
+    """Names of the fault chains active on this ISP ("blackhole", "loss")."""
+    tables = json.loads(run(["nft", "-j", "list", "tables", "inet"], node)).get("nftables", [])
+    if not any(item.get("table", {}).get("name") == FAULT_TABLE for item in tables):
+        return set()
+    out = run(["nft", "-j", "list", "table", "inet", FAULT_TABLE], node)
+    return {item["chain"]["name"] for item in json.loads(out).get("nftables", []) if "chain" in item}
+
+
+__all__ = ["isp_blackhole", "isp_loss", "isp_counters", "install_counters", "clear_faults",
+           "isp_faults", "FAULT_TABLE", "COUNT_TABLE"]

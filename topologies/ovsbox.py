@@ -1,0 +1,416 @@
+"""A Mininet node that runs its own Open vSwitch inside its network namespace.
+
+Open vSwitch's tunnel routing mirrors the kernel routes of the namespace that ovs-vswitchd
+runs in, so every box of the reference network (the MSPMB, each edge) runs a private
+``ovsdb-server`` + ``ovs-vswitchd`` (userspace datapath) in its own namespace, with its own
+directory for the database, sockets, pidfiles and logs::
+
+    <run_dir>/<box>/conf.db                   the box's OVSDB
+    <run_dir>/<box>/db.sock                   OVSDB socket (ovs-vsctl --db=unix:...)
+    <run_dir>/<box>/<bridge>.mgmt             OpenFlow management socket per bridge
+    <run_dir>/<box>/ovsdb-server.pid          pidfiles: stop_ovs() kills exactly these
+    <run_dir>/<box>/ovs-vswitchd.pid
+    <run_dir>/<box>/ovs-vswitchd.<pid>.ctl    unixctl socket (ovs-appctl -t ...)
+    <run_dir>/<box>/ovsdb-server.<pid>.ctl
+    <run_dir>/<box>/*.log
+
+By hand, from the root namespace (the sockets live on the shared filesystem)::
+
+    OVS_RUNDIR=/run/msp/mspmb ovs-vsctl show
+    OVS_RUNDIR=/run/msp/mspmb ovs-ofctl -O OpenFlow13 dump-flows br-home
+    ovs-ofctl -O OpenFlow13 dump-flows unix:/run/msp/mspmb/br-home.mgmt
+    OVS_RUNDIR=/run/msp/mspmb ovs-appctl bfd/show
+    nsenter -t "$(cat /run/msp/mspmb/ovs-vswitchd.pid)" -n ip route
+
+The node's own shell exports OVS_RUNDIR/OVS_DBDIR/OVS_LOGDIR, so in the Mininet CLI
+``mspmb ovs-vsctl show`` works as is.
+
+The helpers here raise CommandError (with the command's stderr) on any failure.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from typing import Callable, Iterable, Mapping, Sequence
+
+from mininet.node import Host
+
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+DEFAULT_RUN_DIR = "/run/msp"
+# Order matters: stop the switch before its database.
+OVS_DAEMONS = ("ovs-vswitchd", "ovsdb-server")
+
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+
+
+class CommandError(RuntimeError):
+    """A command failed; the message names where it ran, the command and its stderr."""
+
+    def __init__(self, where: str, argv: Sequence[str], returncode: int | None,
+                 stderr: str, stdout: str = "") -> None:
+        self.where = where
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+        status = "timed out" if returncode is None else f"failed (exit {returncode})"
+        detail = (stderr or stdout).strip() or "(no output)"
+        super().__init__(f"{where}: `{shlex.join(self.argv)}` {status}: {detail}")
+
+
+def run(argv: Sequence[str], node: Host | None = None, *, env: Mapping[str, str] | None = None,
+        input: str | None = None, timeout: float = 60.0, check: bool = True) -> str:
+    """Run argv in node's network namespace (the root namespace if node is None).
+
+    Returns stdout; raises CommandError on a non-zero exit or a timeout when check is set.
+    """
+    argv = [str(a) for a in argv]
+    full = argv if node is None else ["mnexec", "-a", str(node.pid), *argv]
+    where = "root namespace" if node is None else node.name
+    try:
+        proc = subprocess.run(full, input=input, capture_output=True, text=True,
+                              env=dict(env) if env is not None else None, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        raise CommandError(where, argv, None, _text(err.stderr), _text(err.stdout)) from None
+    except OSError as err:
+        raise CommandError(where, argv, 127, str(err)) from None
+    if check and proc.returncode != 0:
+        raise CommandError(where, argv, proc.returncode, proc.stderr, proc.stdout)
+    return proc.stdout
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05,
+             what: str = "condition") -> object:
+    """Poll condition() until it returns something truthy; TimeoutError after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- processes by pidfile -------------------------------------------------------------
+
+
+def read_pidfile(path: str) -> int | None:
+    try:
+        with open(path) as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def process_alive(pid: int, comm: str | None = None) -> bool:
+    """True if pid runs (not a zombie) and, when comm is given, is that program."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    # /proc/PID/stat: "pid (comm) state ..."; comm may contain spaces or parentheses.
+    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    state = stat[stat.rindex(")") + 2:].split()[0]
+    if state in ("Z", "X"):
+        return False
+    return comm is None or name == comm[:15]
+
+
+def _reap(pid: int) -> bool:
+    """Reap pid if it is our child and has exited; True once it is gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return True
+    except ChildProcessError:
+        pass
+    return not process_alive(pid)
+
+
+def kill_pid(pid: int, comm: str, timeout: float = 5.0) -> None:
+    """SIGTERM pid (only if it is still the program comm), SIGKILL it after timeout s."""
+    if not process_alive(pid, comm):
+        _reap(pid)
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            wait_for(lambda: _reap(pid), wait, what=f"{comm} (pid {pid}) to exit")
+            return
+        except TimeoutError:
+            continue
+    raise RuntimeError(f"{comm} (pid {pid}) survived SIGKILL")
+
+
+class _Subreaper:
+    """Become a child subreaper while daemons detach, so that we can reap them later.
+
+    A daemon started with --detach is orphaned when its launcher exits. Without this it
+    is adopted by PID 1, which on some VMs and containers never reaps, leaving a zombie
+    after stop. The flag is restored afterwards; the daemons stay our children.
+    """
+
+    def __enter__(self) -> None:
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        value = ctypes.c_int(0)
+        self.ok = self.libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value), 0, 0, 0) == 0
+        self.previous = value.value
+        if self.ok:
+            self.libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.ok:
+            self.libc.prctl(_PR_SET_CHILD_SUBREAPER, self.previous, 0, 0, 0)
+
+
+# --- root-namespace management bridge ---------------------------------------------------
+
+
+def link_exists(name: str, node: Host | None = None) -> bool:
+    return bool(run(["ip", "-o", "link", "show", "dev", name], node, check=False).strip())
+
+
+def ensure_root_bridge(name: str, address: str | None) -> None:
+    """Create (if missing) a Linux bridge in the root namespace, with address, up."""
+    if not link_exists(name):
+        run(["ip", "link", "add", name, "type", "bridge"])
+    # A management bridge needs no IPv6 (and no router solicitations on it).
+    run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
+    if address:
+        run(["ip", "addr", "replace", address, "dev", name])
+    run(["ip", "link", "set", name, "up"])
+
+
+def bridge_ports(name: str) -> list[str]:
+    out = run(["ip", "-o", "link", "show", "master", name], check=False)
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
+
+
+def delete_root_link(name: str) -> None:
+    if link_exists(name):
+        run(["ip", "link", "del", name])
+
+
+# --- the node ---------------------------------------------------------------------------
+
+
+class OvsBox(Host):
+    """A Mininet host running its own ovsdb-server + ovs-vswitchd (userspace datapath).
+
+    Parameters (besides Host's):
+      run_dir: base directory; this box's OVS files go to <run_dir>/<name>/
+      ovs_dir: explicit directory for this box's OVS files (overrides run_dir)
+      mgmt: optional dict(bridge=, bridge_ip=, ip=, root_intf=, box_intf=): a veth from a
+            root-namespace Linux bridge into the box (the controller's management network)
+      ovs_other_config: extra Open_vSwitch other_config set before ovs-vswitchd starts
+
+    config() (called by Mininet once the links exist) adds the management link, starts OVS
+    and calls provision(), which subclasses override. terminate() undoes all of it.
+    """
+
+    def __init__(self, name: str, run_dir: str = DEFAULT_RUN_DIR, ovs_dir: str | None = None,
+                 **params: object) -> None:
+        self.ovs_dir = os.path.abspath(ovs_dir or os.path.join(run_dir, name))
+        self.mgmt: dict[str, str] | None = None
+        super().__init__(name, **params)
+        # Let `mspmb ovs-vsctl show` & co. in the Mininet CLI find this box's OVS.
+        self.cmd("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in self._ovs_vars().items()))
+
+    # -- Mininet hooks
+
+    def config(self, mgmt: Mapping[str, str] | None = None,
+               ovs_other_config: Mapping[str, str] | None = None, **params: object) -> dict:
+        result = super().config(**params)
+        if mgmt:
+            self.add_mgmt_link(**mgmt)
+        self.start_ovs(ovs_other_config)
+        self.provision()
+        return result
+
+    def provision(self) -> None:
+        """Bridges, ports and addresses of the box: override in subclasses."""
+
+    def terminate(self) -> None:
+        try:
+            self.stop_ovs()
+        finally:
+            try:
+                self.del_mgmt_link()
+            finally:
+                super().terminate()
+
+    # -- commands
+
+    def _ovs_vars(self) -> dict[str, str]:
+        return {"OVS_RUNDIR": self.ovs_dir, "OVS_DBDIR": self.ovs_dir, "OVS_LOGDIR": self.ovs_dir}
+
+    @property
+    def ovs_env(self) -> dict[str, str]:
+        """Environment that points the OVS tools at this box's daemons."""
+        return {**os.environ, **self._ovs_vars()}
+
+    @property
+    def db_socket(self) -> str:
+        return os.path.join(self.ovs_dir, "db.sock")
+
+    def mgmt_socket(self, bridge: str) -> str:
+        """OpenFlow target of one bridge of this box, for ovs-ofctl or a controller test."""
+        return f"unix:{os.path.join(self.ovs_dir, bridge)}.mgmt"
+
+    def pidfile(self, daemon: str) -> str:
+        return os.path.join(self.ovs_dir, f"{daemon}.pid")
+
+    def ovs_pids(self) -> dict[str, int]:
+        """The live OVS daemons of this box, by program name."""
+        pids = {}
+        for daemon in OVS_DAEMONS:
+            pid = read_pidfile(self.pidfile(daemon))
+            if pid is not None and process_alive(pid, daemon):
+                pids[daemon] = pid
+        return pids
+
+    def run(self, *argv: str, input: str | None = None, timeout: float = 60.0) -> str:
+        """Run a command in this box's namespace; CommandError on failure."""
+        return run(argv, self, input=input, timeout=timeout)
+
+    def vsctl(self, *args: str, wait: bool = True, timeout: int = 30) -> str:
+        """ovs-vsctl against this box's OVSDB. wait=False adds --no-wait."""
+        argv = ["ovs-vsctl", f"--db=unix:{self.db_socket}", f"--timeout={timeout}"]
+        if not wait:
+            argv.append("--no-wait")
+        return run([*argv, *args], env=self.ovs_env, timeout=timeout + 5)
+
+    def ofctl(self, command: str, bridge: str | None = None, *args: str) -> str:
+        """ovs-ofctl -O OpenFlow13 COMMAND BRIDGE ARGS... against this box's vswitchd.
+
+        A bare bridge name becomes unix:<ovs_dir>/<bridge>.mgmt.
+        """
+        argv = ["ovs-ofctl", "-O", "OpenFlow13", command]
+        if bridge is not None:
+            argv.append(bridge if ":" in bridge else self.mgmt_socket(bridge))
+        return run([*argv, *args], env=self.ovs_env)
+
+    def appctl(self, *args: str, target: str = "ovs-vswitchd") -> str:
+        """ovs-appctl against this box's ovs-vswitchd (or target: ovsdb-server)."""
+        pid = self.ovs_pids().get(target)
+        if pid is None:
+            raise RuntimeError(f"{self.name}: {target} is not running (no live {self.pidfile(target)})")
+        ctl = os.path.join(self.ovs_dir, f"{target}.{pid}.ctl")
+        return run(["ovs-appctl", "-t", ctl, *args], env=self.ovs_env)
+
+    # -- daemons
+
+    def start_ovs(self, other_config: Mapping[str, str] | None = None) -> None:
+        """Create a fresh database and start ovsdb-server and ovs-vswitchd in the namespace.
+
+        Does nothing if both daemons already run. userspace-tso-enable is set before
+        ovs-vswitchd starts (TCP through netdev bridges fails without it).
+        """
+        live = self.ovs_pids()
+        if set(live) == set(OVS_DAEMONS):
+            return
+        if live:  # half running: start again from scratch
+            self.stop_ovs()
+        shutil.rmtree(self.ovs_dir, ignore_errors=True)
+        os.makedirs(self.ovs_dir, mode=0o755)
+        d = self.ovs_dir
+        db = os.path.join(d, "conf.db")
+        run(["ovsdb-tool", "create", db, OVS_SCHEMA])
+        with _Subreaper():
+            run(["ovsdb-server", db,
+                 f"--remote=punix:{self.db_socket}",
+                 "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+                 f"--pidfile={self.pidfile('ovsdb-server')}",
+                 f"--log-file={os.path.join(d, 'ovsdb-server.log')}",
+                 "--detach", "--no-chdir"], self, env=self.ovs_env)
+        settings = {"userspace-tso-enable": "true", **(other_config or {})}
+        self.vsctl("init", wait=False)
+        self.vsctl("set", "Open_vSwitch", ".",
+                   *[f"other_config:{k}={v}" for k, v in settings.items()], wait=False)
+        with _Subreaper():
+            run(["ovs-vswitchd", f"unix:{self.db_socket}",
+                 f"--pidfile={self.pidfile('ovs-vswitchd')}",
+                 f"--log-file={os.path.join(d, 'ovs-vswitchd.log')}",
+                 "--detach", "--no-chdir"], self, env=self.ovs_env)
+        missing = set(OVS_DAEMONS) - set(self.ovs_pids())
+        if missing:
+            raise RuntimeError(f"{self.name}: {', '.join(sorted(missing))} did not stay up; "
+                               f"see the logs in {d}")
+
+    def stop_ovs(self, remove_dir: bool = True) -> None:
+        """Kill this box's ovs-vswitchd, then its ovsdb-server (by pidfile); idempotent."""
+        for daemon in OVS_DAEMONS:
+            pid = read_pidfile(self.pidfile(daemon))
+            if pid is not None:
+                kill_pid(pid, daemon)
+        if remove_dir:
+            shutil.rmtree(self.ovs_dir, ignore_errors=True)
+
+    # -- management link
+
+    def add_mgmt_link(self, bridge: str, ip: str, bridge_ip: str | None = None,
+                      root_intf: str | None = None, box_intf: str = "mgmt0") -> None:
+        """veth root_intf (root namespace, in Linux bridge `bridge`) <-> box_intf (here, ip)."""
+        root_intf = root_intf or f"m-{self.name}"
+        self.mgmt = {"bridge": bridge, "root_intf": root_intf, "box_intf": box_intf}
+        ensure_root_bridge(bridge, bridge_ip)
+        if link_exists(root_intf):
+            raise RuntimeError(f"{self.name}: {root_intf} already exists in the root namespace "
+                               "(left over from an earlier run?)")
+        run(["ip", "link", "add", root_intf, "type", "veth", "peer", "name", box_intf,
+             "netns", str(self.pid)])
+        run(["sysctl", "-qw", f"net.ipv6.conf.{root_intf}.disable_ipv6=1"], check=False)
+        run(["ip", "link", "set", root_intf, "master", bridge, "up"])
+        self.run("ip", "-batch", "-", input=f"addr replace {ip} dev {box_intf}\n"
+                                            f"link set {box_intf} up\n")
+
+    def del_mgmt_link(self) -> None:
+        """Delete the management veth; delete the bridge too once no port is left."""
+        if not self.mgmt:
+            return
+        delete_root_link(self.mgmt["root_intf"])
+        bridge = self.mgmt["bridge"]
+        if link_exists(bridge) and not bridge_ports(bridge):
+            delete_root_link(bridge)
+        self.mgmt = None
+
+
+def prepare_ovs_ports(node: Host, ports: Iterable[str], mtu: Mapping[str, int] | None = None) -> None:
+    """Make veths fit to be OVS ports: no ARP and no IPv6 from the kernel, MTU, up.
+
+    The kernel otherwise answers ARP on an OVS-attached veth with the veth's own MAC,
+    which misdirects tunnel traffic.
+    """
+    ports = list(ports)
+    if not ports:
+        return
+    run(["sysctl", "-qw", *[f"net.ipv6.conf.{p}.disable_ipv6=1" for p in ports]], node)
+    lines = []
+    for port in ports:
+        if mtu and port in mtu:
+            lines.append(f"link set {port} mtu {mtu[port]}")
+        lines += [f"link set {port} arp off", f"link set {port} up",
+                  f"neigh flush dev {port}"]
+    run(["ip", "-batch", "-"], node, input="\n".join(lines) + "\n")
+
+
+__all__ = ["CommandError", "OvsBox", "run", "wait_for", "prepare_ovs_ports",
+           "read_pidfile", "process_alive", "kill_pid", "DEFAULT_RUN_DIR", "OVS_DAEMONS",
+           "ensure_root_bridge", "bridge_ports", "delete_root_link", "link_exists"]
