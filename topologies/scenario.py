@@ -1,0 +1,90 @@
+"""The reference scenario: network and controller up, hosts reachable, an ISP failure.
+
+One place for the steps the demo, the integration tests and the benchmarks share.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .controller import Controller, wait_for
+from .faults import isp_blackhole, isp_counters
+from .measure import H1_4, SERVER4, StreamResult, TcpResult, TcpTransfer, UdpStream, after, ping
+from .reference import ReferenceNetwork
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+REFERENCE_CONFIG = REPO / "etc" / "reference.toml"
+
+
+@contextlib.contextmanager
+def running(run_dir: str, config: str | os.PathLike[str] = REFERENCE_CONFIG) -> Iterator[tuple[ReferenceNetwork, Controller]]:
+    """The controller, then the reference network; both stopped (by PID) on the way out."""
+    controller = Controller(config, os.path.join(run_dir, "controller.log"))
+    controller.start()
+    network = ReferenceNetwork(str(config), run_dir=run_dir)
+    try:
+        network.start()
+        yield network, controller
+    finally:
+        network.stop()
+        controller.stop()
+
+
+def forwarded(net: ReferenceNetwork, isp: str) -> int:
+    counters = isp_counters(net[isp])
+    return counters["up"]["packets"] + counters["down"]["packets"]
+
+
+def carries_traffic(net: ReferenceNetwork, isp: str) -> bool:
+    """Does a ping from h1 to the server cross this ISP (both ways)?"""
+    before = isp_counters(net[isp])
+    if ping(net["h1"], SERVER4, timeout_s=0.5) is None:
+        return False
+    after_ = isp_counters(net[isp])
+    return all(after_[d]["packets"] > before[d]["packets"] for d in ("up", "down"))
+
+
+def wait_path(net: ReferenceNetwork, isp: str, timeout: float = 30.0) -> None:
+    wait_for(lambda: carries_traffic(net, isp), timeout, interval=0.2, what=f"traffic to take {isp}")
+
+
+@dataclass(frozen=True)
+class FailoverResult:
+    up: StreamResult  # h1 -> server
+    down: StreamResult  # server -> h1
+    tcp: TcpResult
+    failed_isp: str
+
+
+def isp_failure(net: ReferenceNetwork, isp: str = "ispA", seconds: float = 6.0, fail_at: float = 2.5,
+                tcp_bitrate: str = "100M", port_base: int = 5001) -> FailoverResult:
+    """1000 packet/s each way plus a TCP transfer; the ISP silently drops all at fail_at."""
+    h1, server = net["h1"], net["server"]
+    up = UdpStream(h1, server, SERVER4, port_base, seconds)
+    down = UdpStream(server, h1, H1_4, port_base + 1, seconds)
+    tcp = TcpTransfer(h1, server, SERVER4, seconds, bitrate=tcp_bitrate, port=port_base + 200)
+    try:
+        up.start()
+        down.start()
+        tcp.start()
+        after(fail_at, lambda: isp_blackhole(net[isp], True)).join()
+        return FailoverResult(up.result(), down.result(), tcp.result(), isp)
+    finally:
+        up.stop()
+        down.stop()
+        tcp.stop()
+
+
+def bfd_flap_counts(net: ReferenceNetwork) -> dict[str, int]:
+    """BFD state changes so far on every tunnel end (OVS's bfd_status:flap_count)."""
+    counts = {}
+    for box, bridge in (("mspmb", "br-home"), ("edge1", "br-msp")):
+        node: Any = net[box]
+        for port in node.vsctl("list-ports", bridge).split():
+            status = node.vsctl("--if-exists", "get", "interface", port, "bfd_status:flap_count").strip()
+            if status:
+                counts[f"{box}/{port}"] = int(status.strip('"'))
+    return counts
