@@ -110,7 +110,7 @@ class MspConfig:
     bfd_interval_ms: int
     edges: tuple[Edge, ...]
     homenets: tuple[Homenet, ...]
-    controller_address: str = "192.0.2.1"
+    controller_address: str = "198.19.0.1"
     controller_port: int = 6653
     vxlan_port: int = 4789
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -130,7 +130,7 @@ class MspConfig:
 
 def edge_tunnel_port(homenet: Homenet, uplink: Uplink) -> str:
     """Name of the edge's tunnel port towards one uplink of one homenet."""
-    return f"h{homenet.id}-{uplink.name}"
+    return f"hn{homenet.id}-{uplink.name}"
 
 
 def mspmb_tunnel_port(edge: Edge, uplink: Uplink) -> str:
@@ -374,7 +374,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
     root = _Table(dict(data), "")
     msp = _Table(root.get("msp", default={}, required=False), "msp")
     bfd = msp.integer("bfd_interval_ms", 10, 10000, default=30, required=False)
-    controller_address = msp.string("controller_address", required=False) or "192.0.2.1"
+    controller_address = msp.string("controller_address", required=False) or "198.19.0.1"
     try:
         ipaddress.ip_address(controller_address)
     except ValueError:

@@ -20,7 +20,7 @@ HOME, EDGE = 0x101, 0xE1
 UNDERLAY_A, UNDERLAY_B, EDGE_UNDERLAY = 0x111, 0x112, 0xE2
 PORTS = {
     HOME: {"mspmb-lan1": 1, "mspmb-lan2": 2, "edge1-ispA": 11, "edge1-ispB": 12},
-    EDGE: {"edge1-inet": 1, "h1-ispA": 11, "h1-ispB": 12},
+    EDGE: {"edge1-inet": 1, "hn1-ispA": 11, "hn1-ispB": 12},
     UNDERLAY_A: {"mspmb-ispA": 1},
     UNDERLAY_B: {"mspmb-ispB": 1},
     EDGE_UNDERLAY: {"edge1-up": 1},

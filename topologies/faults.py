@@ -116,5 +116,13 @@ def isp_faults(node: Node) -> set[str]:
     return {item["chain"]["name"] for item in json.loads(out).get("nftables", []) if "chain" in item}
 
 
-__all__ = ["isp_blackhole", "isp_loss", "isp_counters", "install_counters", "clear_faults",
-           "isp_faults", "FAULT_TABLE", "COUNT_TABLE"]
+__all__ = [
+    "COUNT_TABLE",
+    "FAULT_TABLE",
+    "clear_faults",
+    "install_counters",
+    "isp_blackhole",
+    "isp_counters",
+    "isp_faults",
+    "isp_loss",
+]

@@ -36,7 +36,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from mininet.node import Host
 
@@ -65,16 +65,17 @@ class CommandError(RuntimeError):
 
 
 def run(argv: Sequence[str], node: Host | None = None, *, env: Mapping[str, str] | None = None,
-        input: str | None = None, timeout: float = 60.0, check: bool = True) -> str:
+        input: str | None = None, timeout: float = 60.0, check: bool = True,
+        where: str | None = None) -> str:
     """Run argv in node's network namespace (the root namespace if node is None).
 
     Returns stdout; raises CommandError on a non-zero exit or a timeout when check is set.
     """
     argv = [str(a) for a in argv]
     full = argv if node is None else ["mnexec", "-a", str(node.pid), *argv]
-    where = "root namespace" if node is None else node.name
+    where = where or ("root namespace" if node is None else node.name)
     try:
-        proc = subprocess.run(full, input=input, capture_output=True, text=True,
+        proc = subprocess.run(full, input=input, capture_output=True, text=True, check=False,
                               env=dict(env) if env is not None else None, timeout=timeout)
     except subprocess.TimeoutExpired as err:
         raise CommandError(where, argv, None, _text(err.stderr), _text(err.stdout)) from None
@@ -134,11 +135,11 @@ def _reap(pid: int) -> bool:
     """Reap pid if it is our child and has exited; True once it is gone."""
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return True
-    except ChildProcessError:
-        pass
-    return not process_alive(pid)
+    except ChildProcessError:  # not ours: gone once it is not running (or a zombie)
+        return not process_alive(pid)
+    # Ours: only waitpid tells. (A multi-threaded daemon's leader shows "Z" while its
+    # other threads still exit; it cannot be reaped yet.)
+    return done == pid
 
 
 def kill_pid(pid: int, comm: str, timeout: float = 5.0) -> None:
@@ -295,7 +296,7 @@ class OvsBox(Host):
         argv = ["ovs-vsctl", f"--db=unix:{self.db_socket}", f"--timeout={timeout}"]
         if not wait:
             argv.append("--no-wait")
-        return run([*argv, *args], env=self.ovs_env, timeout=timeout + 5)
+        return run([*argv, *args], env=self.ovs_env, timeout=timeout + 5, where=self.name)
 
     def ofctl(self, command: str, bridge: str | None = None, *args: str) -> str:
         """ovs-ofctl -O OpenFlow13 COMMAND BRIDGE ARGS... against this box's vswitchd.
@@ -305,7 +306,7 @@ class OvsBox(Host):
         argv = ["ovs-ofctl", "-O", "OpenFlow13", command]
         if bridge is not None:
             argv.append(bridge if ":" in bridge else self.mgmt_socket(bridge))
-        return run([*argv, *args], env=self.ovs_env)
+        return run([*argv, *args], env=self.ovs_env, where=self.name)
 
     def appctl(self, *args: str, target: str = "ovs-vswitchd") -> str:
         """ovs-appctl against this box's ovs-vswitchd (or target: ovsdb-server)."""
@@ -313,7 +314,7 @@ class OvsBox(Host):
         if pid is None:
             raise RuntimeError(f"{self.name}: {target} is not running (no live {self.pidfile(target)})")
         ctl = os.path.join(self.ovs_dir, f"{target}.{pid}.ctl")
-        return run(["ovs-appctl", "-t", ctl, *args], env=self.ovs_env)
+        return run(["ovs-appctl", "-t", ctl, *args], env=self.ovs_env, where=self.name)
 
     # -- daemons
 
@@ -332,7 +333,7 @@ class OvsBox(Host):
         os.makedirs(self.ovs_dir, mode=0o755)
         d = self.ovs_dir
         db = os.path.join(d, "conf.db")
-        run(["ovsdb-tool", "create", db, OVS_SCHEMA])
+        run(["ovsdb-tool", "create", db, OVS_SCHEMA], where=self.name)
         with _Subreaper():
             run(["ovsdb-server", db,
                  f"--remote=punix:{self.db_socket}",
@@ -411,6 +412,19 @@ def prepare_ovs_ports(node: Host, ports: Iterable[str], mtu: Mapping[str, int] |
     run(["ip", "-batch", "-"], node, input="\n".join(lines) + "\n")
 
 
-__all__ = ["CommandError", "OvsBox", "run", "wait_for", "prepare_ovs_ports",
-           "read_pidfile", "process_alive", "kill_pid", "DEFAULT_RUN_DIR", "OVS_DAEMONS",
-           "ensure_root_bridge", "bridge_ports", "delete_root_link", "link_exists"]
+__all__ = [
+    "DEFAULT_RUN_DIR",
+    "OVS_DAEMONS",
+    "CommandError",
+    "OvsBox",
+    "bridge_ports",
+    "delete_root_link",
+    "ensure_root_bridge",
+    "kill_pid",
+    "link_exists",
+    "prepare_ovs_ports",
+    "process_alive",
+    "read_pidfile",
+    "run",
+    "wait_for",
+]

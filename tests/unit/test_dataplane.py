@@ -69,7 +69,7 @@ def test_tunnel_a_not_live_moves_egress_to_b(net, config):
 def test_tunnel_dead_at_the_far_end_only_moves_both_directions(net, config):
     """BFD down at the edge but not (yet) at the MSPMB: the controller reorders both ends."""
     gw = config.homenet("home1").gateway_mac
-    net.set_live(EDGE, "h1-ispA", False)
+    net.set_live(EDGE, "hn1-ispA", False)
     net.switch(EDGE).set_port_live(TUNNEL_A, False)
     assert _tunnel_taken(net, udp4(H1_4, SERVER4, H1_MAC, gw)) == TUNNEL_B
     inbound = net.switch(EDGE).process(INTERNET, udp4(SERVER4, H1_4, UPSTREAM_MAC, config.edge("edge1").internet_mac))

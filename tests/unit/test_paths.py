@@ -10,7 +10,7 @@ HOME_DPID, EDGE_DPID = 0x101, 0xE1
 
 def _liveness(**ports):
     names = {"home_A": (HOME_DPID, "edge1-ispA"), "home_B": (HOME_DPID, "edge1-ispB"),
-             "edge_A": (EDGE_DPID, "h1-ispA"), "edge_B": (EDGE_DPID, "h1-ispB")}
+             "edge_A": (EDGE_DPID, "hn1-ispA"), "edge_B": (EDGE_DPID, "hn1-ispB")}
     return {names[key]: value for key, value in ports.items()}
 
 

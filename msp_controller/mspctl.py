@@ -1,0 +1,155 @@
+"""mspctl: the controller's REST API from a shell.
+
+    mspctl [--url http://127.0.0.1:8080] health | homenets | show NAME
+           | policy get NAME | policy set NAME FILE|- | openapi
+
+Exit status: 0 done, 1 the API refused (its message on stderr) or a local file is
+unreadable, 2 the controller cannot be reached (or bad usage).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from .openapi import API_PREFIX
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class CtlError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mspctl", description="Talk to the MSP controller's REST API.")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the controller's API (default {DEFAULT_URL})")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON as it came")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("health", help="controller and switch health")
+    commands.add_parser("homenets", help="list the homenets")
+    commands.add_parser("show", help="a homenet's paths, measurements and classes").add_argument("name")
+    commands.add_parser("openapi", help="the API's OpenAPI document")
+    policy = commands.add_parser("policy", help="get or set a homenet's traffic policy")
+    actions = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("get", help="print the policy").add_argument("name")
+    put = actions.add_parser("set", help="replace the policy with a JSON file")
+    put.add_argument("name")
+    put.add_argument("file", help="JSON policy file, or - for standard input")
+    return parser
+
+
+def _homenet(name: str) -> str:
+    return f"/homenets/{quote(name, safe='')}"
+
+
+def _request(args: argparse.Namespace) -> tuple[str, str, bytes | None]:
+    """The method, API path and body the command line asks for."""
+    if args.command == "health":
+        return "GET", "/health", None
+    if args.command == "homenets":
+        return "GET", "/homenets", None
+    if args.command == "show":
+        return "GET", _homenet(args.name), None
+    if args.command == "openapi":
+        return "GET", "/openapi.json", None
+    if args.action == "get":
+        return "GET", _homenet(args.name) + "/policy", None
+    return "PUT", _homenet(args.name) + "/policy", _read_policy(args.file)
+
+
+def _read_policy(path: str) -> bytes:
+    # Sent as is: the server reports JSON mistakes with their line and column.
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise CtlError(f"cannot read {path}: {err.strerror or err}", 1) from None
+
+
+def _call(base: str, method: str, path: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
+    url = base.rstrip("/") + API_PREFIX + path
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    except ValueError as err:  # no scheme, say
+        raise CtlError(f"bad --url {base!r}: {err}", 2) from None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as err:
+        raise CtlError(_api_error(err.code, err.reason, err.read()), 1) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        raise CtlError(f"cannot reach the controller at {base}: {_why(err)}", 2) from None
+
+
+def _why(err: Exception) -> str:
+    reason = getattr(err, "reason", err)
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused (is the controller running, with its REST API on this port?)"
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return "timed out"
+    return str(getattr(reason, "strerror", None) or reason)
+
+
+def _api_error(status: int, reason: str, body: bytes) -> str:
+    """The API's own error message; something sensible if the answer is not the API's."""
+    try:
+        error = json.loads(body)["error"]
+        where = f"{error['where']}: " if error.get("where") else ""
+        return f"{status}: {where}{error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{status} {reason} (not an answer from the msp API: is --url right?)"
+
+
+def _show(body: bytes, raw: bool) -> None:
+    if raw:
+        sys.stdout.write(body.decode("utf-8", "replace"))
+        return
+    try:
+        print(json.dumps(json.loads(body), indent=2, ensure_ascii=False))
+    except ValueError:
+        raise CtlError("the controller answered something that is not JSON", 1) from None
+
+
+def _warn_pending(status: int, body: bytes) -> None:
+    if status != 202:
+        return
+    try:
+        pending = ", ".join(map(str, json.loads(body).get("pending", [])))
+    except (ValueError, AttributeError):
+        pending = "?"
+    print(f"mspctl: policy accepted, applied when these switches connect: {pending}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # usage errors and --help: argparse has already printed
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+    try:
+        method, path, body = _request(args)
+        status, answer = _call(args.url, method, path, body, args.timeout)
+        _show(answer, args.json)
+        _warn_pending(status, answer)
+    except CtlError as err:
+        print(f"mspctl: {err}", file=sys.stderr)
+        return err.code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The REST API's contract as an OpenAPI 3.0.3 document, served at /api/v1/openapi.json.
+
+The constants here are the ones rest.py enforces, so the document cannot drift from
+the server on names, limits or paths; tests check both directions.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+API_PREFIX = "/api/v1"
+NAME_PATTERN = "^[A-Za-z0-9_.-]+$"  # homenet, class and uplink names
+MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32  # a policy needs about 5; deeper bodies are hostile or broken
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _number(minimum: float, maximum: float | None = None, exclusive_min: bool = False,
+            description: str = "") -> Schema:
+    schema: Schema = {"type": "number", "minimum": minimum}
+    if exclusive_min:
+        schema["exclusiveMinimum"] = True
+    if maximum is not None:
+        schema["maximum"] = maximum
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _strict(properties: dict[str, Schema], required: list[str] | None = None,
+            description: str = "") -> Schema:
+    """A request object: unknown keys are errors, so typos do not pass silently."""
+    schema: Schema = {"type": "object", "additionalProperties": False, "properties": properties}
+    if required:
+        schema["required"] = required
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _loose(properties: dict[str, Schema], required: list[str], description: str = "") -> Schema:
+    """A response object: clients must ignore keys they do not know (room to grow)."""
+    schema: Schema = {"type": "object", "properties": properties, "required": required}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+# --- request: the traffic policy -----------------------------------------------------------
+
+def _policy_schemas() -> dict[str, Schema]:
+    name: Schema = {"type": "string", "pattern": NAME_PATTERN, "maxLength": 64}
+    port: Schema = {
+        "oneOf": [
+            {"type": "integer", "minimum": 0, "maximum": 65535},
+            {"type": "string", "pattern": "^[0-9]{1,5}-[0-9]{1,5}$",
+             "description": "an inclusive range low-high, e.g. \"10000-20000\""},
+        ]}
+    ports: Schema = {"type": "array", "items": port, "minItems": 1}
+    return {
+        "Policy": _strict({
+            "classes": {"type": "array", "items": _ref("TrafficClass"),
+                        "description": "first match wins, in this order"},
+            "default": _ref("DefaultClass"),
+        }, description="A homenet's traffic policy: classes of traffic and how each picks its paths."),
+        "TrafficClass": _strict({
+            "name": name,
+            "match": _ref("Match"),
+            "egress": _ref("PathSelection"),
+            "ingress": _ref("PathSelection"),
+        }, required=["name"]),
+        "DefaultClass": _strict({
+            "egress": _ref("PathSelection"),
+            "ingress": _ref("PathSelection"),
+        }, description="How traffic that matches no class picks its paths."),
+        "Match": _strict({
+            "protocol": {"oneOf": [
+                {"type": "string", "enum": ["tcp", "udp", "icmp", "icmpv6"]},
+                {"type": "integer", "minimum": 0, "maximum": 255, "description": "an IP protocol number"},
+            ]},
+            "src_ports": ports,
+            "dst_ports": ports,
+            "dscp": {"type": "integer", "minimum": 0, "maximum": 63},
+            "sources": {"type": "array", "minItems": 1,
+                        "items": {"type": "string", "maxLength": 64,
+                                  "description": "an IPv4 or IPv6 address or prefix inside the homenet"}},
+        }),
+        "PathSelection": _strict({
+            "mode": {"type": "string", "enum": ["failover", "balance", "sla"],
+                     "description": "failover: first live path in order; balance: spread flows by weight "
+                                    "over live paths; sla: first path in order within the limits below"},
+            "order": {"type": "array", "items": name, "minItems": 1, "uniqueItems": True,
+                      "description": "uplink (ISP) names, most preferred first"},
+            "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
+                        "description": "uplink name -> relative share (mode balance)"},
+            "max_rtt_ms": _number(0, exclusive_min=True),
+            "max_loss_pct": _number(0, 100),
+            "max_jitter_ms": _number(0),
+            "hysteresis_pct": _number(0, 100, description="how much better a path must be to take traffic back"),
+            "recover_s": _number(0, description="how long a path must stay within its limits before reuse"),
+        }),
+    }
+
+
+# --- responses ------------------------------------------------------------------------------
+
+def _status_schemas() -> dict[str, Schema]:
+    nullable_number: Schema = {"type": "number", "nullable": True, "description": "null until measured"}
+    counter: Schema = {"type": "integer", "minimum": 0}
+    nullable_path: Schema = {"type": "string", "nullable": True, "description": "isp@edge, null if no path is live"}
+    return {
+        "Error": _loose({
+            "error": _loose({
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "where": {"type": "string", "description": "the offending part of the request body, "
+                                                           "e.g. classes[0].egress.order"},
+                "message": {"type": "string"},
+            }, required=["status", "message"]),
+        }, required=["error"]),
+        "Health": _loose({
+            "status": {"type": "string", "enum": ["ok", "degraded"]},
+            "switches": {"type": "object", "additionalProperties": {"type": "object"},
+                         "description": "datapath id (hex) -> its state"},
+            "uptime_s": {"type": "number", "minimum": 0},
+        }, required=["status", "switches", "uptime_s"]),
+        "HomenetSummary": _loose({
+            "name": {"type": "string"},
+            "active_egress": nullable_path,
+        }, required=["name"]),
+        "Homenet": _loose({
+            "name": {"type": "string"},
+            "prefixes": {"type": "array", "items": {"type": "string"}},
+            "uplinks": {"type": "array", "items": {}},
+            "paths": {"type": "array", "items": _ref("PathStatus")},
+            "classes": {"type": "array", "items": _ref("ClassStatus")},
+        }, required=["paths", "classes"]),
+        "PathStatus": _loose({
+            "path": {"type": "string", "description": "isp@edge"},
+            "isp": {"type": "string"},
+            "edge": {"type": "string"},
+            "live": {"type": "boolean"},
+            "rtt_ms": nullable_number,
+            "jitter_ms": nullable_number,
+            "loss_pct": nullable_number,
+            "tx_packets": counter,
+            "tx_bytes": counter,
+            "rx_packets": counter,
+            "rx_bytes": counter,
+        }, required=["path", "isp", "edge", "live"]),
+        "ClassStatus": _loose({
+            "name": {"type": "string"},
+            "egress": nullable_path,
+            "ingress": nullable_path,
+        }, required=["name"]),
+        "PolicyResult": _loose({
+            "applied": {"type": "boolean", "description": "true: in the data plane when the response was sent"},
+            "policy": _ref("Policy"),
+            "applied_ms": {"type": "number", "minimum": 0},
+            "pending": {"type": "array", "items": {"type": "string"},
+                        "description": "switches not connected, which get the policy when they connect"},
+        }, required=["applied"]),
+    }
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERROR_RESPONSES = {
+    "400": "the request body is not JSON, not an object, or not a valid policy",
+    "404": "no such homenet, or no such path",
+    "405": "method not allowed here (see the Allow header)",
+    "413": f"request body larger than {MAX_BODY_BYTES} bytes",
+    "415": "Content-Type is not application/json",
+    "500": "a bug in the controller (logged there)",
+}
+
+
+def _error_responses() -> dict[str, Schema]:
+    responses = {f"E{code}": _json(_ref("Error"), text) for code, text in ERROR_RESPONSES.items()}
+    responses["E405"]["headers"] = {"Allow": {"description": "the methods this path accepts",
+                                              "schema": {"type": "string"}}}
+    return responses
+
+
+def _responses(ok: dict[str, Schema], errors: list[str]) -> Schema:
+    responses: Schema = dict(ok)
+    for code in errors:
+        responses[code] = {"$ref": f"#/components/responses/E{code}"}
+    return responses
+
+
+def _name_parameter() -> Schema:
+    return {"name": "name", "in": "path", "required": True, "description": "the homenet's name",
+            "schema": {"type": "string", "pattern": NAME_PATTERN}}
+
+
+def _get(operation_id: str, summary: str, ok: Schema, named: bool) -> Schema:
+    return {
+        "operationId": operation_id, "summary": summary,
+        "responses": _responses({"200": ok}, (["404"] if named else []) + ["405", "500"]),
+    }
+
+
+def _paths() -> dict[str, Schema]:
+    named = f"{API_PREFIX}/homenets/{{name}}"
+    return {
+        f"{API_PREFIX}/health": {
+            "get": _get("getHealth", "Controller and switch health", _json(_ref("Health"), "health"), False)},
+        f"{API_PREFIX}/homenets": {
+            "get": _get("listHomenets", "All homenets",
+                        _json({"type": "array", "items": _ref("HomenetSummary")}, "homenets"), False)},
+        named: {
+            "parameters": [_name_parameter()],
+            "get": _get("getHomenet", "A homenet: prefixes, uplinks, paths with measurements, classes",
+                        _json(_ref("Homenet"), "the homenet"), True)},
+        f"{named}/policy": {
+            "parameters": [_name_parameter()],
+            "get": _get("getPolicy", "A homenet's traffic policy", _json(_ref("Policy"), "the policy"), True),
+            "put": {
+                "operationId": "putPolicy",
+                "summary": "Replace a homenet's traffic policy",
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("Policy")}}},
+                "responses": _responses({
+                    "200": _json(_ref("PolicyResult"), "applied: in the data plane"),
+                    "202": _json(_ref("PolicyResult"), "accepted; applied when the pending switches connect"),
+                }, ["400", "404", "405", "413", "415", "500"]),
+            }},
+        f"{API_PREFIX}/openapi.json": {
+            "get": _get("getOpenApi", "This document", _json({"type": "object"}, "OpenAPI 3.0.3"), False)},
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """A fresh copy of the API description (callers may mutate it)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "msp controller",
+            "version": "1.0.0",
+            "description": "Multihoming as a service: homenets, their paths and traffic policies. "
+                           "Every error is JSON: {\"error\": {\"status\", \"where\", \"message\"}}.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": {**_policy_schemas(), **_status_schemas()},
+            "responses": _error_responses(),
+        },
+    }

@@ -1,0 +1,782 @@
+r"""The MSP reference network, emulated with Mininet hosts (one namespace per node).
+
+       h1 ---+                 +--- ispA ---+
+             |--- mspmb ------ |            |--- inet --- server
+       h2 ---+                 +--- ispB ---+     |  |
+                                              edge1-up  edge1-inet
+                                                   \      /
+                                                   edge1
+       root namespace: the Ryu controller, reached by each box over a management link
+       (Linux bridge msp-mgmt, 198.19.0.1/24; veths m-mspmb, m-edge1 -> mgmt0 in the box)
+
+Every node is a Mininet Host; there are no Mininet switches and no Mininet controller.
+The boxes (mspmb, edge1) each run their own ovsdb-server + ovs-vswitchd (userspace
+datapath) in their namespace (see topologies/ovsbox.py), provisioned from the MSP config
+with msp_controller.provision; flows and groups are left to the controller.
+
+Addressing (derived from etc/reference.toml; ISP n is uplink slot n-1):
+  homenet PI      198.51.100.0/24, 2001:db8:100::/48; h1 .10/::10, h2 .20/::20 (MTU 1450),
+                  gateway 198.51.100.1 / 2001:db8:100::1 (answered by the controller)
+  mspmb <-> ispN  198.18.N.0/24: ISP .1, MSPMB .2 (on the MSPMB's bridge br-ispN)
+  ispN <-> inet   198.18.10N.0/30: inet .1, ISP .2; ISPs default-route to inet and
+                  never learn the PI prefix (only their default route leads to it)
+  edge1-up        198.18.10.0/24: inet .1; edge tunnel addresses .11, .12 on br-up
+  edge1-inet      198.18.20.0/24, 2001:db8:ff20::/64: inet .1/::1; the edge's OpenFlow
+                  bridge answers as .2/::2 (no kernel address); MTU 1450 (overlay side)
+  inet <-> server 203.0.113.0/24, 2001:db8:200::/64: inet .1/::1, server .10/::10
+  inet routes the PI prefixes to the edge and each ISP's access /24 to that ISP.
+  management      msp-mgmt <msp.controller_address>/24 in the root namespace, mspmb .2,
+                  edge1 .3. start() refuses a management network that clashes with the
+                  root namespace's own addresses or routes (on some machines eth0 itself is
+                  192.0.2.2/24 with gateway 192.0.2.1): override the address with
+                  --controller-address / ReferenceNetwork(controller_address=...) or in
+                  the config; 198.19.0.1 (SPARE_CONTROLLER_ADDRESS) is a safe choice.
+
+Run it (as root, from the repository root):
+  .venv/bin/python -m topologies.reference              start, then Mininet's CLI
+  .venv/bin/python -m topologies.reference --no-cli     start, wait for Ctrl-C, stop
+  .venv/bin/python -m topologies.reference --cleanup    remove what a crashed run left
+
+From Python (tests, demo, benchmarks):
+  with ReferenceNetwork("etc/reference.toml", run_dir="/run/msp") as ref:
+      ref["h1"].cmd("ping -c1 203.0.113.10"); ref["mspmb"].vsctl("show")
+
+Run directory (default /run/msp):
+  <run_dir>/mspmb/, <run_dir>/edge1/   each box's OVS db, sockets, pidfiles, logs
+  <run_dir>/nodes/<node>.pid           pid of each node's shell, to enter its namespace:
+                                       nsenter -t $(cat /run/msp/nodes/ispA.pid) -n ip route
+  By hand: OVS_RUNDIR=/run/msp/mspmb ovs-vsctl show (ovs-ofctl, ovs-appctl likewise).
+
+`mn --custom topologies/reference.py --topo msp` also works (the boxes' config() hooks
+start and provision OVS, their terminate() hooks stop it; in its CLI `mspmb ovs-vsctl
+show` works), but `python -m topologies.reference` is the supported entry point. On any
+exception or Ctrl-C outside its CLI `mn` runs its global cleanup (what `mn -c` does: kill
+ping, mnexec, ryu-manager and all Mininet shells by name, delete every *-ethN link and the
+system OVS's bridges); when mn loads this file, that cleanup is replaced by one that
+removes only what this topology created (see _guard_mn). mn also copies every global of
+this file into its own namespace, hence no global here may be named `cleanup`.
+`mn --topo msp,config_path=...,run_dir=...,controller_address=...` passes options to MspTopo.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+# `mn --custom` execs this file without __file__; the code object still knows its file.
+_THIS_FILE = os.path.abspath(
+    globals().get("__file__") or inspect.currentframe().f_code.co_filename)  # type: ignore[union-attr]
+REPO_ROOT = os.path.dirname(os.path.dirname(_THIS_FILE))
+try:
+    import msp_controller  # noqa: F401
+    import topologies  # noqa: F401
+except ImportError:  # `mn --custom` execs this file with only mn's own directory on sys.path
+    sys.path.insert(0, REPO_ROOT)
+
+from mininet.net import Mininet
+from mininet.node import Host
+from mininet.topo import Topo
+
+from msp_controller.config import MspConfig, load_config
+from msp_controller.provision import (
+    edge_commands,
+    edge_routes,
+    mspmb_commands,
+    mspmb_routes,
+)
+from topologies.faults import install_counters
+from topologies.ovsbox import (
+    DEFAULT_RUN_DIR,
+    OVS_DAEMONS,
+    OvsBox,
+    delete_root_link,
+    kill_pid,
+    link_exists,
+    prepare_ovs_ports,
+    process_alive,
+    read_pidfile,
+    run,
+)
+
+DEFAULT_CONFIG = "etc/reference.toml"
+MGMT_BRIDGE = "msp-mgmt"
+UNDERLAY_MTU = 1500
+OVERLAY_MTU = 1450  # VXLAN over IPv4 takes 50 bytes of the underlay's 1500
+# An unused RFC 2544 benchmarking address: a management network that does not clash with
+# the host (on some machines the root namespace itself sits in 192.0.2.0/24).
+SPARE_CONTROLLER_ADDRESS = "198.19.0.1"
+MSPMB = "mspmb"
+INET = "inet"
+SERVER = "server"
+
+
+def resolve_config_path(path: str) -> str:
+    """A relative path is tried from the current directory, then from the repository root."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return os.path.abspath(path)
+    candidate = os.path.join(REPO_ROOT, path)
+    return candidate if os.path.exists(candidate) else os.path.abspath(path)
+
+
+def _iface(network: ipaddress.IPv4Network | ipaddress.IPv6Network, index: int) -> str:
+    return f"{network[index]}/{network.prefixlen}"
+
+
+def _ip(interface: str) -> str:
+    """The address part of "address/prefixlen"."""
+    return interface.split("/")[0]
+
+
+@dataclass(frozen=True)
+class LanHost:
+    """A host on the homenet LAN (addresses as "address/prefixlen")."""
+
+    name: str
+    intf: str
+    box_port: str  # the MSPMB's port on this host's link
+    ipv4: str
+    ipv6: str | None
+
+
+@dataclass(frozen=True)
+class Isp:
+    """An ISP router between the MSPMB and inet."""
+
+    name: str  # the uplink's name in the config
+    box_port: str  # the MSPMB's uplink veth
+    customer_intf: str  # the ISP's interface towards the MSPMB
+    inet_intf: str  # the ISP's interface towards inet
+    inet_side_intf: str  # inet's interface towards the ISP
+    access: ipaddress.IPv4Network  # the ISP-MSPMB subnet
+    isp_ip: str  # ISP side of access (the MSPMB's gateway)
+    box_ip: str  # the MSPMB's uplink address (on br-<isp>)
+    isp_transit_ip: str
+    inet_transit_ip: str
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str = SERVER
+    intf: str = f"{SERVER}-eth0"
+    inet_intf: str = f"{INET}-{SERVER}"
+    ipv4: str = "203.0.113.10/24"
+    ipv6: str = "2001:db8:200::10/64"
+    inet_ipv4: str = "203.0.113.1/24"
+    inet_ipv6: str = "2001:db8:200::1/64"
+
+
+class Plan:
+    """Names and addresses of the reference network, derived from an MspConfig.
+
+    The reference network has one homenet (its MSPMB is the node "mspmb") and one edge;
+    ISP router names, port names and the edge's addresses come from the config.
+    """
+
+    def __init__(self, config: MspConfig) -> None:
+        if len(config.homenets) != 1 or len(config.edges) != 1:
+            raise ValueError("the reference topology needs exactly one homenet and one edge "
+                             f"(config has {len(config.homenets)} and {len(config.edges)})")
+        self.config = config
+        self.homenet = homenet = config.homenets[0]
+        self.edge = edge = config.edge(homenet.edge)
+        self.mspmb = MSPMB
+        self.boxes = (MSPMB, edge.name)
+
+        # Management network: the controller's address on a root-namespace bridge.
+        controller = ipaddress.ip_address(config.controller_address)
+        if controller.version != 4:
+            raise ValueError("the reference topology needs an IPv4 msp.controller_address")
+        mgmt_net = ipaddress.ip_network(f"{controller}/24", strict=False)
+        free = (ip for ip in mgmt_net.hosts() if ip != controller)
+        self.mgmt_bridge = MGMT_BRIDGE
+        self.mgmt_network = mgmt_net
+        self.mgmt_bridge_ip = f"{controller}/{mgmt_net.prefixlen}"
+        self.mgmt_ips = {box: f"{next(free)}/{mgmt_net.prefixlen}" for box in self.boxes}
+        self.mgmt_root_intfs = {box: f"m-{box}" for box in self.boxes}
+
+        # LAN hosts: h<i> on the i-th LAN port.
+        v6net = homenet.lan_ipv6.network if homenet.lan_ipv6 else None
+        self.hosts = [LanHost(name=f"h{i}", intf=f"h{i}-eth0", box_port=port,
+                              ipv4=_iface(homenet.lan_ipv4.network, 10 * i),
+                              ipv6=_iface(v6net, 0x10 * i) if v6net else None)
+                      for i, port in enumerate(homenet.lan_ports, 1)]
+
+        # ISPs: ISP n (uplink slot n-1) gets 198.18.n.0/24 to the MSPMB, 198.18.10n.0/30 to inet.
+        self.isps = []
+        for uplink in homenet.uplinks:
+            n = uplink.slot + 1
+            access = ipaddress.IPv4Network(f"198.18.{n}.0/24")
+            transit = ipaddress.IPv4Network(f"198.18.{100 + n}.0/30")
+            self.isps.append(Isp(
+                name=uplink.name, box_port=uplink.port, customer_intf=f"{uplink.name}-{MSPMB}",
+                inet_intf=f"{uplink.name}-inet", inet_side_intf=f"{INET}-{uplink.name}",
+                access=access, isp_ip=_iface(access, 1), box_ip=_iface(access, 2),
+                isp_transit_ip=_iface(transit, 2), inet_transit_ip=_iface(transit, 1)))
+        self.uplink_addresses = {isp.name: isp.box_ip for isp in self.isps}
+        self.uplink_gateways = {isp.name: _ip(isp.isp_ip) for isp in self.isps}
+
+        # Edge: underlay towards inet, Internet port towards inet.
+        underlay_net = edge.tunnel_addresses[0].network
+        self.edge_underlay_inet_intf = f"{INET}-{edge.name}up"
+        self.edge_internet_inet_intf = f"{INET}-{edge.name}inet"
+        self.inet_underlay_ip = f"{edge.underlay_gateway}/{underlay_net.prefixlen}"
+        self.inet_internet_ipv4 = f"{edge.internet_gateway_ipv4}/{edge.internet_ipv4.network.prefixlen}"
+        self.inet_internet_ipv6 = (f"{edge.internet_gateway_ipv6}/{edge.internet_ipv6.network.prefixlen}"
+                                   if edge.internet_ipv6 else None)
+
+        # The server, somewhere on the Internet.
+        self.server = Server()
+
+    @property
+    def nodes(self) -> list[str]:
+        return ([h.name for h in self.hosts] + [MSPMB] + [i.name for i in self.isps]
+                + [INET, self.edge.name, SERVER])
+
+
+def with_overrides(config: MspConfig, controller_port: int | str | None = None,
+                   controller_address: str | None = None) -> MspConfig:
+    """The config with msp.controller_port / msp.controller_address replaced (if given)."""
+    changes: dict[str, Any] = {}
+    if controller_port is not None:
+        changes["controller_port"] = int(controller_port)
+    if controller_address is not None:
+        changes["controller_address"] = str(ipaddress.ip_address(controller_address))
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def mgmt_conflicts(plan: Plan) -> list[str]:
+    """Addresses and routes of the root namespace that the management network would clash
+    with (the management bridge lives in the root namespace). Default routes are ignored."""
+    mine = plan.mgmt_network
+    found = []
+    for item in json.loads(run(["ip", "-j", "-4", "addr", "show"]) or "[]"):
+        if item.get("ifname") == plan.mgmt_bridge:
+            continue
+        for addr in item.get("addr_info", []):
+            net = ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False)
+            if net.overlaps(mine):
+                found.append(f"{addr['local']}/{addr['prefixlen']} on {item['ifname']}")
+    for route in json.loads(run(["ip", "-j", "-4", "route", "show", "table", "main"]) or "[]"):
+        dst = route.get("dst", "default")
+        if dst == "default" or route.get("dev") == plan.mgmt_bridge:
+            continue
+        net = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
+        if net.overlaps(mine):
+            via = f" via {route['gateway']}" if "gateway" in route else ""
+            found.append(f"route {dst}{via} dev {route.get('dev')}")
+    for route in json.loads(run(["ip", "-j", "-4", "route", "show", "default"]) or "[]"):
+        gateway = route.get("gateway")
+        if gateway and ipaddress.ip_address(gateway) in mine:
+            found.append(f"default gateway {gateway} on {route.get('dev')}")
+    return found
+
+
+class TopologyError(RuntimeError):
+    """The reference network cannot start here (clashes, leftovers)."""
+
+
+def preflight(plan: Plan, run_dir: str) -> None:
+    """Refuse to start over leftovers or a management network that clashes with the host."""
+    problems = []
+    found = leftovers(plan, run_dir)
+    if found:
+        problems.append("an earlier run left " + ", ".join(found) + "; remove them with "
+                        f"`python -m topologies.reference --cleanup --run-dir {run_dir}`")
+    clashes = mgmt_conflicts(plan)
+    if clashes:
+        problems.append(
+            f"the management network {plan.mgmt_network} (from msp.controller_address "
+            f"{plan.config.controller_address}) clashes with the root namespace: "
+            + ", ".join(clashes) + "; putting it on a bridge there would break the host's own "
+            f"networking. Use an unused address, e.g. controller_address = "
+            f"\"{SPARE_CONTROLLER_ADDRESS}\" (or --controller-address {SPARE_CONTROLLER_ADDRESS}; with mn:"
+            f" --topo msp,controller_address={SPARE_CONTROLLER_ADDRESS})")
+    if problems:
+        raise TopologyError("; ".join(problems))
+
+
+# --- node classes ------------------------------------------------------------------------
+
+
+def _batch(node: Host, lines: Iterable[str]) -> None:
+    lines = list(lines)
+    if lines:
+        run(["ip", "-batch", "-"], node, input="\n".join(lines) + "\n")
+
+
+def _sysctl(node: Host, settings: Iterable[str]) -> None:
+    settings = list(settings)
+    if settings:
+        run(["sysctl", "-qw", *settings], node)
+
+
+def configure_ip(node: Host, addresses: Mapping[str, Sequence[str]], routes: Sequence[str] = (),
+                 mtu: Mapping[str, int] | None = None, forwarding: bool = False) -> None:
+    """Addresses (IPv6 without DAD), MTUs, routes (`ip -batch` lines), forwarding."""
+    settings = ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]
+    settings += [f"net.ipv6.conf.{intf}.accept_dad=0" for intf in addresses]
+    if forwarding:
+        settings += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
+    _sysctl(node, settings)
+    lines = []
+    for intf, addrs in addresses.items():
+        if mtu and intf in mtu:
+            lines.append(f"link set {intf} mtu {mtu[intf]}")
+        for addr in addrs:
+            nodad = " nodad" if ":" in addr else ""
+            lines.append(f"addr replace {addr} dev {intf}{nodad}")
+        lines.append(f"link set {intf} up")
+    _batch(node, lines)
+    _batch(node, routes)
+
+
+class RoutedHost(Host):
+    """A host or router configured from params: addresses, routes, mtu, forwarding."""
+
+    def __init__(self, name: str, **params: Any) -> None:
+        super().__init__(name, **params)
+        # Before Mininet creates the links: no DAD, so even link-local addresses are
+        # usable the moment an interface comes up.
+        _sysctl(self, ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"])
+
+    def config(self, addresses: Mapping[str, Sequence[str]] | None = None,
+               routes: Sequence[str] = (), mtu: Mapping[str, int] | None = None,
+               forwarding: bool = False, **params: Any) -> dict:
+        result = super().config(**params)
+        configure_ip(self, addresses or {}, routes, mtu, forwarding)
+        return result
+
+
+class IspRouter(RoutedHost):
+    """An ISP router: forwards, counts what it forwards per direction (topologies.faults)."""
+
+    def config(self, customer_intf: str | None = None, **params: Any) -> dict:  # type: ignore[override]
+        result = super().config(**params)
+        if customer_intf:
+            install_counters(self, customer_intf)
+        return result
+
+
+class MspmbBox(OvsBox):
+    """The homenet's MSPMB: br-home (LAN ports, tunnels) and one underlay bridge per ISP."""
+
+    def config(self, msp_config: MspConfig | None = None, homenet: str | None = None,  # type: ignore[override]
+               uplink_addresses: Mapping[str, str] | None = None,
+               uplink_gateways: Mapping[str, str] | None = None, **params: Any) -> dict:
+        self.msp_config = msp_config
+        self.homenet = msp_config.homenet(homenet) if msp_config and homenet else None
+        self.uplink_addresses = dict(uplink_addresses or {})
+        self.uplink_gateways = dict(uplink_gateways or {})
+        return super().config(**params)
+
+    def provision(self) -> None:
+        config, homenet = self.msp_config, self.homenet
+        if config is None or homenet is None:
+            return
+        mtu = {port: OVERLAY_MTU for port in homenet.lan_ports}
+        mtu.update({uplink.port: UNDERLAY_MTU for uplink in homenet.uplinks})
+        prepare_ovs_ports(self, mtu, mtu)
+        for command in mspmb_commands(config, homenet):
+            self.vsctl(*command)
+        bridges = [uplink.bridge for uplink in homenet.uplinks]
+        _sysctl(self, [f"net.ipv6.conf.{b}.disable_ipv6=1" for b in bridges])
+        lines = []
+        for uplink in homenet.uplinks:
+            lines += [f"link set {uplink.bridge} mtu {UNDERLAY_MTU}", f"link set {uplink.bridge} up",
+                      f"addr replace {self.uplink_addresses[uplink.name]} dev {uplink.bridge}"]
+        _batch(self, lines)
+        _batch(self, [shlex.join(c) for c in mspmb_routes(config, homenet, self.uplink_gateways)])
+
+
+class EdgeBox(OvsBox):
+    """An MSP edge: br-msp (Internet port, tunnels to homenets) and br-up (underlay)."""
+
+    def config(self, msp_config: MspConfig | None = None, edge: str | None = None,  # type: ignore[override]
+               uplink_addresses: Mapping[tuple[str, str], str] | None = None,
+               **params: Any) -> dict:
+        self.msp_config = msp_config
+        self.edge = msp_config.edge(edge) if msp_config and edge else None
+        self.uplink_addresses = dict(uplink_addresses or {})
+        return super().config(**params)
+
+    def provision(self) -> None:
+        config, edge = self.msp_config, self.edge
+        if config is None or edge is None:
+            return
+        mtu = {edge.underlay_port: UNDERLAY_MTU, edge.internet_port: OVERLAY_MTU}
+        prepare_ovs_ports(self, mtu, mtu)
+        for command in edge_commands(config, edge, self.uplink_addresses):
+            self.vsctl(*command)
+        _sysctl(self, [f"net.ipv6.conf.{edge.underlay_bridge}.disable_ipv6=1"])
+        _batch(self, [f"link set {edge.underlay_bridge} mtu {UNDERLAY_MTU}"])
+        _batch(self, [shlex.join(c) for c in edge_routes(edge)])
+
+
+# --- topology ------------------------------------------------------------------------------
+
+
+class MspTopo(Topo):
+    """The reference network as a Mininet Topo (see the module docstring).
+
+    MspTopo(config_path="etc/reference.toml", run_dir="/run/msp", controller_port=None)
+    or MspTopo(config=<MspConfig>, run_dir=...). Build it with
+    Mininet(topo, controller=None): the boxes start and provision their own OVS.
+    """
+
+    def build(self, config_path: str = DEFAULT_CONFIG, run_dir: str = DEFAULT_RUN_DIR,
+              controller_port: int | str | None = None, controller_address: str | None = None,
+              config: MspConfig | None = None, check: bool = True) -> None:
+        if config is None:
+            config = load_config(resolve_config_path(config_path))
+        config = with_overrides(config, controller_port, controller_address)
+        self.msp_config = config
+        self.plan = plan = Plan(config)
+        homenet, edge = plan.homenet, plan.edge
+        run_dir = os.path.abspath(run_dir)
+        if _under_mn():
+            _MN_STATE.update(plan=plan, run_dir=run_dir)
+        if check:
+            try:
+                preflight(plan, run_dir)
+            except TopologyError as err:
+                if _under_mn():
+                    # Nothing was created yet: exit with the message alone, no traceback.
+                    sys.stderr.write(f"*** {err}\n")
+                    raise SystemExit(1) from None
+                raise
+
+        def mgmt(box: str) -> dict[str, str]:
+            return {"bridge": plan.mgmt_bridge, "bridge_ip": plan.mgmt_bridge_ip,
+                    "ip": plan.mgmt_ips[box], "root_intf": plan.mgmt_root_intfs[box],
+                    "box_intf": "mgmt0"}
+
+        # ip=None everywhere: no Mininet default (10.0.0.x) addresses.
+        for host in plan.hosts:
+            addrs = [host.ipv4] + ([host.ipv6] if host.ipv6 else [])
+            routes = [f"route replace default via {homenet.lan_ipv4.ip} dev {host.intf}"]
+            if homenet.lan_ipv6 and host.ipv6:
+                routes.append(f"route replace default via {homenet.lan_ipv6.ip} dev {host.intf}")
+            self.addHost(host.name, cls=RoutedHost, ip=None, addresses={host.intf: addrs},
+                         routes=routes, mtu={host.intf: OVERLAY_MTU})
+
+        self.addHost(MSPMB, cls=MspmbBox, ip=None, run_dir=run_dir, mgmt=mgmt(MSPMB),
+                     msp_config=config, homenet=homenet.name,
+                     uplink_addresses=plan.uplink_addresses, uplink_gateways=plan.uplink_gateways)
+
+        for isp in plan.isps:
+            self.addHost(isp.name, cls=IspRouter, ip=None, forwarding=True,
+                         customer_intf=isp.customer_intf,
+                         addresses={isp.customer_intf: [isp.isp_ip], isp.inet_intf: [isp.isp_transit_ip]},
+                         routes=[f"route replace default via {_ip(isp.inet_transit_ip)} dev {isp.inet_intf}"])
+
+        server = plan.server
+        inet_addrs: dict[str, list[str]] = {}
+        inet_routes = []
+        for isp in plan.isps:
+            inet_addrs[isp.inet_side_intf] = [isp.inet_transit_ip]
+            inet_routes.append(f"route replace {isp.access} via {_ip(isp.isp_transit_ip)} "
+                               f"dev {isp.inet_side_intf}")
+        inet_addrs[plan.edge_underlay_inet_intf] = [plan.inet_underlay_ip]
+        inet_addrs[plan.edge_internet_inet_intf] = [plan.inet_internet_ipv4] + (
+            [plan.inet_internet_ipv6] if plan.inet_internet_ipv6 else [])
+        inet_addrs[server.inet_intf] = [server.inet_ipv4, server.inet_ipv6]
+        for prefix in homenet.prefixes_v4:
+            inet_routes.append(f"route replace {prefix} via {edge.internet_ipv4.ip} "
+                               f"dev {plan.edge_internet_inet_intf}")
+        if edge.internet_ipv6:
+            for prefix6 in homenet.prefixes_v6:
+                inet_routes.append(f"route replace {prefix6} via {edge.internet_ipv6.ip} "
+                                   f"dev {plan.edge_internet_inet_intf}")
+        self.addHost(INET, cls=RoutedHost, ip=None, forwarding=True, addresses=inet_addrs,
+                     routes=inet_routes, mtu={plan.edge_internet_inet_intf: OVERLAY_MTU})
+
+        uplink_addresses = {(homenet.name, name): _ip(address)
+                            for name, address in plan.uplink_addresses.items()}
+        self.addHost(edge.name, cls=EdgeBox, ip=None, run_dir=run_dir, mgmt=mgmt(edge.name),
+                     msp_config=config, edge=edge.name, uplink_addresses=uplink_addresses)
+
+        self.addHost(SERVER, cls=RoutedHost, ip=None,
+                     addresses={server.intf: [server.ipv4, server.ipv6]},
+                     routes=[f"route replace default via {_ip(server.inet_ipv4)} dev {server.intf}",
+                             f"route replace default via {_ip(server.inet_ipv6)} dev {server.intf}"])
+
+        for host in plan.hosts:
+            self.addLink(host.name, MSPMB, intfName1=host.intf, intfName2=host.box_port)
+        for isp in plan.isps:
+            self.addLink(MSPMB, isp.name, intfName1=isp.box_port, intfName2=isp.customer_intf)
+            self.addLink(isp.name, INET, intfName1=isp.inet_intf, intfName2=isp.inet_side_intf)
+        self.addLink(edge.name, INET, intfName1=edge.underlay_port,
+                     intfName2=plan.edge_underlay_inet_intf)
+        self.addLink(edge.name, INET, intfName1=edge.internet_port,
+                     intfName2=plan.edge_internet_inet_intf)
+        self.addLink(INET, SERVER, intfName1=server.inet_intf, intfName2=server.intf)
+
+
+topos = {"msp": MspTopo}
+
+
+def _under_mn() -> bool:
+    return os.path.basename(sys.argv[0] if sys.argv else "") == "mn"
+
+
+_MN_STATE: dict[str, Any] = {}  # the topology mn built, for _mn_safe_cleanup
+
+
+def _mn_safe_cleanup() -> None:
+    """Stands in for mn's global cleanup when mn loads this file (see _guard_mn)."""
+    plan, run_dir = _MN_STATE.get("plan"), _MN_STATE.get("run_dir", DEFAULT_RUN_DIR)
+    if plan is None:
+        plan = Plan(load_config(resolve_config_path(DEFAULT_CONFIG)))
+    sys.stderr.write("*** msp: removing only what the MSP reference topology created "
+                     "(not running mn's global cleanup)\n")
+    remove_leftovers(plan, run_dir)
+
+
+def _guard_mn() -> None:
+    """`mn` calls its global cleanup (the same as `mn -c`: kills ping, mnexec, ryu-manager
+    and every Mininet shell by name, deletes all *-ethN links and the system OVS's bridges)
+    on any exception or Ctrl-C. When mn loads this file, make that cleanup remove only what
+    this topology created, by pidfile and by name."""
+    main = sys.modules.get("__main__")
+    if _under_mn() and main is not None and callable(getattr(main, "cleanup", None)):
+        main.cleanup = _mn_safe_cleanup  # type: ignore[attr-defined]
+
+
+_guard_mn()
+
+
+# --- the network as a whole ---------------------------------------------------------------
+
+
+def _node_shell_alive(pid: int, name: str) -> bool:
+    """Is pid still the Mininet shell of node `name` (bash ... mininet:<name>)?"""
+    if not process_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            args = handle.read().split(b"\0")
+    except OSError:
+        return False
+    return f"mininet:{name}".encode() in args
+
+
+def leftovers(plan: Plan, run_dir: str) -> list[str]:
+    """What an earlier run of this topology left behind (processes, links, directories)."""
+    found = []
+    for box in plan.boxes:
+        for daemon in OVS_DAEMONS:
+            pid = read_pidfile(os.path.join(run_dir, box, f"{daemon}.pid"))
+            if pid is not None and process_alive(pid, daemon):
+                found.append(f"{box}'s {daemon} (pid {pid})")
+    nodes_dir = os.path.join(run_dir, "nodes")
+    for name in plan.nodes:
+        pid = read_pidfile(os.path.join(nodes_dir, f"{name}.pid"))
+        if pid is not None and _node_shell_alive(pid, name):
+            found.append(f"node {name}'s shell (pid {pid})")
+    for link in [*plan.mgmt_root_intfs.values(), plan.mgmt_bridge]:
+        if link_exists(link):
+            found.append(f"link {link} in the root namespace")
+    return found
+
+
+def remove_leftovers(plan: Plan, run_dir: str, remove_run_dir: bool = False) -> None:
+    """Remove what this topology may have left: by pidfile and by name, nothing else."""
+    errors: list[BaseException] = []
+
+    def attempt(action: Any, *args: Any) -> None:
+        try:
+            action(*args)
+        except Exception as err:  # noqa: BLE001 - keep cleaning; report the first problem at the end
+            errors.append(err)
+
+    for box in plan.boxes:
+        for daemon in OVS_DAEMONS:
+            pid = read_pidfile(os.path.join(run_dir, box, f"{daemon}.pid"))
+            if pid is not None:
+                attempt(kill_pid, pid, daemon)
+        shutil.rmtree(os.path.join(run_dir, box), ignore_errors=True)
+    nodes_dir = os.path.join(run_dir, "nodes")
+    for name in plan.nodes:
+        pid = read_pidfile(os.path.join(nodes_dir, f"{name}.pid"))
+        if pid is not None and _node_shell_alive(pid, name):
+            attempt(os.kill, pid, signal.SIGKILL)
+    shutil.rmtree(nodes_dir, ignore_errors=True)
+    for link in [*plan.mgmt_root_intfs.values(), plan.mgmt_bridge]:
+        attempt(delete_root_link, link)
+    if remove_run_dir:
+        try:
+            os.rmdir(run_dir)
+        except OSError:
+            pass
+    if errors:
+        raise errors[0]
+
+
+class ReferenceNetwork:
+    """Start and stop the reference network; a context manager.
+
+        with ReferenceNetwork() as ref:
+            ref["h1"], ref["mspmb"].vsctl("show"), ref.net (the Mininet object)
+    """
+
+    def __init__(self, config_path: str = DEFAULT_CONFIG, run_dir: str = DEFAULT_RUN_DIR,
+                 controller_port: int | None = None, controller_address: str | None = None) -> None:
+        self.config_path = resolve_config_path(config_path)
+        self.config = with_overrides(load_config(self.config_path), controller_port, controller_address)
+        self.plan = Plan(self.config)
+        self.run_dir = os.path.abspath(run_dir)
+        self.net: Mininet | None = None
+        self._created_run_dir = False
+
+    # -- access
+
+    def __getitem__(self, name: str) -> Host:
+        if self.net is None:
+            raise RuntimeError("the reference network is not running")
+        return self.net[name]
+
+    @property
+    def boxes(self) -> dict[str, OvsBox]:
+        return {name: self[name] for name in self.plan.boxes}
+
+    @property
+    def isps(self) -> dict[str, IspRouter]:
+        return {isp.name: self[isp.name] for isp in self.plan.isps}
+
+    def box_dir(self, box: str) -> str:
+        return os.path.join(self.run_dir, box)
+
+    # -- life cycle
+
+    def start(self) -> None:
+        """Create the nodes and links, address them, start and provision the boxes' OVS."""
+        if self.net is not None:
+            raise RuntimeError("the reference network is already running")
+        preflight(self.plan, self.run_dir)
+        if not os.path.isdir(self.run_dir):
+            os.makedirs(self.run_dir, mode=0o755)
+            self._created_run_dir = True
+        topo = MspTopo(config=self.config, run_dir=self.run_dir, check=False)
+        self.net = Mininet(topo=topo, controller=None, build=False)
+        try:
+            self.net.build()  # nodes, links, then each node's config(): addresses, OVS, provisioning
+            self.net.start()
+            os.makedirs(os.path.join(self.run_dir, "nodes"), exist_ok=True)
+            for node in self.net.hosts:
+                with open(os.path.join(self.run_dir, "nodes", f"{node.name}.pid"), "w") as handle:
+                    handle.write(f"{node.pid}\n")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop everything this network started; safe to call twice or after a failed start."""
+        net, self.net = self.net, None
+        errors: list[BaseException] = []
+        if net is not None:
+            # OVS first, while its ports still exist; then Mininet's links and shells.
+            for node in net.hosts:
+                if isinstance(node, OvsBox):
+                    try:
+                        node.stop_ovs()
+                    except Exception as err:  # noqa: BLE001 - stop the rest anyway
+                        errors.append(err)
+            try:
+                net.stop()
+            except Exception as err:  # noqa: BLE001 - clean up by name anyway
+                errors.append(err)
+        try:
+            remove_leftovers(self.plan, self.run_dir, remove_run_dir=self._created_run_dir)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- command line -----------------------------------------------------------------------
+
+
+def _summary(ref: ReferenceNetwork) -> str:
+    lines = ["", "*** MSP reference network is up. Boxes' Open vSwitch, by hand:"]
+    for box in ref.plan.boxes:
+        d = ref.box_dir(box)
+        lines.append(f"    OVS_RUNDIR={d} ovs-vsctl show     "
+                     f"(ovs-ofctl -O OpenFlow13 dump-flows unix:{d}/<bridge>.mgmt)")
+    lines.append(f"    nsenter -t $(cat {ref.run_dir}/nodes/<node>.pid) -n <command>")
+    lines.append(f"*** Controller expected at tcp:{ref.config.controller_address}:"
+                 f"{ref.config.controller_port}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m topologies.reference",
+                                     description="Run the MSP reference network (as root).")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="MSP config (TOML)")
+    parser.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="base directory for the boxes' OVS")
+    parser.add_argument("--controller-port", type=int, help="override msp.controller_port")
+    parser.add_argument("--controller-address", help="override msp.controller_address "
+                        "(the management bridge's address)")
+    parser.add_argument("--no-cli", action="store_true", help="no Mininet CLI: run until Ctrl-C or SIGTERM")
+    parser.add_argument("--cleanup", action="store_true",
+                        help="remove what an earlier run left (by pidfile and name) and exit")
+    parser.add_argument("--quiet", action="store_true", help="less Mininet output")
+    args = parser.parse_args(argv)
+
+    from mininet.log import setLogLevel
+    setLogLevel("warning" if args.quiet else "info")
+    ref = ReferenceNetwork(args.config, args.run_dir, args.controller_port, args.controller_address)
+    if args.cleanup:
+        found = leftovers(ref.plan, ref.run_dir)
+        remove_leftovers(ref.plan, ref.run_dir, remove_run_dir=True)
+        print("removed: " + (", ".join(found) if found else "nothing was left"))
+        return 0
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if args.no_cli:
+            stop.set()
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        ref.start()
+    except TopologyError as err:
+        print(f"*** cannot start: {err}", file=sys.stderr)
+        return 2
+    try:
+        print(_summary(ref), flush=True)
+        if args.no_cli:
+            signal.signal(signal.SIGINT, on_signal)
+            print("*** Running; Ctrl-C or SIGTERM stops it", flush=True)
+            while not stop.wait(1.0):
+                pass
+        else:
+            from mininet.cli import CLI
+            CLI(ref.net)
+    finally:
+        ref.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
