@@ -79,6 +79,8 @@ class MspCore:
         self.pending: dict[int, _Pending] = {}
         self.neighbors: dict[tuple[int, str], ofmsg.Flow] = {}
         self.solicited: dict[tuple[int, str], float] = {}
+        # Learned entries a switch already held when we (re)connected: not sent again.
+        self.present_learned: dict[int, set[int]] = {}
         self.plans: dict[str, PathPlan] = plan_all(config, {})
         self.path_changes: collections.deque[PathChange] = collections.deque(maxlen=1000)
         self.ignored_packets = 0
@@ -181,6 +183,7 @@ class MspCore:
         self.ports.pop(dpid, None)
         self.installed.pop(dpid, None)
         self.pending.pop(dpid, None)
+        self.present_learned.pop(dpid, None)
         for key in [k for k in self.neighbors if k[0] == dpid]:
             del self.neighbors[key]
         return self._replan(now)
@@ -206,6 +209,7 @@ class MspCore:
         if not (pending.flows_done and pending.groups_done):
             return {}
         del self.pending[dpid]
+        self.present_learned[dpid] = {flow.cookie for flow in pending.flows if flow.is_learned}
         wanted = self.desired(dpid)
         messages = reconcile(wanted, pending.flows, pending.groups)
         self.installed[dpid] = wanted
@@ -280,13 +284,15 @@ class MspCore:
             if self.neighbors.get((dpid, ip)) != flow:
                 LOG.info("%s: neighbour %s is %s on port %d", owner.name, ip, mac, port)
                 self.neighbors[(dpid, ip)] = flow
-                messages.append(ofmsg.flow_add(flow))
+                if flow.cookie not in self.present_learned.get(dpid, set()):
+                    messages.append(ofmsg.flow_add(flow))
         return messages
 
     def flow_removed(self, dpid: int, cookie: int) -> None:
         """A learned entry aged out: forget it so that the next sighting installs it again."""
         for key in [k for k, flow in self.neighbors.items() if k[0] == dpid and flow.cookie == cookie]:
             del self.neighbors[key]
+        self.present_learned.get(dpid, set()).discard(cookie)
 
     def _resolve_destination(self, dpid: int, data: bytes, now: float) -> Messages:
         from .neighbors import destination_of

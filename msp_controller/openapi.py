@@ -174,6 +174,7 @@ ERROR_RESPONSES = {
     "400": "the request body is not JSON, not an object, or not a valid policy",
     "404": "no such homenet, or no such path",
     "405": "method not allowed here (see the Allow header)",
+    "411": "a chunked request body on a server that cannot read one: send Content-Length",
     "413": f"request body larger than {MAX_BODY_BYTES} bytes",
     "415": "Content-Type is not application/json",
     "500": "a bug in the controller (logged there)",
@@ -229,7 +230,7 @@ def _paths() -> dict[str, Schema]:
                 "responses": _responses({
                     "200": _json(_ref("PolicyResult"), "applied: in the data plane"),
                     "202": _json(_ref("PolicyResult"), "accepted; applied when the pending switches connect"),
-                }, ["400", "404", "405", "413", "415", "500"]),
+                }, ["400", "404", "405", "411", "413", "415", "500"]),
             }},
         f"{API_PREFIX}/openapi.json": {
             "get": _get("getOpenApi", "This document", _json({"type": "object"}, "OpenAPI 3.0.3"), False)},

@@ -136,11 +136,26 @@ def _check_media_type(request: webob.Request) -> None:
         return
     media, *params = header.split(";")
     if media.strip().lower() != "application/json":
-        raise ApiError(415, f"Content-Type must be application/json, not {media.strip()[:80]!r}")
+        hint = " (curl -d sends that: add -H 'Content-Type: application/json')" \
+            if media.strip().lower() == "application/x-www-form-urlencoded" else ""
+        raise ApiError(415, f"Content-Type must be application/json, not {media.strip()[:80]!r}{hint}")
     for param in params:
         key, _, value = param.partition("=")
         if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise ApiError(415, "JSON bodies must be UTF-8")
+
+
+def _body_stream(request: webob.Request) -> Any:
+    environ = request.environ
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    if request.content_length is not None or not chunked:
+        return request.body_file
+    stream = environ.get("wsgi.input")
+    # webob reads a chunked body only if the server sets wsgi.input_terminated; eventlet
+    # (under Ryu) does not, but its input de-chunks and ends by itself.
+    if environ.get("wsgi.input_terminated") or getattr(stream, "chunked_input", False):
+        return stream
+    raise ApiError(411, "this server cannot read chunked request bodies; send a Content-Length")
 
 
 def _read_body(request: webob.Request) -> bytes:
@@ -151,7 +166,7 @@ def _read_body(request: webob.Request) -> bytes:
     if length is not None and length > MAX_BODY_BYTES:
         raise ApiError(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
     try:
-        raw: bytes = request.body_file.read(MAX_BODY_BYTES + 1)  # bounded even without a Content-Length
+        raw: bytes = _body_stream(request).read(MAX_BODY_BYTES + 1)  # bounded whatever the headers say
     except DisconnectionError:
         raise ApiError(400, "request body ended before its Content-Length") from None
     if len(raw) > MAX_BODY_BYTES:

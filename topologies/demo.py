@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+import contextlib
 import time
 
 from .faults import isp_blackhole
 from .measure import H1_4, H1_6, H2_4, SERVER4, SERVER6, ping, wait_reachable
 from .scenario import forwarded, isp_failure, running, wait_path
 
+DEFAULT_RUN_DIR = "/run/msp-demo"
 OUTAGE_LIMIT_MS = 1000.0  # beyond this the demo calls the failover a failure
 
 
@@ -28,7 +29,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default=None, help="where logs and OVS state go")
     args = parser.parse_args()
-    run_dir = args.run_dir or tempfile.mkdtemp(prefix="msp-demo-", dir="/run" if os.path.isdir("/run") else None)
+    run_dir = args.run_dir or DEFAULT_RUN_DIR
+    os.makedirs(run_dir, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(run_dir, "controller.log"))  # the log of this run only
     ok = True
     line("msp demo: a homenet multihomed through a Multihoming Service Provider")
     line(f"  logs and switch state in {run_dir}")

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import copy
+import http.client
 import io
 import json
 import logging
+import pathlib
 import random
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -304,6 +309,29 @@ def test_body_without_length_is_still_bounded(api: RestApi) -> None:
     error_of(api.handle(req), 413)
 
 
+class _DechunkingInput(io.BytesIO):
+    chunked_input = True  # what eventlet's wsgi.Input says of a chunked request
+
+
+def _chunked(stream: io.BytesIO, **environ: Any) -> webob.Request:
+    req = webob.Request.blank(POLICY, method="PUT", content_type="application/json")
+    req.environ.pop("CONTENT_LENGTH", None)
+    req.environ.update({"wsgi.input": stream, "HTTP_TRANSFER_ENCODING": "chunked", **environ})
+    return req
+
+
+def test_chunked_body_when_the_server_dechunks(api: RestApi, service: FakeService) -> None:
+    assert api.handle(_chunked(_DechunkingInput(json.dumps(GOOD).encode()))).status_int == 200
+    assert api.handle(_chunked(io.BytesIO(b"{}"), **{"wsgi.input_terminated": True})).status_int == 200
+    error_of(api.handle(_chunked(_DechunkingInput(b" " * (MAX_BODY_BYTES + 1)))), 413)
+    assert service.put_calls == 2
+
+
+def test_chunked_body_the_server_cannot_read_is_411(api: RestApi, service: FakeService) -> None:
+    error_of(api.handle(_chunked(io.BytesIO(b"5\r\n{}\r\n0\r\n\r\n"))), 411)
+    assert service.put_calls == 0
+
+
 def test_truncated_body_is_400(api: RestApi) -> None:
     req = webob.Request.blank(POLICY, method="PUT")
     req.environ["wsgi.input"] = io.BytesIO(b'{"classes": [')
@@ -497,6 +525,67 @@ def test_mount_on_ryu_wsgi_application(service: FakeService) -> None:
         error_of(through_ryu("GET", path), 404)  # JSON, not Ryu's HTML 404
     error_of(through_ryu("PUT", POLICY, b"{"), 400)
     assert through_ryu("DELETE", POLICY).headers["Allow"] == "GET, PUT"
+
+
+RYU_SERVER = """
+from ryu.lib import hub
+hub.patch(thread=False)  # as ryu-manager does
+from ryu.app.wsgi import WSGIApplication
+from msp_controller.rest import mount
+from tests.unit.test_rest import FakeService
+app = WSGIApplication()
+mount(app, FakeService())
+server = hub.WSGIServer(("127.0.0.1", 0), app)
+print(server.server.getsockname()[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture
+def ryu_server() -> Iterator[http.client.HTTPConnection]:
+    """Ryu's own eventlet WSGI server, in a child process (eventlet patches the whole process)."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", RYU_SERVER], cwd=root, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert child.stdout is not None
+        port = child.stdout.readline().strip()
+        assert port.isdigit(), "the Ryu WSGI server did not start"
+        connection = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+        yield connection
+        connection.close()
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+
+
+def _exchange(connection: http.client.HTTPConnection, method: str, path: str,
+              **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
+    connection.request(method, path, **kwargs)
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+def test_under_ryus_eventlet_server(ryu_server: http.client.HTTPConnection) -> None:
+    status, headers, body = _exchange(ryu_server, "GET", f"{API_PREFIX}/health")
+    assert status == 200 and headers["Content-Type"] == "application/json" and json.loads(body)["status"] == "ok"
+    chunks = iter([b'{"classes": [{"name": "web", ', b'"egress": {"order": ["ispB"]}}]}'])
+    status, _, body = _exchange(ryu_server, "PUT", POLICY, body=chunks, encode_chunked=True,
+                                headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    assert status == 200 and json.loads(body)["policy"]["classes"][0]["name"] == "web"
+    status, _, body = _exchange(ryu_server, "GET", POLICY)
+    assert json.loads(body)["classes"][0]["egress"]["order"] == ["ispB"]
+    big = iter([b" " * 40000, b" " * 40000])
+    status, _, body = _exchange(ryu_server, "PUT", POLICY, body=big, encode_chunked=True,
+                                headers={"Transfer-Encoding": "chunked"})
+    assert status == 413 and json.loads(body)["error"]["status"] == 413
+    status, _, body = _exchange(ryu_server, "PUT", POLICY, body=b'{"classes": [}',
+                                headers={"Content-Type": "application/json"})
+    assert status == 400 and "line 1 column 14" in json.loads(body)["error"]["message"]
+    status, headers, _ = _exchange(ryu_server, "DELETE", POLICY)
+    assert status == 405 and headers["Allow"] == "GET, PUT"
+    status, _, body = _exchange(ryu_server, "GET", f"{API_PREFIX}/homenets/h%FFx")
+    assert status == 404 and json.loads(body)["error"]["status"] == 404
 
 
 # --- the OpenAPI document -----------------------------------------------------------------------
