@@ -1,6 +1,7 @@
 """The Ryu shell: translate OpenFlow events for MspCore and send back what it returns.
 
 Run with:  MSP_CONFIG=etc/reference.toml ryu-manager msp_controller.app
+The REST API is served by Ryu's WSGI server (--wsapi-host, --wsapi-port; 8080 by default).
 """
 from __future__ import annotations
 
@@ -13,16 +14,22 @@ from typing import Any, Callable
 from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from ryu.app.wsgi import WSGIApplication
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from . import ofmsg
 from .config import ConfigError, load_config
-from .core import Messages, MspCore, PortState
+from .core import Messages, MspCore, PortCounters, PortState
 from .reconcile import ReportedFlow
+from .rest import mount
+from .service import CoreService
 
 LOG = logging.getLogger("msp.app")
 TICK_S = 1.0
+PROBE_INTERVAL_S = 0.1  # each tunnel path is probed this often
+CONFIRM_TIMEOUT_S = 2.0  # how long a REST change waits for the switches' barrier replies
 
 
 def port_state(port: Any) -> PortState:
@@ -38,6 +45,7 @@ def port_name(port: Any) -> str:
 
 class MspApp(app_manager.RyuApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
+    _CONTEXTS = {"wsgi": WSGIApplication}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,8 +59,11 @@ class MspApp(app_manager.RyuApp):
         self.core = MspCore(config)
         self.datapaths: dict[int, Any] = {}
         self._port_replies: dict[int, dict[str, PortState]] = {}
+        self._barriers: dict[tuple[int, int], Any] = {}
+        mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm))
         LOG.info("msp: %d edges, %d homenets from %s", len(config.edges), len(config.homenets), path)
         self._ticker = hub.spawn(self._tick_forever)
+        self._prober = hub.spawn(self._probe_forever)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -77,13 +88,46 @@ class MspApp(app_manager.RyuApp):
             LOG.exception("msp: handling %s for %016x failed; dropping its connection", what, datapath.id)
             datapath.close()
 
+    def _send_and_confirm(self, messages: Messages) -> list[int]:
+        """Send, then wait for every switch to confirm with a barrier reply; return the laggards."""
+        self._send(messages)
+        waiting = {}
+        for dpid in messages:
+            datapath = self.datapaths.get(dpid)
+            if datapath is None:
+                continue
+            barrier = parser.OFPBarrierRequest(datapath)
+            datapath.set_xid(barrier)
+            waiting[dpid] = self._barriers[(dpid, barrier.xid)] = hub.Event()
+            datapath.send_msg(barrier)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        unconfirmed = [dpid for dpid in messages if dpid not in waiting]
+        for dpid, event in waiting.items():
+            if not event.wait(timeout=max(0.0, deadline - time.monotonic())):
+                unconfirmed.append(dpid)
+        for key in [k for k, e in self._barriers.items() if e in waiting.values()]:
+            del self._barriers[key]
+        return unconfirmed
+
     def _tick_forever(self) -> None:
         while True:
             hub.sleep(TICK_S)
             try:
                 self._send(self.core.tick(time.monotonic()))
+                for dpid in self.core.counted_switches():
+                    datapath = self.datapaths.get(dpid)
+                    if datapath is not None:
+                        datapath.send_msg(parser.OFPPortStatsRequest(datapath, 0, ofp.OFPP_ANY))
             except Exception:  # noqa: BLE001
                 LOG.exception("msp: periodic tick failed")
+
+    def _probe_forever(self) -> None:
+        while True:
+            hub.sleep(PROBE_INTERVAL_S)
+            try:
+                self._send(self.core.probe_tick(time.monotonic()))
+            except Exception:  # noqa: BLE001
+                LOG.exception("msp: probe tick failed")
 
     # --- OpenFlow events ---------------------------------------------------------------
 
@@ -139,6 +183,17 @@ class MspApp(app_manager.RyuApp):
         self._run(msg.datapath, "packet-in",
                   lambda: self.core.packet_in(msg.datapath.id, in_port, msg.table_id, bytes(msg.data),
                                               time.monotonic()))
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev: Any) -> None:
+        event = self._barriers.get((ev.msg.datapath.id, ev.msg.xid))
+        if event is not None:
+            event.set()
+
+    @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
+    def _port_stats(self, ev: Any) -> None:
+        self.core.port_counters(ev.msg.datapath.id, {
+            s.port_no: PortCounters(s.tx_packets, s.tx_bytes, s.rx_packets, s.rx_bytes) for s in ev.msg.body})
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev: Any) -> None:

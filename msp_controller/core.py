@@ -12,14 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import ofmsg
-from .config import Edge, Homenet, MspConfig
+from .choice import EGRESS, INGRESS, DirectionChoice, choose
+from .config import Edge, Homenet, MspConfig, edge_tunnel_port
 from .flows.common import SwitchProgram
 from .flows.edge import default_route_flow, edge_program
 from .flows.mspmb import host_flow, mspmb_program
 from .flows.underlay import underlay_program
 from .neighbors import RouterInterface, handle_frame, solicit
-from .paths import PathPlan, plan_all
+from .paths import PathPlan, TunnelPath, plan_all
 from .pipeline import EDGE, MSPMB, MSPMB_DELIVER, UNDERLAY, Pipeline
+from .policy import SLA, Policy, default_policy, parse_policy
+from .probe_packet import build_probe, parse_probe
+from .probes import PathStats, ProbeTracker, SlaJudge, SlaThresholds
 from .reconcile import ReportedFlow, reconcile, transition
 
 Messages = dict[int, list[Any]]
@@ -28,6 +32,8 @@ LOG = logging.getLogger("msp.core")
 HOST_IDLE_TIMEOUT_S = 600  # a silent host's entry ages out; the next packet re-resolves it
 SOLICIT_INTERVAL_S = 1.0  # at most one ARP/NS per unresolved address per second
 GATEWAY_REFRESH_S = 30.0  # re-ask the upstream router even when its MAC is known
+PROBE_WINDOW_S = 5.0  # RTT, jitter and loss are estimated over this sliding window
+PROBE_TIMEOUT_S = 1.0  # a probe unanswered this long is lost
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,15 @@ class PathChange:
     direction: str
     old: str | None
     new: str | None
+    traffic_class: str = "default"
+
+
+@dataclass
+class PortCounters:
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    rx_bytes: int = 0
 
 
 def _merge(*parts: Messages) -> Messages:
@@ -82,6 +97,14 @@ class MspCore:
         # Learned entries a switch already held when we (re)connected: not sent again.
         self.present_learned: dict[int, set[int]] = {}
         self.plans: dict[str, PathPlan] = plan_all(config, {})
+        self.policies: dict[str, Policy] = {h.name: default_policy(h) for h in config.homenets}
+        self.tracker: ProbeTracker[TunnelPath] = ProbeTracker(PROBE_WINDOW_S, PROBE_TIMEOUT_S)
+        self.judge: SlaJudge[tuple[str, str, TunnelPath]] = SlaJudge(silence_s=PROBE_TIMEOUT_S)
+        self.path_ids = {path: index for index, path in
+                         enumerate(p for plan in self.plans.values() for p in plan.paths)}
+        self.counters: dict[tuple[int, int], PortCounters] = {}
+        self.choices: dict[str, dict[str, tuple[DirectionChoice, ...]]] = {}
+        self._update_choices(0.0)
         self.path_changes: collections.deque[PathChange] = collections.deque(maxlen=1000)
         self.ignored_packets = 0
 
@@ -106,10 +129,11 @@ class MspCore:
         role = self.roles[dpid]
         ports = self._port_numbers(dpid)
         if role.kind == "mspmb":
-            homenet = self.config.homenet(role.name)
-            program = mspmb_program(self.config, homenet, ports, self.plans[homenet.name])
+            program = mspmb_program(self.config, self.config.homenet(role.name), ports,
+                                    self.choices[role.name][EGRESS])
         elif role.kind == "edge":
-            program = edge_program(self.config, self.config.edge(role.name), ports, self.plans)
+            ingress = {name: choices[INGRESS] for name, choices in self.choices.items()}
+            program = edge_program(self.config, self.config.edge(role.name), ports, ingress)
         else:
             program = self._underlay_program(dpid, ports)
         for flow in program.flows:
@@ -140,11 +164,8 @@ class MspCore:
 
     def _replan(self, now: float) -> Messages:
         """Recompute every homenet's paths and move reconciled switches to the new state."""
-        old_plans = self.plans
         self.plans = plan_all(self.config, self._liveness())
-        for name, plan in self.plans.items():
-            self._record_change(now, name, "egress", old_plans[name].active_egress, plan.active_egress)
-            self._record_change(now, name, "ingress", old_plans[name].active_ingress, plan.active_ingress)
+        self._update_choices(now)
         messages: Messages = {}
         for dpid, installed in list(self.installed.items()):
             wanted = self.desired(dpid)
@@ -153,14 +174,32 @@ class MspCore:
                 self.installed[dpid] = wanted
         return messages
 
-    def _record_change(self, now: float, homenet: str, direction: str, old: Any, new: Any) -> None:
-        if old == new:
+    def _usable(self, traffic_class: str, direction: str, path: TunnelPath) -> bool:
+        return self.judge.usable((traffic_class, direction, path))
+
+    def _update_choices(self, now: float) -> None:
+        """Each class's paths from policy, liveness and SLA verdicts; log what moved."""
+        for name, plan in self.plans.items():
+            old = self.choices.get(name, {})
+            new = {direction: choose(self.policies[name], plan, direction, self._usable)
+                   for direction in (EGRESS, INGRESS)}
+            self.choices[name] = new
+            for direction, choices in new.items():
+                before = {c.name: c.describe_active() for c in old.get(direction, ())}
+                for choice in choices:
+                    if choice.name in before or not old:
+                        self._record_change(now, name, choice.name, direction,
+                                            before.get(choice.name, "(start)"), choice.describe_active())
+
+    def _record_change(self, now: float, homenet: str, traffic_class: str, direction: str,
+                       old: str | None, new: str | None) -> None:
+        if old == new or old == "(start)" and new is not None:
             return
-        self.path_changes.append(PathChange(now, homenet, direction, old and str(old), new and str(new)))
+        self.path_changes.append(PathChange(now, homenet, direction, old, new, traffic_class))
         if new is None:
-            LOG.warning("%s %s: no live path left (was %s)", homenet, direction, old)
+            LOG.warning("%s %s %s: no live path left (was %s)", homenet, traffic_class, direction, old)
         else:
-            LOG.info("%s %s now via %s (was %s)", homenet, direction, new, old)
+            LOG.info("%s %s %s now via %s (was %s)", homenet, traffic_class, direction, new, old)
 
     # --- switch events --------------------------------------------------------------------
 
@@ -255,6 +294,8 @@ class MspCore:
         role = self.roles[dpid]
         if role.kind == "mspmb" and table_id == MSPMB_DELIVER:
             return self._resolve_destination(dpid, data, now)
+        if role.kind == "edge" and in_port in self._tunnel_ports(dpid):
+            return self._probe_reply(data, now)
         found = self._interface(dpid, in_port)
         if found is None:
             self.ignored_packets += 1
@@ -332,6 +373,83 @@ class MspCore:
                         messages.setdefault(edge.dpid, []).append(
                             ofmsg.packet_out(ports[edge.internet_port], frame))
         return messages
+
+    # --- policy ---------------------------------------------------------------------------
+
+    def set_policy(self, homenet: str, body: object, now: float) -> tuple[Policy, Messages]:
+        """Validate and apply a homenet's policy. PolicyError (nothing changed) if it is bad."""
+        policy = parse_policy(body, self.config.homenet(homenet))
+        old = self.policies[homenet]
+        self.policies[homenet] = policy
+        LOG.info("%s: policy changed (%d classes)", homenet, len(policy.classes))
+        try:
+            return policy, self._replan(now)
+        except Exception:
+            self.policies[homenet] = old  # a compile bug must not leave a half-applied policy
+            self._replan(now)
+            raise
+
+    # --- probes -----------------------------------------------------------------------------
+
+    def _tunnel_ports(self, dpid: int) -> set[int]:
+        ports = self._port_numbers(dpid)
+        edge = self.config.edge(self.roles[dpid].name)
+        return {ports[edge_tunnel_port(h, u)] for h in self.config.homenets if h.edge == edge.name
+                for u in h.uplinks if edge_tunnel_port(h, u) in ports}
+
+    def probe_tick(self, now: float) -> Messages:
+        """Send one probe down every tunnel path whose edge is programmed; judge SLAs."""
+        messages: Messages = {}
+        for path, path_id in self.path_ids.items():
+            homenet = self.config.homenet(path.homenet)
+            edge = self.config.edge(path.edge)
+            port = self._port_numbers(edge.dpid).get(edge_tunnel_port(homenet, homenet.uplink(path.uplink)))
+            if edge.dpid not in self.installed or port is None:
+                continue
+            sequence = self.tracker.next_sequence(path)
+            frame = build_probe(path_id, sequence, int(now * 1e9), edge.internet_mac, homenet.gateway_mac,
+                                str(edge.internet_ipv4.ip), str(homenet.lan_ipv4.ip))
+            self.tracker.sent(path, sequence, now)
+            messages.setdefault(edge.dpid, []).append(ofmsg.packet_out(port, frame))
+        return _merge(messages, self._judge_sla(now))
+
+    def _probe_reply(self, data: bytes, now: float) -> Messages:
+        probe = parse_probe(data)
+        paths = {index: path for path, index in self.path_ids.items()}
+        if probe is None or probe.path_id not in paths:
+            self.ignored_packets += 1
+            return {}
+        self.tracker.received(paths[probe.path_id], probe.sequence, now)
+        return {}
+
+    def path_stats(self, path: TunnelPath, now: float) -> PathStats:
+        return self.tracker.stats(path, now)
+
+    def _judge_sla(self, now: float) -> Messages:
+        for name, policy in self.policies.items():
+            for class_name, direction, rule in policy.direction_policies():
+                if rule.mode != SLA:
+                    continue
+                thresholds = SlaThresholds(rule.max_rtt_ms, rule.max_loss_pct, rule.max_jitter_ms,
+                                           rule.hysteresis_pct, rule.recover_s)
+                for path in self.plans[name].paths:
+                    self.judge.update((class_name, direction, path), self.tracker.stats(path, now), thresholds, now)
+        changes = self.judge.pop_changes()
+        for change in changes:
+            class_name, direction, path = change.key
+            LOG.info("%s %s %s: path %s %s (%s)", path.homenet, class_name, direction, path,
+                     "meets its SLA again" if change.usable else "breaks its SLA", change.reason)
+        return self._replan(now) if changes else {}
+
+    # --- counters -----------------------------------------------------------------------------
+
+    def counted_switches(self) -> list[int]:
+        """Switches whose port counters the API reports (MSPMBs and edges)."""
+        return [dpid for dpid, role in self.roles.items() if role.kind != "underlay" and dpid in self.installed]
+
+    def port_counters(self, dpid: int, counters: dict[int, PortCounters]) -> None:
+        for port, value in counters.items():
+            self.counters[(dpid, port)] = value
 
     # --- status -----------------------------------------------------------------------------
 

@@ -19,16 +19,8 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _number(minimum: float, maximum: float | None = None, exclusive_min: bool = False,
-            description: str = "") -> Schema:
-    schema: Schema = {"type": "number", "minimum": minimum}
-    if exclusive_min:
-        schema["exclusiveMinimum"] = True
-    if maximum is not None:
-        schema["maximum"] = maximum
-    if description:
-        schema["description"] = description
-    return schema
+def _number(minimum: float, maximum: float) -> Schema:
+    return {"type": "number", "minimum": minimum, "maximum": maximum}
 
 
 def _strict(properties: dict[str, Schema], required: list[str] | None = None,
@@ -53,56 +45,75 @@ def _loose(properties: dict[str, Schema], required: list[str], description: str 
 # --- request: the traffic policy -----------------------------------------------------------
 
 def _policy_schemas() -> dict[str, Schema]:
-    name: Schema = {"type": "string", "pattern": NAME_PATTERN, "maxLength": 64}
-    port: Schema = {
-        "oneOf": [
-            {"type": "integer", "minimum": 0, "maximum": 65535},
-            {"type": "string", "pattern": "^[0-9]{1,5}-[0-9]{1,5}$",
-             "description": "an inclusive range low-high, e.g. \"10000-20000\""},
-        ]}
-    ports: Schema = {"type": "array", "items": port, "minItems": 1}
+    # Mirrors policy.py's parser (its docstring is the reference): what the schema cannot say
+    # (ISPs of this homenet, sources inside its prefixes, classes that overlap) is a 400 there.
+    isp: Schema = {"type": "string", "description": "an uplink (ISP) of this homenet"}
+    order: Schema = {"type": "array", "items": isp, "minItems": 1, "uniqueItems": True,
+                     "description": "most preferred first; unlisted ISPs are never used"}
+    port: Schema = {"oneOf": [
+        {"type": "integer", "minimum": 1, "maximum": 65535},
+        {"type": "string", "pattern": "^[0-9]{1,5}-[0-9]{1,5}$",
+         "description": "an inclusive range low-high, e.g. \"16384-32767\""},
+    ]}
+    ports: Schema = {"type": "array", "items": port, "minItems": 1, "maxItems": 32,
+                     "description": "needs protocol tcp or udp; ranges in one list must not overlap"}
+    selections = {"failover": "FailoverSelection", "balance": "BalanceSelection", "sla": "SlaSelection"}
     return {
         "Policy": _strict({
-            "classes": {"type": "array", "items": _ref("TrafficClass"),
-                        "description": "first match wins, in this order"},
+            "classes": {"type": "array", "items": _ref("TrafficClass"), "maxItems": 64,
+                        "description": "no packet may match two classes"},
             "default": _ref("DefaultClass"),
-        }, description="A homenet's traffic policy: classes of traffic and how each picks its paths."),
+        }, required=["default"], description="A homenet's traffic policy: classes of traffic "
+                                              "and how each direction of each picks its ISP."),
         "TrafficClass": _strict({
-            "name": name,
+            "name": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$", "not": {"enum": ["default"]}},
             "match": _ref("Match"),
             "egress": _ref("PathSelection"),
             "ingress": _ref("PathSelection"),
-        }, required=["name"]),
+        }, required=["name", "match", "egress", "ingress"]),
         "DefaultClass": _strict({
             "egress": _ref("PathSelection"),
             "ingress": _ref("PathSelection"),
-        }, description="How traffic that matches no class picks its paths."),
-        "Match": _strict({
+        }, required=["egress", "ingress"], description="Traffic that matches no class."),
+        "Match": {**_strict({
             "protocol": {"oneOf": [
                 {"type": "string", "enum": ["tcp", "udp", "icmp", "icmpv6"]},
                 {"type": "integer", "minimum": 0, "maximum": 255, "description": "an IP protocol number"},
             ]},
-            "src_ports": ports,
-            "dst_ports": ports,
+            "src_ports": {**ports, "description": "local (homenet side) ports; " + ports["description"]},
+            "dst_ports": {**ports, "description": "remote ports; " + ports["description"]},
             "dscp": {"type": "integer", "minimum": 0, "maximum": 63},
-            "sources": {"type": "array", "minItems": 1,
-                        "items": {"type": "string", "maxLength": 64,
-                                  "description": "an IPv4 or IPv6 address or prefix inside the homenet"}},
-        }),
-        "PathSelection": _strict({
-            "mode": {"type": "string", "enum": ["failover", "balance", "sla"],
-                     "description": "failover: first live path in order; balance: spread flows by weight "
-                                    "over live paths; sla: first path in order within the limits below"},
-            "order": {"type": "array", "items": name, "minItems": 1, "uniqueItems": True,
-                      "description": "uplink (ISP) names, most preferred first"},
-            "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
-                        "description": "uplink name -> relative share (mode balance)"},
-            "max_rtt_ms": _number(0, exclusive_min=True),
+            "sources": {"type": "array", "minItems": 1, "maxItems": 32,
+                        "items": {"type": "string", "description": "an IPv4 or IPv6 prefix inside the homenet"}},
+        }, description="Packets as they leave the homenet; incoming ones match the mirror image."),
+            "minProperties": 1},
+        "PathSelection": {
+            "oneOf": [_ref(name) for name in selections.values()],
+            "discriminator": {"propertyName": "mode",
+                              "mapping": {mode: f"#/components/schemas/{name}" for mode, name in selections.items()}},
+        },
+        "FailoverSelection": _strict({
+            "mode": {"type": "string", "enum": ["failover"]},
+            "order": order,
+        }, required=["mode", "order"], description="The first live ISP in order."),
+        "BalanceSelection": _strict({
+            "mode": {"type": "string", "enum": ["balance"]},
+            "weights": {"type": "object", "minProperties": 1,
+                        "additionalProperties": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "description": "ISP -> relative share of flows"},
+        }, required=["mode", "weights"], description="Live ISPs share flows by weight."),
+        "SlaSelection": {**_strict({
+            "mode": {"type": "string", "enum": ["sla"]},
+            "order": order,
+            "max_rtt_ms": _number(1, 10000),
             "max_loss_pct": _number(0, 100),
-            "max_jitter_ms": _number(0),
-            "hysteresis_pct": _number(0, 100, description="how much better a path must be to take traffic back"),
-            "recover_s": _number(0, description="how long a path must stay within its limits before reuse"),
-        }),
+            "max_jitter_ms": _number(0, 10000),
+            "hysteresis_pct": {**_number(0, 100), "default": 20,
+                               "description": "a path that broke the SLA must beat it by this much to return"},
+            "recover_s": {**_number(0, 3600), "default": 10,
+                          "description": "... for this long"},
+        }, required=["mode", "order"], description="The first ISP in order whose path meets every threshold."),
+            "anyOf": [{"required": [key]} for key in ("max_rtt_ms", "max_loss_pct", "max_jitter_ms")]},
     }
 
 

@@ -36,7 +36,8 @@ PortLiveness = Mapping[tuple[int, str], Optional[bool]]
 @dataclass(frozen=True)
 class PathPlan:
     homenet: str
-    egress: tuple[TunnelPath, ...]  # live paths in policy order, then the others
+    paths: tuple[TunnelPath, ...]  # every tunnel path the homenet has
+    egress: tuple[TunnelPath, ...]  # live paths in the config's order, then the others
     ingress: tuple[TunnelPath, ...]
     live: frozenset[TunnelPath]
 
@@ -87,6 +88,7 @@ def plan_homenet(config: MspConfig, homenet: Homenet, liveness: PortLiveness) ->
     paths = _paths(homenet_graph(config, homenet, liveness), homenet)
     return PathPlan(
         homenet=homenet.name,
+        paths=tuple(path for path, _ in paths),
         egress=_ordered(paths, homenet.egress_order),
         ingress=_ordered(paths, homenet.ingress_order),
         live=frozenset(path for path, live in paths if live),

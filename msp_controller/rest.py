@@ -53,14 +53,22 @@ class BadRequest(ValueError):
 
 
 class MspService(Protocol):
-    def health(self) -> dict[str, Any]: ...
+    """What the controller core offers the API; the shapes are in openapi.py.
 
-    def list_homenets(self) -> list[dict[str, Any]]: ...
+    Raise NotFound for an unknown homenet and BadRequest (or any ValueError with
+    .where/.problem) for a policy the core refuses; anything else is a 500.
+    """
 
-    def get_homenet(self, name: str) -> dict[str, Any]: ...
+    def health(self) -> dict[str, Any]: ...  # {"status": "ok"|"degraded", "switches": {...}, "uptime_s": s}
+
+    def list_homenets(self) -> list[dict[str, Any]]: ...  # [{"name": ..., "active_egress": ...}]
+
+    def get_homenet(self, name: str) -> dict[str, Any]: ...  # prefixes, uplinks, paths, classes
 
     def get_policy(self, name: str) -> dict[str, Any]: ...
 
+    # {"policy": ..., "applied": True, "applied_ms": ms} once in the data plane (answered 200),
+    # or {"applied": False, "pending": [switches not connected]} (answered 202).
     def put_policy(self, name: str, body: Any) -> dict[str, Any]: ...
 
 
@@ -108,7 +116,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:  # json.loads would silently keep the last one
-            raise _Rejected(f"duplicate key {key!r}")
+            raise _Rejected(f"duplicate key {key[:80]!r}")
         obj[key] = value
     return obj
 
@@ -130,8 +138,15 @@ def _constant(name: str) -> Any:
     raise _Rejected(f"{name} is not valid JSON")
 
 
+def _content_type(request: webob.Request) -> str:
+    raw_headers = request.environ.get("headers_raw")
+    if isinstance(raw_headers, tuple):  # eventlet puts "text/plain" in CONTENT_TYPE when there is none
+        return next((str(value) for key, value in raw_headers if str(key).lower() == "content-type"), "")
+    return str(request.environ.get("CONTENT_TYPE") or "")
+
+
 def _check_media_type(request: webob.Request) -> None:
-    header = request.headers.get("Content-Type", "").strip()
+    header = _content_type(request).strip()
     if not header:  # curl -d without -H, and many scripts: assume JSON
         return
     media, *params = header.split(";")
@@ -292,7 +307,7 @@ class RestApi:
                 continue
             params = match.groupdict()
             name = params.get("name")
-            if name is not None and not NAME_RE.match(name):
+            if name is not None and not NAME_RE.fullmatch(name):  # match() would allow "x\n"
                 raise ApiError(404, f"no homenet named {_readable(name)[:80]!r}: "
                                     "names use only A-Z a-z 0-9 _ . -")
             handler = route.methods.get(request.method)

@@ -31,11 +31,12 @@ class Controller:
     """ryu-manager with the MSP app, logging to a file."""
 
     def __init__(self, config_path: str | os.PathLike[str], log_path: str | os.PathLike[str],
-                 listen_host: str = "0.0.0.0", port: int = 6653) -> None:
+                 listen_host: str = "0.0.0.0", port: int = 6653, rest_port: int = 8080) -> None:
         self.config_path = str(config_path)
         self.log_path = pathlib.Path(log_path)
         self.listen_host = listen_host
         self.port = port
+        self.rest_port = rest_port
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
@@ -45,7 +46,8 @@ class Controller:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [str(ryu_manager), "--ofp-listen-host", self.listen_host, "--ofp-tcp-listen-port",
-             str(self.port), "msp_controller.app"],
+             str(self.port), "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.rest_port),
+             "msp_controller.app"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         wait_for(lambda: self._listening() or self._died(), timeout, what="the controller to listen")
@@ -56,11 +58,17 @@ class Controller:
         return self.process is None or self.process.poll() is not None
 
     def _listening(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
+        for port in (self.port, self.rest_port):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    pass
+            except OSError:
+                return False
+        return True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
 
     def log_text(self) -> str:
         try:

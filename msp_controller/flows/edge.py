@@ -1,40 +1,55 @@
 """An MSP edge (br-msp): check and forward homenet packets to the Internet, and back."""
 from __future__ import annotations
 
+from ..choice import DirectionChoice
 from ..config import Edge, Homenet, MspConfig, edge_tunnel_port
-from ..ofmsg import Bucket, DecTtl, Flow, Group, Output, SetField, ToGroup, match
-from ..paths import PathPlan
+from ..ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, ToGroup, match
+from ..paths import TunnelPath
 from ..pipeline import EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS
-from .common import (ETH_IPV4, ETH_IPV6, PRIO_ADMIT, PRIO_ROUTE, PRIO_SPECIFIC, PortNumbers,
-                     SwitchProgram, neighbor_punts, prefix_match)
+from ..probe_packet import PROBE_UDP_PORT
+from .classes import PRIO_CLASS, class_group, flow_matches
+from .common import (ETH_IPV4, ETH_IPV6, IPPROTO_UDP, PRIO_ADMIT, PRIO_PROBE, PRIO_ROUTE, PRIO_SPECIFIC,
+                     PortNumbers, SwitchProgram, neighbor_punts, prefix_match)
 
 
-def ingress_group_id(homenet: Homenet) -> int:
-    return (homenet.id << 8) | 0x81
+def _homenet_flows(edge: Edge, homenet: Homenet, ports: PortNumbers,
+                   ingress: tuple[DirectionChoice, ...]) -> tuple[list[Flow], list[Group]]:
+    def port_of(path: TunnelPath) -> int | None:
+        if path.edge != edge.name:
+            return None
+        return ports.get(edge_tunnel_port(homenet, homenet.uplink(path.uplink)))
 
-
-def _homenet_flows(edge: Edge, homenet: Homenet, ports: PortNumbers, plan: PathPlan) -> tuple[list[Flow], Group]:
-    tunnel_ports = {path: ports[edge_tunnel_port(homenet, homenet.uplink(path.uplink))]
-                    for path in plan.ingress
-                    if path.edge == edge.name and edge_tunnel_port(homenet, homenet.uplink(path.uplink)) in ports}
     flows: list[Flow] = []
-    for port in sorted(set(tunnel_ports.values())):
+    tunnel_ports = sorted({port for u in homenet.uplinks
+                           if (port := ports.get(edge_tunnel_port(homenet, u))) is not None})
+    for port in tunnel_ports:
+        # Probe replies reflected by the MSPMB: timed by the controller.
+        flows.append(Flow(EDGE_CLASSIFY, PRIO_PROBE,
+                          match(in_port=port, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=PROBE_UDP_PORT),
+                          (Output(CONTROLLER),)))
         # Anti-spoofing: a homenet's tunnels carry only its own source addresses.
         for prefix in homenet.prefixes:
             flows.append(Flow(EDGE_CLASSIFY, PRIO_ADMIT, match(in_port=port, **prefix_match(prefix, "src")),
                               goto=EDGE_EGRESS))
-    group = Group(ingress_group_id(homenet), "ff", tuple(
-        Bucket((Output(tunnel_ports[path]),), watch_port=tunnel_ports[path])
-        for path in plan.ingress if path in tunnel_ports))
     for prefix in homenet.prefixes:
         flows.append(Flow(EDGE_EGRESS, PRIO_SPECIFIC, match(**prefix_match(prefix, "dst")), goto=EDGE_INGRESS))
-        flows.append(Flow(EDGE_INGRESS, PRIO_ROUTE, match(**prefix_match(prefix, "dst")),
-                          (DecTtl(), SetField("eth_src", edge.internet_mac),
-                           SetField("eth_dst", homenet.gateway_mac), ToGroup(group.group_id))))
-    return flows, group
+    groups = []
+    for choice in ingress:
+        group = class_group(homenet.id, choice, port_of)
+        groups.append(group)
+        actions = (DecTtl(), SetField("eth_src", edge.internet_mac), SetField("eth_dst", homenet.gateway_mac),
+                   ToGroup(group.group_id))
+        if choice.match is None:
+            for prefix in homenet.prefixes:
+                flows.append(Flow(EDGE_INGRESS, PRIO_ROUTE, match(**prefix_match(prefix, "dst")), actions))
+        else:
+            for fields in flow_matches(choice.match, dst_fallback=homenet.prefixes):
+                flows.append(Flow(EDGE_INGRESS, PRIO_CLASS, match(**fields), actions))
+    return flows, groups
 
 
-def edge_program(config: MspConfig, edge: Edge, ports: PortNumbers, plans: dict[str, PathPlan]) -> SwitchProgram:
+def edge_program(config: MspConfig, edge: Edge, ports: PortNumbers,
+                 ingress: dict[str, tuple[DirectionChoice, ...]]) -> SwitchProgram:
     flows: list[Flow] = []
     groups: list[Group] = []
     internet = ports.get(edge.internet_port)
@@ -46,9 +61,9 @@ def edge_program(config: MspConfig, edge: Edge, ports: PortNumbers, plans: dict[
                               goto=EDGE_INGRESS))
     for homenet in config.homenets:
         if homenet.edge == edge.name:
-            homenet_flows, group = _homenet_flows(edge, homenet, ports, plans[homenet.name])
+            homenet_flows, homenet_groups = _homenet_flows(edge, homenet, ports, ingress[homenet.name])
             flows += homenet_flows
-            groups.append(group)
+            groups += homenet_groups
     return SwitchProgram(flows=tuple(flows), groups=tuple(groups))
 
 

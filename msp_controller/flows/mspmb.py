@@ -1,23 +1,27 @@
 """The MSPMB (br-home): route hosts' packets into tunnels, deliver tunnel packets to hosts."""
 from __future__ import annotations
 
+from ryu.ofproto import ofproto_v1_3 as ofp
+
+from ..choice import DirectionChoice
 from ..config import Homenet, MspConfig, mspmb_tunnel_port
-from ..ofmsg import CONTROLLER, Bucket, DecTtl, Flow, Group, Output, SetField, ToGroup, match
-from ..paths import PathPlan
+from ..ofmsg import CONTROLLER, DecTtl, Flow, Output, SetField, ToGroup, match
+from ..paths import TunnelPath
 from ..pipeline import MSPMB_CLASSIFY, MSPMB_DELIVER, MSPMB_EGRESS
-from .common import (ETH_IPV4, ETH_IPV6, PRIO_ADMIT, PRIO_ROUTE, PRIO_SPECIFIC, PortNumbers,
-                     SwitchProgram, neighbor_punts, prefix_match)
+from ..probe_packet import PROBE_UDP_PORT
+from .classes import PRIO_CLASS, class_group, flow_matches
+from .common import (ETH_IPV4, ETH_IPV6, IPPROTO_UDP, PRIO_ADMIT, PRIO_PROBE, PRIO_ROUTE, PRIO_SPECIFIC,
+                     PortNumbers, SwitchProgram, neighbor_punts, prefix_match)
 
 
-def egress_group_id(homenet: Homenet) -> int:
-    return (homenet.id << 8) | 0x01
+def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers,
+                  egress: tuple[DirectionChoice, ...]) -> SwitchProgram:
+    def port_of(path: TunnelPath) -> int | None:
+        return ports.get(mspmb_tunnel_port(config.edge(path.edge), homenet.uplink(path.uplink)))
 
-
-def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers, plan: PathPlan) -> SwitchProgram:
     lan_ports = [ports[name] for name in homenet.lan_ports if name in ports]
-    tunnel_ports = {path: ports[mspmb_tunnel_port(config.edge(path.edge), homenet.uplink(path.uplink))]
-                    for path in plan.egress
-                    if mspmb_tunnel_port(config.edge(path.edge), homenet.uplink(path.uplink)) in ports}
+    tunnel_ports = sorted({port for choice in egress for path in choice.paths
+                           if (port := port_of(path)) is not None})
     flows: list[Flow] = []
     for port in lan_ports:
         flows += neighbor_punts(MSPMB_CLASSIFY, port)
@@ -26,24 +30,33 @@ def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers, plan:
             flows.append(Flow(MSPMB_CLASSIFY, PRIO_ADMIT,
                               match(in_port=port, eth_dst=homenet.gateway_mac, **prefix_match(prefix, "src")),
                               goto=MSPMB_EGRESS))
-    for port in sorted(set(tunnel_ports.values())):
+    for port in tunnel_ports:
+        # The MSP's probes come back the way they came: that round trip is the path's RTT.
+        flows.append(Flow(MSPMB_CLASSIFY, PRIO_PROBE,
+                          match(in_port=port, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=PROBE_UDP_PORT),
+                          (Output(ofp.OFPP_IN_PORT),)))
         for prefix in homenet.prefixes:
             flows.append(Flow(MSPMB_CLASSIFY, PRIO_ADMIT, match(in_port=port, **prefix_match(prefix, "dst")),
                               goto=MSPMB_DELIVER))
 
-    group = Group(egress_group_id(homenet), "ff", tuple(
-        Bucket((Output(tunnel_ports[path]),), watch_port=tunnel_ports[path])
-        for path in plan.egress if path in tunnel_ports))
     for prefix in homenet.prefixes:
         # Host to host inside the homenet never leaves the box.
         flows.append(Flow(MSPMB_EGRESS, PRIO_SPECIFIC, match(**prefix_match(prefix, "dst")), goto=MSPMB_DELIVER))
-    for eth_type in (ETH_IPV4, ETH_IPV6):
+    groups = []
+    for choice in egress:
+        group = class_group(homenet.id, choice, port_of)
+        groups.append(group)
         # The MSP as a whole is one router hop: the TTL drops here on the way out.
-        flows.append(Flow(MSPMB_EGRESS, PRIO_ROUTE, match(eth_type=eth_type),
-                          (DecTtl(), SetField("eth_src", homenet.gateway_mac), ToGroup(group.group_id))))
+        actions = (DecTtl(), SetField("eth_src", homenet.gateway_mac), ToGroup(group.group_id))
+        if choice.match is None:
+            for eth_type in (ETH_IPV4, ETH_IPV6):
+                flows.append(Flow(MSPMB_EGRESS, PRIO_ROUTE, match(eth_type=eth_type), actions))
+        else:
+            for fields in flow_matches(choice.match):
+                flows.append(Flow(MSPMB_EGRESS, PRIO_CLASS, match(**fields), actions))
     # No neighbour entry yet: the controller resolves the host (and drops this packet).
     flows.append(Flow(MSPMB_DELIVER, 0, match(), (Output(CONTROLLER),)))
-    return SwitchProgram(flows=tuple(flows), groups=(group,))
+    return SwitchProgram(flows=tuple(flows), groups=tuple(groups))
 
 
 def host_flow(homenet: Homenet, ip: str, mac: str, port: int, idle_timeout: int) -> Flow:

@@ -132,7 +132,7 @@ def test_bad_config_stops_the_controller_naming_the_field(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(REFERENCE_CONFIG.read_text().replace('egress_order = ["ispA", "ispB"]',
                                                         'egress_order = ["ispA", "ispC"]'))
-    controller = Controller(bad, tmp_path / "controller.log", port=6699)
+    controller = Controller(bad, tmp_path / "controller.log", port=6699, rest_port=8099)
     with pytest.raises(RuntimeError) as caught:
         controller.start()
     assert "homenets[0].egress_order[1]: unknown ISP 'ispC'" in str(caught.value)

@@ -19,7 +19,10 @@ from msp_controller.rest import RestApi
 from .test_rest import FakeService
 
 POLICY = {"classes": [{"name": "web", "match": {"protocol": "tcp", "dst_ports": [443]},
-                       "egress": {"mode": "failover", "order": ["ispB", "ispA"]}}]}
+                       "egress": {"mode": "failover", "order": ["ispB", "ispA"]},
+                       "ingress": {"mode": "failover", "order": ["ispB", "ispA"]}}],
+          "default": {"egress": {"mode": "balance", "weights": {"ispA": 1, "ispB": 1}},
+                      "ingress": {"mode": "failover", "order": ["ispA", "ispB"]}}}
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -80,16 +80,21 @@ def validate_policy(body: Any) -> dict[str, Any]:
     return copy.deepcopy(body)
 
 
+FAILOVER_AB = {"mode": "failover", "order": ["ispA", "ispB"]}
+
+
 class FakeService:
     """In memory, all-or-nothing like the real one: a rejected policy changes nothing."""
 
     def __init__(self) -> None:
         self.policies: dict[str, dict[str, Any]] = {
-            "home1": {"classes": [{"name": "voip", "match": {"protocol": "udp", "dst_ports": [5060, "10000-20000"],
-                                                             "dscp": 46},
-                                   "egress": {"mode": "sla", "order": ["ispA", "ispB"], "max_rtt_ms": 80}}],
-                      "default": {"egress": {"mode": "failover", "order": ["ispA", "ispB"]}}},
-            "home.2_x-y": {"classes": []},
+            "home1": {"classes": [{"name": "voice",
+                                   "match": {"protocol": "udp", "dst_ports": [5060, "16384-32767"], "dscp": 46},
+                                   "egress": {"mode": "sla", "order": ["ispA", "ispB"], "max_rtt_ms": 80,
+                                              "hysteresis_pct": 20, "recover_s": 10},
+                                   "ingress": FAILOVER_AB}],
+                      "default": {"egress": FAILOVER_AB, "ingress": FAILOVER_AB}},
+            "home.2_x-y": {"classes": [], "default": {"egress": FAILOVER_AB, "ingress": FAILOVER_AB}},
         }
         self.connected = True
         self.put_calls = 0
@@ -168,7 +173,9 @@ def error_of(response: webob.Response, status: int) -> dict[str, Any]:
 
 POLICY = f"{API_PREFIX}/homenets/home1/policy"
 GOOD = {"classes": [{"name": "web", "match": {"protocol": "tcp", "dst_ports": [443]},
-                     "egress": {"mode": "balance", "order": ["ispB", "ispA"], "weights": {"ispA": 1, "ispB": 3}}}]}
+                     "egress": {"mode": "balance", "weights": {"ispA": 1, "ispB": 3}},
+                     "ingress": {"mode": "failover", "order": ["ispB", "ispA"]}}],
+        "default": {"egress": {"mode": "failover", "order": ["ispB", "ispA"]}, "ingress": FAILOVER_AB}}
 
 
 # --- happy paths --------------------------------------------------------------------------------
@@ -250,7 +257,7 @@ def test_unknown_path_is_404(api: RestApi, path: str) -> None:
     error_of(request(api, "GET", path), 404)
 
 
-@pytest.mark.parametrize("name", ["h%20x", "h%FF", "h%C3%A9", "%00", "h%0Ax", "..%5C..", "a;b", "a%3Fb",
+@pytest.mark.parametrize("name", ["home1%0A", "home1%0D%0A", "h%20x", "h%FF", "h%C3%A9", "%00", "h%0Ax", "..%5C..", "a;b", "a%3Fb",
                                   "h" + "%E2%80%8B" * 50])
 @pytest.mark.parametrize("suffix", ["", "/policy"])
 def test_names_outside_the_alphabet_are_404(api: RestApi, service: FakeService, name: str, suffix: str) -> None:
@@ -283,6 +290,14 @@ def test_wrong_method_is_405_with_allow(api: RestApi, method: str, path: str, al
 def test_other_content_types_are_415(api: RestApi, service: FakeService, content_type: str) -> None:
     error_of(request(api, "PUT", POLICY, GOOD, content_type=content_type), 415)
     assert service.put_calls == 0
+
+
+def test_eventlets_invented_content_type_is_ignored(api: RestApi) -> None:
+    req = webob.Request.blank(POLICY, method="PUT", body=json.dumps(GOOD).encode())
+    req.environ.update({"CONTENT_TYPE": "text/plain", "headers_raw": (("Content-Length", "2"),)})
+    assert api.handle(req).status_int == 200
+    req.environ["headers_raw"] = (("content-type", "text/plain"),)
+    error_of(api.handle(req), 415)
 
 
 def test_body_over_64k_is_413(api: RestApi, service: FakeService) -> None:
@@ -579,9 +594,10 @@ def test_under_ryus_eventlet_server(ryu_server: http.client.HTTPConnection) -> N
     status, _, body = _exchange(ryu_server, "PUT", POLICY, body=big, encode_chunked=True,
                                 headers={"Transfer-Encoding": "chunked"})
     assert status == 413 and json.loads(body)["error"]["status"] == 413
-    status, _, body = _exchange(ryu_server, "PUT", POLICY, body=b'{"classes": [}',
-                                headers={"Content-Type": "application/json"})
+    status, _, body = _exchange(ryu_server, "PUT", POLICY, body=b'{"classes": [}')  # no Content-Type
     assert status == 400 and "line 1 column 14" in json.loads(body)["error"]["message"]
+    status, _, body = _exchange(ryu_server, "PUT", POLICY, body=b"{}", headers={"Content-Type": "text/plain"})
+    assert status == 415
     status, headers, _ = _exchange(ryu_server, "DELETE", POLICY)
     assert status == 405 and headers["Allow"] == "GET, PUT"
     status, _, body = _exchange(ryu_server, "GET", f"{API_PREFIX}/homenets/h%FFx")
@@ -674,20 +690,38 @@ def test_policy_schema_accepts_good_policies_and_rejects_typos(service: FakeServ
     validator = _schema_validator("#/components/schemas/Policy")
     for policy in [GOOD, *service.policies.values()]:
         validator.validate(policy)
-    full = {"classes": [{"name": "all", "match": {"protocol": 17, "src_ports": ["1-2"], "dst_ports": [0, 65535],
-                                                  "dscp": 63, "sources": ["198.51.100.0/25", "2001:db8::1"]},
-                         "egress": {"mode": "sla", "order": ["ispA"], "max_rtt_ms": 50, "max_loss_pct": 1.5,
-                                    "max_jitter_ms": 0, "hysteresis_pct": 10, "recover_s": 30},
-                         "ingress": {"mode": "balance", "weights": {"ispA": 2}}}],
-            "default": {"egress": {"mode": "failover", "order": ["ispB", "ispA"]}, "ingress": {}}}
+    default = {"egress": FAILOVER_AB, "ingress": FAILOVER_AB}
+    sla = {"mode": "sla", "order": ["ispA"], "max_rtt_ms": 50, "max_loss_pct": 1.5, "max_jitter_ms": 0,
+           "hysteresis_pct": 10, "recover_s": 30}
+    full = {"classes": [{"name": "all-of_it", "match": {"protocol": 17, "src_ports": ["1-2"], "dst_ports": [1, 65535],
+                                                        "dscp": 63, "sources": ["198.51.100.0/25", "2001:db8::1"]},
+                         "egress": sla, "ingress": {"mode": "balance", "weights": {"ispA": 2}}}],
+            "default": default}
     validator.validate(full)
-    wrong: list[Any] = [{"clases": []}, {"classes": [{"name": "x", "match": {"dscp": 64}}]},
-             {"classes": [{"name": "x", "match": {"protocol": "sctp"}}]},
-             {"classes": [{"name": "x", "match": {"dst_ports": ["80"]}}]},
-             {"classes": [{"name": "x", "egress": {"mode": "random"}}]},
-             {"classes": [{"name": "x", "egress": {"order": ["ispA", "ispA"]}}]},
-             {"classes": [{"name": "x", "egress": {"max_loss_pct": 101}}]},
-             {"classes": [{"match": {}}]},
-             {"default": {"egress": {}, "ingres": {}}}]
+    validator.validate({"default": default})
+
+    def one_class(**fields: Any) -> dict[str, Any]:
+        traffic_class = {"name": "x", "match": {"protocol": "tcp"}, "egress": FAILOVER_AB, "ingress": FAILOVER_AB}
+        return {"classes": [{**traffic_class, **fields}], "default": default}
+
+    wrong: list[Any] = [
+        {"classes": []}, {"clases": [], "default": default}, {"default": {"egress": FAILOVER_AB}},
+        one_class(name="default"), one_class(name="Web"), one_class(name="9x"), one_class(name="x" * 33),
+        one_class(match={}), one_class(match={"dscp": 64}), one_class(match={"protocol": "sctp"}),
+        one_class(match={"dst_ports": ["80"]}), one_class(match={"dst_ports": [0]}),
+        one_class(match={"protocol": "tcp", "colour": "red"}),
+        one_class(egress={"mode": "random", "order": ["ispA"]}), one_class(egress={"order": ["ispA"]}),
+        one_class(egress={"mode": "failover", "order": ["ispA", "ispA"]}),
+        one_class(egress={"mode": "failover", "order": []}),
+        one_class(egress={"mode": "balance", "order": ["ispA"], "weights": {"ispA": 1}}),
+        one_class(egress={"mode": "balance", "weights": {}}),
+        one_class(egress={"mode": "balance", "weights": {"ispA": 101}}),
+        one_class(egress={"mode": "sla", "order": ["ispA"]}),
+        one_class(egress={**sla, "max_loss_pct": 101}), one_class(egress={**sla, "max_rtt_ms": 0.5}),
+        one_class(egress={**sla, "recover_s": 3601}),
+        one_class(egress={"mode": "failover", "order": ["ispA"], "max_rtt_ms": 50}),
+    ]
+    wrong.append({**one_class(), "classes": one_class()["classes"] * 65})
+    wrong.append(one_class(ingress=None))
     for bad in wrong:
         assert not validator.is_valid(bad), bad

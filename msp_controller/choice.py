@@ -1,0 +1,77 @@
+"""Which tunnel paths each traffic class uses, in each direction, given policy and health.
+
+A pure function of the homenet's policy, its path plan (which tunnels exist and are
+live) and the SLA verdicts from the probes. The result orders the buckets of the class's
+group: for failover and sla the data plane takes the first live bucket, for balance it
+spreads flows over the live buckets by weight.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .paths import PathPlan, TunnelPath
+from .policy import BALANCE, DEFAULT_NAME, SLA, DirectionPolicy, PacketMatch, Policy
+
+EGRESS, INGRESS = "egress", "ingress"
+Usable = Callable[[str, str, TunnelPath], bool]  # (class, direction, path) -> meets its SLA
+
+
+@dataclass(frozen=True)
+class DirectionChoice:
+    """One class in one direction, ready to compile into a group and its flows."""
+
+    index: int  # 0 for the default class, 1.. for the policy's classes in order
+    name: str
+    direction: str
+    mode: str
+    paths: tuple[TunnelPath, ...]  # bucket order
+    weights: tuple[int, ...]  # balance only, one per path
+    match: PacketMatch | None  # None for the default class
+    active: tuple[TunnelPath, ...]  # what carries the traffic now
+
+    def describe_active(self) -> str | None:
+        return " + ".join(str(p) for p in self.active) if self.active else None
+
+
+def _ordered(plan: PathPlan, policy: DirectionPolicy, usable: Callable[[TunnelPath], bool]) -> tuple[TunnelPath, ...]:
+    rank = {isp: i for i, isp in enumerate(policy.order)}
+    candidates = [p for p in plan.paths if p.uplink in rank]
+    if policy.mode == SLA:
+        key = lambda p: (p not in plan.live, not usable(p), rank[p.uplink], p.edge)  # noqa: E731
+    else:
+        key = lambda p: (p not in plan.live, rank[p.uplink], p.edge)  # noqa: E731
+    return tuple(sorted(candidates, key=key))
+
+
+def _choice(index: int, name: str, direction: str, policy: DirectionPolicy, match: PacketMatch | None,
+            plan: PathPlan, usable: Usable) -> DirectionChoice:
+    if policy.mode == BALANCE:
+        weight_of = dict(policy.weights)
+        # Buckets never move: a select group keeps a flow on its bucket while that is live.
+        paths = tuple(p for isp, _ in policy.weights for p in plan.paths if p.uplink == isp)
+        weights = tuple(weight_of[p.uplink] for p in paths)
+        active = tuple(p for p in paths if p in plan.live)
+        return DirectionChoice(index, name, direction, policy.mode, paths, weights, match, active)
+    paths = _ordered(plan, policy, lambda p: usable(name, direction, p))
+    first_live = next((p for p in paths if p in plan.live), None)
+    return DirectionChoice(index, name, direction, policy.mode, paths, (), match,
+                           (first_live,) if first_live else ())
+
+
+def choose(policy: Policy, plan: PathPlan, direction: str, usable: Usable) -> tuple[DirectionChoice, ...]:
+    """Every class of the policy in one direction; the default class comes first (index 0)."""
+    default = policy.default.egress if direction == EGRESS else policy.default.ingress
+    choices = [_choice(0, DEFAULT_NAME, direction, default, None, plan, usable)]
+    for index, traffic_class in enumerate(policy.classes, start=1):
+        if direction == EGRESS:
+            choices.append(_choice(index, traffic_class.name, direction, traffic_class.egress,
+                                   traffic_class.match.as_egress(), plan, usable))
+        else:
+            choices.append(_choice(index, traffic_class.name, direction, traffic_class.ingress,
+                                   traffic_class.match.mirrored(), plan, usable))
+    return tuple(choices)
+
+
+def always_usable(name: str, direction: str, path: TunnelPath) -> bool:
+    return True
