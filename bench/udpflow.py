@@ -19,9 +19,11 @@ MAGIC = 0x4D53505544500001
 PAYLOAD_BYTES = 64
 
 
-def send(to: str, port: int, rate: int, seconds: float) -> dict[str, object]:
+def send(to: str, port: int, rate: int, seconds: float, src_port: int = 0) -> dict[str, object]:
     family = socket.AF_INET6 if ":" in to else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    if src_port:
+        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", src_port))
     padding = b"\0" * (PAYLOAD_BYTES - HEADER.size)
     interval = 1.0 / rate
     start = time.monotonic()
@@ -84,6 +86,7 @@ def main() -> None:
     sender.add_argument("--port", type=int, default=5001)
     sender.add_argument("--rate", type=int, default=1000, help="packets per second")
     sender.add_argument("--seconds", type=float, default=5.0)
+    sender.add_argument("--src-port", type=int, default=0, help="source port (0: any)")
     sender.add_argument("--out", required=True)
     receiver = sub.add_parser("recv")
     receiver.add_argument("--port", type=int, default=5001)
@@ -92,7 +95,7 @@ def main() -> None:
     receiver.add_argument("--ready", help="file created once the socket is bound")
     args = parser.parse_args()
     if args.mode == "send":
-        result = send(args.to, args.port, args.rate, args.seconds)
+        result = send(args.to, args.port, args.rate, args.seconds, args.src_port)
     else:
         result = receive(args.port, args.seconds, args.ready)
     with open(args.out, "w") as handle:

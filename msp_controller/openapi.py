@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .config import SHORT_NAME  # uplink (ISP) names
+
 API_PREFIX = "/api/v1"
 NAME_PATTERN = "^[A-Za-z0-9_.-]+$"  # homenet, class and uplink names
 MAX_BODY_BYTES = 64 * 1024
@@ -47,7 +49,7 @@ def _loose(properties: dict[str, Schema], required: list[str], description: str 
 def _policy_schemas() -> dict[str, Schema]:
     # Mirrors policy.py's parser (its docstring is the reference): what the schema cannot say
     # (ISPs of this homenet, sources inside its prefixes, classes that overlap) is a 400 there.
-    isp: Schema = {"type": "string", "description": "an uplink (ISP) of this homenet"}
+    isp: Schema = {"type": "string", "pattern": SHORT_NAME.pattern, "description": "an uplink (ISP) of this homenet"}
     order: Schema = {"type": "array", "items": isp, "minItems": 1, "uniqueItems": True,
                      "description": "most preferred first; unlisted ISPs are never used"}
     port: Schema = {"oneOf": [

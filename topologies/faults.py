@@ -60,15 +60,27 @@ def isp_blackhole(node: Node, on: bool) -> None:
         _drop_chain(node, "blackhole")
 
 
-def isp_loss(node: Node, percent: float) -> None:
-    """Drop this percentage (0..100, steps of 0.01) of what the ISP forwards; 0 clears."""
+def isp_loss(node: Node, percent: float, direction: str = "both") -> None:
+    """Drop this percentage (0..100, steps of 0.01) of what the ISP forwards; 0 clears.
+
+    direction "down" drops only towards the customer, "up" only from it (a round trip
+    through the ISP then loses `percent` of its probes, not 1-(1-p)^2).
+    """
     if not 0 <= percent <= 100:
         raise ValueError(f"loss percentage {percent} is not within 0..100")
+    if direction not in ("both", "up", "down"):
+        raise ValueError(f"direction {direction!r} is not both, up or down")
     threshold = round(percent * 100)  # out of 10000
     if threshold == 0:
         _drop_chain(node, "loss")
-    else:
-        _set_chain(node, "loss", f"numgen random mod 10000 < {threshold} drop")
+        return
+    selector = ""
+    if direction != "both":
+        customer = getattr(node, "customer_intf", None)
+        if not customer:
+            raise ValueError(f"{node.name} has no customer interface to tell directions apart")
+        selector = f'{"oifname" if direction == "down" else "iifname"} "{customer}" '
+    _set_chain(node, "loss", f"{selector}numgen random mod 10000 < {threshold} drop")
 
 
 def clear_faults(node: Node) -> None:
@@ -126,3 +138,40 @@ __all__ = [
     "isp_faults",
     "isp_loss",
 ]
+
+
+# --- per-class accounting: what an ISP carried of one inner UDP port --------------------------
+INNER_TABLE = "msp_inner"
+# Offsets (bits) from the outer UDP header to the inner IPv4 UDP ports of a VXLAN packet:
+# outer UDP 8 + VXLAN 8 + Ethernet 14 + IPv4 20 bytes (no options) = 50 bytes.
+INNER_UDP_SRC_BITS, INNER_UDP_DST_BITS = 400, 416
+
+
+def watch_inner_udp_port(node: Node, port: int) -> None:
+    """Count the tunnel packets whose inner IPv4 UDP packet has this port (either end), per direction."""
+    customer = getattr(node, "customer_intf", None)
+    if not customer:
+        raise ValueError(f"{node.name} has no customer interface to tell directions apart")
+    _nft(node, f"add table inet {INNER_TABLE}\n"
+               f"add chain inet {INNER_TABLE} count "
+               f"{{ type filter hook forward priority {COUNT_PRIORITY + 1}; policy accept; }}\n"
+               f"add counter inet {INNER_TABLE} up{port}\n"
+               f"add counter inet {INNER_TABLE} down{port}\n"
+               f"add rule inet {INNER_TABLE} count iifname \"{customer}\" udp dport 4789 "
+               f"@th,{INNER_UDP_DST_BITS},16 {port} counter name \"up{port}\"\n"
+               f"add rule inet {INNER_TABLE} count oifname \"{customer}\" udp dport 4789 "
+               f"@th,{INNER_UDP_SRC_BITS},16 {port} counter name \"down{port}\"\n")
+
+
+def inner_udp_counts(node: Node, port: int) -> dict[str, int]:
+    """Packets counted by watch_inner_udp_port: {"up": n, "down": n}."""
+    counts = {}
+    for direction in ("up", "down"):
+        listing = json.loads(run(["nft", "-j", "list", "counter", "inet", INNER_TABLE, f"{direction}{port}"], node))
+        counter = next(item["counter"] for item in listing["nftables"] if "counter" in item)
+        counts[direction] = int(counter["packets"])
+    return counts
+
+
+def unwatch_inner_udp(node: Node) -> None:
+    _nft(node, f"add table inet {INNER_TABLE}\ndelete table inet {INNER_TABLE}\n")

@@ -53,8 +53,9 @@ class UdpStream:
     """A 1000 packets/s stream from one host to another, measured at the receiver."""
 
     def __init__(self, sender: Any, receiver: Any, destination: str, port: int,
-                 seconds: float, rate: int = 1000) -> None:
+                 seconds: float, rate: int = 1000, src_port: int = 0) -> None:
         self.sender, self.receiver = sender, receiver
+        self.src_port = src_port
         self.destination, self.port, self.seconds, self.rate = destination, port, seconds, rate
         self.dir = tempfile.mkdtemp(prefix="msp-udp-")
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -71,7 +72,8 @@ class UdpStream:
                   "--out", os.path.join(self.dir, "recv.json"), "--ready", ready)
         wait_for(lambda: os.path.exists(ready), 10, what="the UDP receiver")
         self._run(self.sender, "send", "--to", self.destination, "--port", str(self.port), "--rate",
-                  str(self.rate), "--seconds", str(self.seconds), "--out", os.path.join(self.dir, "send.json"))
+                  str(self.rate), "--seconds", str(self.seconds), "--src-port", str(self.src_port),
+                  "--out", os.path.join(self.dir, "send.json"))
 
     def result(self) -> StreamResult:
         for process in self.processes:

@@ -367,6 +367,7 @@ class IspRouter(RoutedHost):
 
     def config(self, customer_intf: str | None = None, **params: Any) -> dict:  # type: ignore[override]
         result = super().config(**params)
+        self.customer_intf = customer_intf
         if customer_intf:
             install_counters(self, customer_intf)
         return result

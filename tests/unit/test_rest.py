@@ -720,6 +720,7 @@ def test_policy_schema_accepts_good_policies_and_rejects_typos(service: FakeServ
         one_class(egress={**sla, "max_loss_pct": 101}), one_class(egress={**sla, "max_rtt_ms": 0.5}),
         one_class(egress={**sla, "recover_s": 3601}),
         one_class(egress={"mode": "failover", "order": ["ispA"], "max_rtt_ms": 50}),
+        one_class(egress={"mode": "failover", "order": ["isp A"]}),
     ]
     wrong.append({**one_class(), "classes": one_class()["classes"] * 65})
     wrong.append(one_class(ingress=None))
