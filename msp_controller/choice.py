@@ -36,11 +36,14 @@ class DirectionChoice:
 
 def _ordered(plan: PathPlan, policy: DirectionPolicy, usable: Callable[[TunnelPath], bool]) -> tuple[TunnelPath, ...]:
     rank = {isp: i for i, isp in enumerate(policy.order)}
+    edge_rank = {edge: i for i, edge in enumerate(dict.fromkeys(p.edge for p in plan.paths))}
     candidates = [p for p in plan.paths if p.uplink in rank]
+    # Live before dead; then (sla) meeting the SLA; then the preferred edge, where BGP
+    # brings the traffic in; then the policy's ISP order.
     if policy.mode == SLA:
-        key = lambda p: (p not in plan.live, not usable(p), rank[p.uplink], p.edge)  # noqa: E731
+        key = lambda p: (p not in plan.live, not usable(p), edge_rank[p.edge], rank[p.uplink])  # noqa: E731
     else:
-        key = lambda p: (p not in plan.live, rank[p.uplink], p.edge)  # noqa: E731
+        key = lambda p: (p not in plan.live, edge_rank[p.edge], rank[p.uplink])  # noqa: E731
     return tuple(sorted(candidates, key=key))
 
 
@@ -48,8 +51,14 @@ def _choice(index: int, name: str, direction: str, policy: DirectionPolicy, matc
             plan: PathPlan, usable: Usable) -> DirectionChoice:
     if policy.mode == BALANCE:
         weight_of = dict(policy.weights)
-        # Buckets never move: a select group keeps a flow on its bucket while that is live.
-        paths = tuple(p for isp, _ in policy.weights for p in plan.paths if p.uplink == isp)
+        weighted = [p for p in plan.paths if p.uplink in weight_of]
+        # Balance over the ISPs of one edge: the preferred edge that still has a live path.
+        # Its buckets stay put while that edge is usable, so a select group keeps each flow
+        # on its bucket for as long as that bucket is live.
+        edges = list(dict.fromkeys(p.edge for p in weighted))
+        edge = next((e for e in edges if any(p.edge == e and p in plan.live for p in weighted)),
+                    edges[0] if edges else None)
+        paths = tuple(p for isp, _ in policy.weights for p in weighted if p.uplink == isp and p.edge == edge)
         weights = tuple(weight_of[p.uplink] for p in paths)
         active = tuple(p for p in paths if p in plan.live)
         return DirectionChoice(index, name, direction, policy.mode, paths, weights, match, active)

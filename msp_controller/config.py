@@ -48,6 +48,22 @@ class Uplink:
 
 
 @dataclass(frozen=True)
+class BgpNeighbor:
+    """An upstream router that learns, from the controller, the prefixes served by one edge."""
+
+    address: ipaddress.IPv4Address
+    asn: int
+
+
+@dataclass(frozen=True)
+class BgpConfig:
+    asn: int
+    router_id: ipaddress.IPv4Address
+    hold_down_s: float  # an edge must stay healthy this long before it announces again
+    listen_port: int  # 0: only connect out, never listen
+
+
+@dataclass(frozen=True)
 class Edge:
     """An MSP edge switch: tunnels to homenets on one side, the Internet on the other."""
 
@@ -63,6 +79,7 @@ class Edge:
     internet_gateway_ipv4: ipaddress.IPv4Address
     internet_ipv6: IPv6Interface | None
     internet_gateway_ipv6: ipaddress.IPv6Address | None
+    bgp_neighbors: tuple[BgpNeighbor, ...] = ()
 
     bridge = "br-msp"
     underlay_bridge = "br-up"
@@ -83,12 +100,18 @@ class Homenet:
     lan_ipv4: IPv4Interface  # gateway address the hosts use, and the on-link subnet
     lan_ipv6: IPv6Interface | None
     gateway_mac: str
-    edge: str
+    edges: tuple[str, ...]  # in order of preference: the first is the primary
     uplinks: tuple[Uplink, ...]
     egress_order: tuple[str, ...]
     ingress_order: tuple[str, ...]
+    backup_prepend: int = 2  # AS-path prepends on the announcements of every edge but the first
 
     bridge = "br-home"
+
+    @property
+    def edge(self) -> str:
+        """The primary edge."""
+        return self.edges[0]
 
     def uplink(self, name: str) -> Uplink:
         for uplink in self.uplinks:
@@ -113,6 +136,7 @@ class MspConfig:
     controller_address: str = "198.19.0.1"
     controller_port: int = 6653
     vxlan_port: int = 4789
+    bgp: BgpConfig | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def edge(self, name: str) -> Edge:
@@ -266,6 +290,7 @@ def _parse_edge(table: _Table) -> Edge:
         internet_gateway_ipv4=table.address("internet_gateway_ipv4", ipaddress.IPv4Address),
         internet_ipv6=v6,
         internet_gateway_ipv6=gw6,
+        bgp_neighbors=_parse_neighbors(table),
     )
     if edge.internet_gateway_ipv4 not in edge.internet_ipv4.network:
         raise ConfigError(table.path("internet_gateway_ipv4"), f"not in {edge.internet_ipv4.network}")
@@ -273,6 +298,35 @@ def _parse_edge(table: _Table) -> Edge:
         raise ConfigError(table.path("internet_gateway_ipv6"), f"not in {v6.network}")
     table.check_unknown()
     return edge
+
+
+def _parse_neighbors(table: _Table) -> tuple[BgpNeighbor, ...]:
+    raw = table.get("bgp_neighbors", default=[], required=False)
+    if not isinstance(raw, list):
+        raise ConfigError(table.path("bgp_neighbors"), "must be a list of tables")
+    neighbors = []
+    for index, item in enumerate(raw):
+        neighbor = _Table(item, f"{table.path('bgp_neighbors')}[{index}]")
+        neighbors.append(BgpNeighbor(neighbor.address("address", ipaddress.IPv4Address),
+                                     neighbor.integer("asn", 1, 2**32 - 1)))
+        neighbor.check_unknown()
+    _unique([n.address for n in neighbors], table.path("bgp_neighbors"), "neighbor")
+    return tuple(neighbors)
+
+
+def _parse_bgp(root: _Table) -> BgpConfig | None:
+    raw = root.get("bgp", default=None, required=False)
+    if raw is None:
+        return None
+    table = _Table(raw, "bgp")
+    bgp = BgpConfig(
+        asn=table.integer("asn", 1, 2**32 - 1),
+        router_id=table.address("router_id", ipaddress.IPv4Address),
+        hold_down_s=float(table.integer("hold_down_s", 0, 3600, default=5, required=False)),
+        listen_port=table.integer("listen_port", 0, 65535, default=0, required=False),
+    )
+    table.check_unknown()
+    return bgp
 
 
 def _parse_interface(value: str, where: str, kind: type) -> Any:
@@ -326,15 +380,25 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
     _unique([u.name for u in uplinks], table.path("uplinks"), "uplink name")
     _unique([u.port for u in uplinks], table.path("uplinks"), "uplink port")
 
-    edge_name = table.string("edge")
-    if edge_name not in edges:
-        raise ConfigError(table.path("edge"), f"unknown edge {edge_name!r}")
-    edge = edges[edge_name]
-    if len(uplinks) > len(edge.tunnel_addresses):
-        raise ConfigError(
-            table.path("uplinks"),
-            f"{len(uplinks)} uplinks but edge {edge_name!r} has only {len(edge.tunnel_addresses)} tunnel_addresses",
-        )
+    if "edge" in table.data and "edges" in table.data:
+        raise ConfigError(table.path("edges"), "give either edge or edges, not both")
+    if "edges" in table.data:
+        edge_names = table.strings("edges")
+        key = "edges"
+    else:
+        edge_names = [table.string("edge")]
+        key = "edge"
+    for index, edge_name in enumerate(edge_names):
+        where = table.path(key) if key == "edge" else f"{table.path(key)}[{index}]"
+        if edge_name not in edges:
+            raise ConfigError(where, f"unknown edge {edge_name!r}")
+        if len(uplinks) > len(edges[edge_name].tunnel_addresses):
+            raise ConfigError(
+                table.path("uplinks"),
+                f"{len(uplinks)} uplinks but edge {edge_name!r} has only "
+                f"{len(edges[edge_name].tunnel_addresses)} tunnel_addresses",
+            )
+    _unique(edge_names, table.path(key), "edge")
 
     lan_ipv4 = table.address("lan_ipv4", IPv4Interface)
     lan_ipv6 = table.address("lan_ipv6", IPv6Interface, required=False)
@@ -357,10 +421,11 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
         lan_ipv4=lan_ipv4,
         lan_ipv6=lan_ipv6,
         gateway_mac=_mac(table, "gateway_mac", _derived_mac(0x01, dpid)),
-        edge=edge_name,
+        edges=tuple(edge_names),
         uplinks=tuple(uplinks),
         egress_order=_parse_order(table, "egress_order", uplinks),
         ingress_order=_parse_order(table, "ingress_order", uplinks),
+        backup_prepend=table.integer("backup_prepend", 0, 10, default=2, required=False),
     )
     clash = set(lan_ports) & {u.port for u in uplinks}
     if clash:
@@ -400,6 +465,11 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
     dpids += [("homenet " + h.name, h.dpid) for h in homenets]
     dpids += [(f"homenet {h.name} uplink {u.name}", u.underlay_dpid) for h in homenets for u in h.uplinks]
     _unique([d for _, d in dpids], "datapath_id", "datapath id")
+    bgp = _parse_bgp(root)
+    if bgp is None:
+        for edge in edges:
+            if edge.bgp_neighbors:
+                raise ConfigError(f"edges.{edge.name}.bgp_neighbors", "needs a [bgp] section (asn, router_id)")
     root.check_unknown()
     return MspConfig(
         bfd_interval_ms=bfd,
@@ -407,6 +477,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
         homenets=tuple(homenets),
         controller_address=controller_address,
         controller_port=controller_port,
+        bgp=bgp,
     )
 
 

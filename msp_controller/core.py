@@ -152,19 +152,23 @@ class MspCore:
                 if uplink.underlay_dpid == dpid:
                     if uplink.port not in ports:
                         return SwitchProgram()
-                    edge = self.config.edge(homenet.edge)
-                    return underlay_program(ports[uplink.port], [edge.tunnel_ip(uplink.slot)],
+                    edges = [self.config.edge(name) for name in homenet.edges]
+                    return underlay_program(ports[uplink.port], [e.tunnel_ip(uplink.slot) for e in edges],
                                             dhcp_client=True)
         raise KeyError(dpid)
 
     # --- liveness and paths -------------------------------------------------------------
+
+    def _edges_up(self) -> dict[str, bool]:
+        """An edge whose switch is not connected is not used (and not announced)."""
+        return {edge.name: edge.dpid in self.ports for edge in self.config.edges}
 
     def _liveness(self) -> dict[tuple[int, str], bool | None]:
         return {(dpid, name): port.live for dpid, ports in self.ports.items() for name, port in ports.items()}
 
     def _replan(self, now: float) -> Messages:
         """Recompute every homenet's paths and move reconciled switches to the new state."""
-        self.plans = plan_all(self.config, self._liveness())
+        self.plans = plan_all(self.config, self._liveness(), self._edges_up())
         self._update_choices(now)
         messages: Messages = {}
         for dpid, installed in list(self.installed.items()):
@@ -394,7 +398,7 @@ class MspCore:
     def _tunnel_ports(self, dpid: int) -> set[int]:
         ports = self._port_numbers(dpid)
         edge = self.config.edge(self.roles[dpid].name)
-        return {ports[edge_tunnel_port(h, u)] for h in self.config.homenets if h.edge == edge.name
+        return {ports[edge_tunnel_port(h, u)] for h in self.config.homenets if edge.name in h.edges
                 for u in h.uplinks if edge_tunnel_port(h, u) in ports}
 
     def probe_tick(self, now: float) -> Messages:

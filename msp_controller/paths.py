@@ -50,20 +50,27 @@ class PathPlan:
         return next((p for p in self.ingress if p in self.live), None)
 
 
-def homenet_graph(config: MspConfig, homenet: Homenet, liveness: PortLiveness) -> nx.DiGraph:
-    """MSPMB -> ISP -> edge -> Internet, each link marked live or not."""
+def homenet_graph(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
+                  edges_up: Mapping[str, bool] | None = None) -> nx.DiGraph:
+    """MSPMB -> ISP -> edge -> Internet, each link marked live or not.
+
+    edges_up: whether each edge's switch is connected to the controller (absent: assume up);
+    an edge the controller cannot see is not used, and its announcements are withdrawn.
+    """
     graph = nx.DiGraph()
     home = ("mspmb", homenet.name)
-    edge = config.edge(homenet.edge)
     for uplink in homenet.uplinks:
         isp = ("isp", uplink.name)
         graph.add_edge(home, isp, live=True)
-        home_end = liveness.get((homenet.dpid, mspmb_tunnel_port(edge, uplink)))
-        edge_end = liveness.get((edge.dpid, edge_tunnel_port(homenet, uplink)))
-        # A tunnel is dead only when one of its ends says so: an end we cannot see yet
-        # (switch reconnecting) must not make us move traffic that is flowing.
-        graph.add_edge(isp, ("edge", edge.name), live=home_end is not False and edge_end is not False)
-    graph.add_edge(("edge", edge.name), INTERNET, live=True)
+        for edge_name in homenet.edges:
+            edge = config.edge(edge_name)
+            home_end = liveness.get((homenet.dpid, mspmb_tunnel_port(edge, uplink)))
+            edge_end = liveness.get((edge.dpid, edge_tunnel_port(homenet, uplink)))
+            # A tunnel is dead only when one of its ends says so: an end we cannot see yet
+            # (switch reconnecting) must not make us move traffic that is flowing.
+            graph.add_edge(isp, ("edge", edge.name), live=home_end is not False and edge_end is not False)
+    for edge_name in homenet.edges:
+        graph.add_edge(("edge", edge_name), INTERNET, live=(edges_up or {}).get(edge_name, True))
     return graph
 
 
@@ -74,26 +81,32 @@ def _paths(graph: nx.DiGraph, homenet: Homenet) -> list[tuple[TunnelPath, bool]]
         isp = next(n[1] for n in nodes if isinstance(n, tuple) and n[0] == "isp")
         edge = next(n[1] for n in nodes if isinstance(n, tuple) and n[0] == "edge")
         found.append((TunnelPath(homenet.name, isp, edge), live))
-    return found
+    # Preferred edge first, then the uplinks' order: the order everything else builds on.
+    slots = {uplink.name: uplink.slot for uplink in homenet.uplinks}
+    return sorted(found, key=lambda item: (homenet.edges.index(item[0].edge), slots[item[0].uplink]))
 
 
-def _ordered(paths: list[tuple[TunnelPath, bool]], order: tuple[str, ...]) -> tuple[TunnelPath, ...]:
+def _ordered(paths: list[tuple[TunnelPath, bool]], order: tuple[str, ...],
+             edges: tuple[str, ...]) -> tuple[TunnelPath, ...]:
     rank = {isp: i for i, isp in enumerate(order)}
     unranked = len(order)
+    # The preferred edge first (it is where BGP brings the traffic in), then the ISP order.
     return tuple(path for path, _ in sorted(
-        paths, key=lambda item: (not item[1], rank.get(item[0].uplink, unranked), item[0].edge)))
+        paths, key=lambda item: (not item[1], edges.index(item[0].edge), rank.get(item[0].uplink, unranked))))
 
 
-def plan_homenet(config: MspConfig, homenet: Homenet, liveness: PortLiveness) -> PathPlan:
-    paths = _paths(homenet_graph(config, homenet, liveness), homenet)
+def plan_homenet(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
+                 edges_up: Mapping[str, bool] | None = None) -> PathPlan:
+    paths = _paths(homenet_graph(config, homenet, liveness, edges_up), homenet)
     return PathPlan(
         homenet=homenet.name,
         paths=tuple(path for path, _ in paths),
-        egress=_ordered(paths, homenet.egress_order),
-        ingress=_ordered(paths, homenet.ingress_order),
+        egress=_ordered(paths, homenet.egress_order, homenet.edges),
+        ingress=_ordered(paths, homenet.ingress_order, homenet.edges),
         live=frozenset(path for path, live in paths if live),
     )
 
 
-def plan_all(config: MspConfig, liveness: PortLiveness) -> dict[str, PathPlan]:
-    return {h.name: plan_homenet(config, h, liveness) for h in config.homenets}
+def plan_all(config: MspConfig, liveness: PortLiveness,
+             edges_up: Mapping[str, bool] | None = None) -> dict[str, PathPlan]:
+    return {h.name: plan_homenet(config, h, liveness, edges_up) for h in config.homenets}

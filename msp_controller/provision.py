@@ -46,16 +46,18 @@ def _tunnel(bridge: str, port: str, remote_ip: str, key: int, bfd_ms: int,
 
 
 def mspmb_commands(config: MspConfig, homenet: Homenet) -> list[Command]:
-    """Bridges and ports of a homenet's MSPMB: br-home plus one underlay bridge per uplink."""
-    edge = config.edge(homenet.edge)
+    """Bridges and ports of a homenet's MSPMB: br-home plus one underlay bridge per uplink,
+    and a tunnel to each of its edges over each uplink."""
     commands = _bridge(homenet.bridge, homenet.dpid, config)
     commands += [_port(homenet.bridge, port) for port in homenet.lan_ports]
     for uplink in homenet.uplinks:
         commands += _bridge(uplink.bridge, uplink.underlay_dpid, config)
         commands.append(_port(uplink.bridge, uplink.port))
-        commands.append(_tunnel(homenet.bridge, mspmb_tunnel_port(edge, uplink),
-                                str(edge.tunnel_ip(uplink.slot)), homenet.id,
-                                config.bfd_interval_ms))
+        for edge_name in homenet.edges:
+            edge = config.edge(edge_name)
+            commands.append(_tunnel(homenet.bridge, mspmb_tunnel_port(edge, uplink),
+                                    str(edge.tunnel_ip(uplink.slot)), homenet.id,
+                                    config.bfd_interval_ms))
     return commands
 
 
@@ -71,7 +73,7 @@ def edge_commands(config: MspConfig, edge: Edge,
     commands += _bridge(edge.underlay_bridge, edge.underlay_dpid, config)
     commands.append(_port(edge.underlay_bridge, edge.underlay_port))
     for homenet in config.homenets:
-        if homenet.edge != edge.name:
+        if edge.name not in homenet.edges:
             continue
         for uplink in homenet.uplinks:
             remote = uplink_addresses[(homenet.name, uplink.name)]
@@ -93,10 +95,9 @@ def edge_routes(edge: Edge) -> list[Command]:
 def mspmb_routes(config: MspConfig, homenet: Homenet,
                  uplink_gateways: dict[str, str]) -> list[Command]:
     """`ip` routes pinning each edge tunnel address to its uplink (ISP gateway by uplink name)."""
-    edge = config.edge(homenet.edge)
-    return [["route", "replace", f"{edge.tunnel_ip(uplink.slot)}/32",
+    return [["route", "replace", f"{config.edge(edge_name).tunnel_ip(uplink.slot)}/32",
              "via", uplink_gateways[uplink.name], "dev", uplink.bridge]
-            for uplink in homenet.uplinks]
+            for edge_name in homenet.edges for uplink in homenet.uplinks]
 
 
 def as_shell(commands: Sequence[Command], program: str) -> str:

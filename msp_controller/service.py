@@ -75,7 +75,7 @@ class CoreService:
                     "egress_mode": egress.mode, "ingress_mode": ingress.mode}
                    for egress, ingress in zip(choices["egress"], choices["ingress"])]
         return {
-            "name": name, "id": homenet.id, "edge": homenet.edge,
+            "name": name, "id": homenet.id, "edge": homenet.edge, "edges": list(homenet.edges),
             "prefixes": [str(p) for p in homenet.prefixes],
             "uplinks": [{"name": u.name, "port": u.port} for u in homenet.uplinks],
             "paths": paths, "classes": classes,

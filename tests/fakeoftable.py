@@ -583,16 +583,27 @@ class FakeSwitch:
         raise NotImplementedError(f"group type {group.type}")
 
     def _select_bucket(self, group: FakeGroup, headers: Packet) -> list[parser.OFPBucket]:
-        """One live bucket, chosen by a stable hash of the flow, weighted by bucket weight."""
-        candidates = [b for b in group.buckets if b.weight > 0 and self._bucket_is_live(b, depth=0)]
-        if not candidates:
+        """One bucket by a stable hash of the flow, as OVS's dp_hash method does it.
+
+        The hash picks among ALL weighted buckets, live or not, so a flow keeps its bucket
+        while that bucket is live; only when it is not does the flow fall back to a live
+        bucket (highest hash score among the live ones, weighted).
+        """
+        weighted = [b for b in group.buckets if b.weight > 0]
+        if not weighted:
             return []
-        point = _flow_hash(headers) % sum(b.weight for b in candidates)
-        for bucket in candidates:
+        point = _flow_hash(headers) % sum(b.weight for b in weighted)
+        for bucket in weighted:
             if point < bucket.weight:
-                return [bucket]
+                break
             point -= bucket.weight
-        raise AssertionError("unreachable: point is below the total weight")
+        if self._bucket_is_live(bucket, depth=0):
+            return [bucket]
+        live = [b for b in weighted if self._bucket_is_live(b, depth=0)]
+        if not live:
+            return []
+        scores = {id(b): _flow_hash(dict(headers, _bucket=index)) * b.weight for index, b in enumerate(live)}
+        return [max(live, key=lambda b: scores[id(b)])]
 
     def _bucket_is_live(self, bucket: parser.OFPBucket, depth: int) -> bool:
         # A bucket that watches nothing is always live (as in OVS).

@@ -16,16 +16,20 @@ from msp_controller.core import Messages, MspCore, PortState
 from msp_controller.reconcile import ReportedFlow
 from tests.fakeoftable import FakeNetwork, FakeSwitch
 
-HOME, EDGE = 0x101, 0xE1
-UNDERLAY_A, UNDERLAY_B, EDGE_UNDERLAY = 0x111, 0x112, 0xE2
+HOME, EDGE, EDGE2 = 0x101, 0xE1, 0xE3
+UNDERLAY_A, UNDERLAY_B, EDGE_UNDERLAY, EDGE2_UNDERLAY = 0x111, 0x112, 0xE2, 0xE4
 PORTS = {
-    HOME: {"mspmb-lan1": 1, "mspmb-lan2": 2, "edge1-ispA": 11, "edge1-ispB": 12},
+    HOME: {"mspmb-lan1": 1, "mspmb-lan2": 2, "edge1-ispA": 11, "edge1-ispB": 12, "edge2-ispA": 13,
+           "edge2-ispB": 14},
     EDGE: {"edge1-inet": 1, "hn1-ispA": 11, "hn1-ispB": 12},
+    EDGE2: {"edge2-inet": 1, "hn1-ispA": 11, "hn1-ispB": 12},
     UNDERLAY_A: {"mspmb-ispA": 1},
     UNDERLAY_B: {"mspmb-ispB": 1},
     EDGE_UNDERLAY: {"edge1-up": 1},
+    EDGE2_UNDERLAY: {"edge2-up": 1},
 }
 H1_MAC, H2_MAC, UPSTREAM_MAC = "00:00:00:00:00:10", "00:00:00:00:00:20", "0a:00:00:00:00:01"
+UPSTREAM2_MAC = "0a:00:00:00:00:02"
 
 
 class Harness:
@@ -41,6 +45,8 @@ class Harness:
                 network.add_switch(FakeSwitch(dpid, {number: True for number in ports.values()}))
             network.link(HOME, 11, EDGE, 11)
             network.link(HOME, 12, EDGE, 12)
+            network.link(HOME, 13, EDGE2, 11)
+            network.link(HOME, 14, EDGE2, 12)
         self.network = network
 
     def switch(self, dpid: int) -> FakeSwitch:
@@ -82,6 +88,7 @@ class Harness:
         self.packet_in(HOME, "mspmb-lan1", arp_frame(arp.ARP_REQUEST, H1_MAC, "198.51.100.10", "198.51.100.1"))
         self.packet_in(HOME, "mspmb-lan2", arp_frame(arp.ARP_REQUEST, H2_MAC, "198.51.100.20", "198.51.100.1"))
         self.packet_in(EDGE, "edge1-inet", arp_frame(arp.ARP_REPLY, UPSTREAM_MAC, "198.18.20.1", "198.18.20.2"))
+        self.packet_in(EDGE2, "edge2-inet", arp_frame(arp.ARP_REPLY, UPSTREAM2_MAC, "198.18.21.1", "198.18.21.2"))
         self.packet_in(HOME, "mspmb-lan1", nd_frame(icmpv6.ND_NEIGHBOR_SOLICIT, H1_MAC, "2001:db8:100::10",
                                                     "2001:db8:100::1"))
         self.packet_in(EDGE, "edge1-inet", nd_frame(icmpv6.ND_NEIGHBOR_ADVERT, UPSTREAM_MAC, "2001:db8:ff20::1",

@@ -60,7 +60,7 @@ def edge_program(config: MspConfig, edge: Edge, ports: PortNumbers,
                               match(in_port=internet, eth_type=eth_type, eth_dst=edge.internet_mac),
                               goto=EDGE_INGRESS))
     for homenet in config.homenets:
-        if homenet.edge == edge.name:
+        if edge.name in homenet.edges:
             homenet_flows, homenet_groups = _homenet_flows(edge, homenet, ports, ingress[homenet.name])
             flows += homenet_flows
             groups += homenet_groups

@@ -109,7 +109,23 @@ BAD_CONFIGS = {
     "lan outside prefixes": (_set(_home, "lan_ipv4", "192.0.2.1/24"), "homenets[0].lan_ipv4", "not inside"),
     "lan v6 outside prefixes": (_set(_home, "lan_ipv6", "2001:db8:999::1/64"), "homenets[0].lan_ipv6", "not inside"),
     "v6 prefix without lan_ipv6": (_delete(_home, "lan_ipv6"), "homenets[0].lan_ipv6", "required"),
-    "unknown edge": (_set(_home, "edge", "edge9"), "homenets[0].edge", "unknown edge"),
+    "unknown edge": (_set(_home, "edges", ["edge1", "edge9"]), "homenets[0].edges[1]", "unknown edge"),
+    "edge and edges": (_set(_home, "edge", "edge1"), "homenets[0].edges", "not both"),
+    "duplicate edges": (_set(_home, "edges", ["edge1", "edge1"]), "homenets[0].edges", "duplicate edge"),
+    "no edges listed": (_set(_home, "edges", []), "homenets[0].edges", "non-empty"),
+    "prepend too long": (_set(_home, "backup_prepend", 11), "homenets[0].backup_prepend", "out of range"),
+    "bgp asn zero": (_set(lambda d: d["bgp"], "asn", 0), "bgp.asn", "out of range"),
+    "bgp bad router id": (_set(lambda d: d["bgp"], "router_id", "me"), "bgp.router_id", "not a valid"),
+    "bgp unknown key": (_set(lambda d: d["bgp"], "as", 1), "bgp.as", "unknown field"),
+    "neighbors without bgp": (_delete(lambda d: d, "bgp"), "edges.edge1.bgp_neighbors", "needs a [bgp]"),
+    "bad neighbor address": (lambda d: _edge(d)["bgp_neighbors"][0].update(address="up1"),
+                             "edges[0].bgp_neighbors[0].address", "not a valid"),
+    "neighbor asn too big": (lambda d: _edge(d)["bgp_neighbors"][0].update(asn=2**32),
+                             "edges[0].bgp_neighbors[0].asn", "out of range"),
+    "neighbor unknown key": (lambda d: _edge(d)["bgp_neighbors"][0].update(port=179),
+                             "edges[0].bgp_neighbors[0].port", "unknown field"),
+    "duplicate neighbor": (lambda d: _edge(d)["bgp_neighbors"].append(dict(_edge(d)["bgp_neighbors"][0])),
+                           "edges[0].bgp_neighbors", "duplicate neighbor"),
     "unknown isp in egress order": (_set(_home, "egress_order", ["ispA", "ispC"]), "homenets[0].egress_order[1]", "unknown ISP"),
     "duplicate isp in ingress order": (_set(_home, "ingress_order", ["ispA", "ispA"]), "homenets[0].ingress_order", "duplicate"),
     "empty egress order": (_set(_home, "egress_order", []), "homenets[0].egress_order", "non-empty"),
@@ -159,8 +175,8 @@ def test_check_config_command(tmp_path):
                         capture_output=True, text=True)
     assert ok.returncode == 0 and "OK" in ok.stdout
     bad = tmp_path / "bad.toml"
-    bad.write_text(REFERENCE_CONFIG.read_text().replace('edge = "edge1"', 'edge = "edge7"'))
+    bad.write_text(REFERENCE_CONFIG.read_text().replace('edges = ["edge1", "edge2"]', 'edges = ["edge1", "edge7"]'))
     refused = subprocess.run([sys.executable, "-m", "msp_controller.cli", str(bad)],
                              capture_output=True, text=True)
     assert refused.returncode == 1
-    assert "homenets[0].edge: unknown edge 'edge7'" in refused.stderr
+    assert "homenets[0].edges[1]: unknown edge 'edge7'" in refused.stderr

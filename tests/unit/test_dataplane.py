@@ -12,7 +12,8 @@ from tests.harness import (EDGE, EDGE_UNDERLAY, H1_MAC, HOME, LOCAL, UNDERLAY_A,
 SERVER4, SERVER6 = "203.0.113.10", "2001:db8:200::10"
 H1_4, H1_6 = "198.51.100.10", "2001:db8:100::10"
 LAN1, INTERNET = 1, 1
-TUNNEL_A, TUNNEL_B = 11, 12
+TUNNEL_A, TUNNEL_B = 11, 12  # to edge1, at both ends
+TUNNEL_A2, TUNNEL_B2 = 13, 14  # MSPMB ports of the tunnels to edge2
 
 
 @pytest.fixture
@@ -144,8 +145,8 @@ def test_underlay_admits_only_tunnel_traffic_from_the_edge(net, config):
 
 
 def test_no_live_tunnel_is_recorded(net):
-    net.set_live(HOME, "edge1-ispA", False)
-    net.set_live(HOME, "edge1-ispB", False)
+    for port in ("edge1-ispA", "edge1-ispB", "edge2-ispA", "edge2-ispB"):
+        net.set_live(HOME, port, False)
     assert net.core.plans["home1"].active_egress is None
     assert [c.new for c in net.core.path_changes][-2:] == [None, None]
 
@@ -184,7 +185,7 @@ def test_wrong_group_order_is_corrected_on_reconnect(net):
     net.switch(HOME).apply([ofmsg.group_modify(wrong)])
     net.connect(HOME)
     buckets = net.switch(HOME).groups[group_id].buckets
-    assert [b.watch_port for b in buckets] == [TUNNEL_A, TUNNEL_B]
+    assert [b.watch_port for b in buckets] == [TUNNEL_A, TUNNEL_B, TUNNEL_A2, TUNNEL_B2]
 
 
 def test_every_generated_flow_fits_the_pipeline(net):

@@ -1,50 +1,67 @@
-"""Path planning: a pure function of config and port liveness."""
+"""Path planning: a pure function of config, port liveness and which edges are connected."""
 from __future__ import annotations
 
 import dataclasses
 
 from msp_controller.paths import TunnelPath, plan_homenet
 
-HOME_DPID, EDGE_DPID = 0x101, 0xE1
+HOME_DPID, EDGE1_DPID, EDGE2_DPID = 0x101, 0xE1, 0xE3
+ENDS = {  # path -> (MSPMB port, edge dpid, edge port)
+    ("ispA", "edge1"): ("edge1-ispA", EDGE1_DPID), ("ispB", "edge1"): ("edge1-ispB", EDGE1_DPID),
+    ("ispA", "edge2"): ("edge2-ispA", EDGE2_DPID), ("ispB", "edge2"): ("edge2-ispB", EDGE2_DPID),
+}
+A1, B1 = TunnelPath("home1", "ispA", "edge1"), TunnelPath("home1", "ispB", "edge1")
+A2, B2 = TunnelPath("home1", "ispA", "edge2"), TunnelPath("home1", "ispB", "edge2")
 
 
-def _liveness(**ports):
-    names = {"home_A": (HOME_DPID, "edge1-ispA"), "home_B": (HOME_DPID, "edge1-ispB"),
-             "edge_A": (EDGE_DPID, "hn1-ispA"), "edge_B": (EDGE_DPID, "hn1-ispB")}
-    return {names[key]: value for key, value in ports.items()}
+def liveness(dead_home=(), dead_edge=(), unknown=()):
+    """Every tunnel end live except those named (as (isp, edge) pairs)."""
+    ports = {}
+    for (isp, edge), (home_port, edge_dpid) in ENDS.items():
+        if (isp, edge) in unknown:
+            continue
+        ports[(HOME_DPID, home_port)] = (isp, edge) not in dead_home
+        ports[(edge_dpid, f"hn1-{isp}")] = (isp, edge) not in dead_edge
+    return ports
 
 
-A = TunnelPath("home1", "ispA", "edge1")
-B = TunnelPath("home1", "ispB", "edge1")
+def test_all_live_prefers_primary_edge_then_isp_order(config):
+    plan = plan_homenet(config, config.homenet("home1"), liveness())
+    assert plan.egress == (A1, B1, A2, B2) and plan.ingress == (A1, B1, A2, B2)
+    assert plan.active_egress == A1 and plan.live == {A1, B1, A2, B2}
 
 
-def test_all_live_follows_policy(config):
-    plan = plan_homenet(config, config.homenet("home1"), _liveness(home_A=True, home_B=True, edge_A=True, edge_B=True))
-    assert plan.egress == (A, B) and plan.ingress == (A, B)
-    assert plan.active_egress == A and plan.live == {A, B}
-
-
-def test_dead_at_either_end_moves_path_back(config):
-    for dead_end in ("home_A", "edge_A"):
-        ports = dict(home_A=True, home_B=True, edge_A=True, edge_B=True)
-        ports[dead_end] = False
-        plan = plan_homenet(config, config.homenet("home1"), _liveness(**ports))
-        assert plan.egress == (B, A), dead_end
-        assert plan.active_egress == B and plan.active_ingress == B
+def test_dead_at_either_end_moves_the_path_back(config):
+    for dead in ({"dead_home": [("ispA", "edge1")]}, {"dead_edge": [("ispA", "edge1")]}):
+        plan = plan_homenet(config, config.homenet("home1"), liveness(**dead))
+        assert plan.egress == (B1, A2, B2, A1), dead
+        assert plan.active_egress == B1 and plan.active_ingress == B1
 
 
 def test_unknown_end_is_not_treated_as_dead(config):
-    plan = plan_homenet(config, config.homenet("home1"), _liveness(home_A=True, home_B=True))
-    assert plan.active_egress == A and plan.live == {A, B}
+    plan = plan_homenet(config, config.homenet("home1"), liveness(unknown=[("ispA", "edge1")]))
+    assert plan.active_egress == A1 and A1 in plan.live
+
+
+def test_edge_not_connected_is_not_used(config):
+    plan = plan_homenet(config, config.homenet("home1"), liveness(), edges_up={"edge1": False, "edge2": True})
+    assert plan.egress == (A2, B2, A1, B1) and plan.live == {A2, B2}
 
 
 def test_no_path_left(config):
-    plan = plan_homenet(config, config.homenet("home1"), _liveness(home_A=False, home_B=False))
+    every = list(ENDS)
+    plan = plan_homenet(config, config.homenet("home1"), liveness(dead_home=every))
     assert plan.active_egress is None and plan.active_ingress is None
-    assert plan.egress == (A, B)  # kept in policy order, so the data plane can recover alone
+    assert plan.egress == (A1, B1, A2, B2)  # kept in order, so the data plane can recover alone
 
 
 def test_ingress_and_egress_orders_are_independent(config):
     home = dataclasses.replace(config.homenet("home1"), ingress_order=("ispB", "ispA"))
     plan = plan_homenet(config, home, {})
-    assert plan.egress == (A, B) and plan.ingress == (B, A)
+    assert plan.egress == (A1, B1, A2, B2) and plan.ingress == (B1, A1, B2, A2)
+
+
+def test_edge_preference_follows_config(config):
+    home = dataclasses.replace(config.homenet("home1"), edges=("edge2", "edge1"))
+    plan = plan_homenet(config, home, {})
+    assert plan.egress == (A2, B2, A1, B1)
