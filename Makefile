@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover lint clean-run
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover lint
 
 install:
 	bash scripts/install.sh
@@ -25,6 +25,15 @@ check-config: install
 
 bench-failover: install
 	$(PY) -m bench.failover
+
+bench-policy: install
+	$(PY) -m bench.policy
+
+bench-probes: install
+	$(PY) -m bench.probes
+
+bench-edge-failover: install
+	$(PY) -m bench.edge_failover
 
 lint: install
 	$(VENV)/bin/pip install -q mypy ruff

@@ -28,7 +28,7 @@ from .service import CoreService
 
 LOG = logging.getLogger("msp.app")
 TICK_S = 1.0
-PROBE_INTERVAL_S = 0.1  # each tunnel path is probed this often
+PROBE_INTERVAL_S = 0.05  # each tunnel path is probed this often (100 probes per 5 s window)
 CONFIRM_TIMEOUT_S = 2.0  # how long a REST change waits for the switches' barrier replies
 
 

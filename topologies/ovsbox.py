@@ -230,6 +230,7 @@ class OvsBox(Host):
                  **params: object) -> None:
         self.ovs_dir = os.path.abspath(ovs_dir or os.path.join(run_dir, name))
         self.mgmt: dict[str, str] | None = None
+        self.ovs_user_routes: list[tuple[str, ...]] = []
         super().__init__(name, **params)
         # Let `mspmb ovs-vsctl show` & co. in the Mininet CLI find this box's OVS.
         self.cmd("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in self._ovs_vars().items()))
@@ -345,15 +346,18 @@ class OvsBox(Host):
         self.vsctl("init", wait=False)
         self.vsctl("set", "Open_vSwitch", ".",
                    *[f"other_config:{k}={v}" for k, v in settings.items()], wait=False)
-        with _Subreaper():
-            run(["ovs-vswitchd", f"unix:{self.db_socket}",
-                 f"--pidfile={self.pidfile('ovs-vswitchd')}",
-                 f"--log-file={os.path.join(d, 'ovs-vswitchd.log')}",
-                 "--detach", "--no-chdir"], self, env=self.ovs_env)
+        self._spawn_vswitchd()
         missing = set(OVS_DAEMONS) - set(self.ovs_pids())
         if missing:
             raise RuntimeError(f"{self.name}: {', '.join(sorted(missing))} did not stay up; "
                                f"see the logs in {d}")
+
+    def _spawn_vswitchd(self) -> None:
+        with _Subreaper():
+            run(["ovs-vswitchd", f"unix:{self.db_socket}",
+                 f"--pidfile={self.pidfile('ovs-vswitchd')}",
+                 f"--log-file={os.path.join(self.ovs_dir, 'ovs-vswitchd.log')}",
+                 "--detach", "--no-chdir"], self, env=self.ovs_env)
 
     def stop_ovs(self, remove_dir: bool = True) -> None:
         """Kill this box's ovs-vswitchd, then its ovsdb-server (by pidfile); idempotent."""
@@ -364,33 +368,81 @@ class OvsBox(Host):
         if remove_dir:
             shutil.rmtree(self.ovs_dir, ignore_errors=True)
 
+    # -- ovs-vswitchd alone (a box that fails and comes back with its configuration)
+
+    def stop_vswitchd(self) -> None:
+        """Kill only ovs-vswitchd (by pidfile, reaped): the box's switches and tunnels die,
+        its controller connections drop; ovsdb-server and the database stay. Idempotent."""
+        pid = read_pidfile(self.pidfile("ovs-vswitchd"))
+        if pid is not None:
+            kill_pid(pid, "ovs-vswitchd")
+
+    def start_vswitchd(self, timeout: float = 20.0) -> None:
+        """Start ovs-vswitchd again on the same database (same bridges, ports, controllers),
+        wait until every bridge's internal port exists again, then restore what lived only
+        in ovs-vswitchd or on its internal ports: see restore_after_vswitchd()."""
+        if "ovsdb-server" not in self.ovs_pids():
+            raise RuntimeError(f"{self.name}: ovsdb-server is not running; use start_ovs()")
+        if "ovs-vswitchd" not in self.ovs_pids():
+            self._spawn_vswitchd()
+        if "ovs-vswitchd" not in self.ovs_pids():
+            raise RuntimeError(f"{self.name}: ovs-vswitchd did not stay up; see {self.ovs_dir}/ovs-vswitchd.log")
+        bridges = self.vsctl("list-br").split()
+        wait_for(lambda: all(link_exists(b, self) for b in bridges), timeout,
+                 what=f"{self.name}'s bridges {bridges} to come back")
+        self.restore_after_vswitchd()
+
+    def restore_after_vswitchd(self) -> None:
+        """Re-apply what an ovs-vswitchd restart loses: kernel state of the bridges'
+        internal ports (subclasses) and the user routes added with add_ovs_route()."""
+        for route in self.ovs_user_routes:
+            self.appctl("ovs/route/add", *route)
+
+    def add_ovs_route(self, *args: str) -> None:
+        """`ovs-appctl ovs/route/add ARGS...`, remembered so that start_vswitchd() adds it again."""
+        self.appctl("ovs/route/add", *args)
+        self.ovs_user_routes.append(tuple(args))
+
     # -- management link
 
     def add_mgmt_link(self, bridge: str, ip: str, bridge_ip: str | None = None,
                       root_intf: str | None = None, box_intf: str = "mgmt0") -> None:
         """veth root_intf (root namespace, in Linux bridge `bridge`) <-> box_intf (here, ip)."""
-        root_intf = root_intf or f"m-{self.name}"
-        self.mgmt = {"bridge": bridge, "root_intf": root_intf, "box_intf": box_intf}
-        ensure_root_bridge(bridge, bridge_ip)
-        if link_exists(root_intf):
-            raise RuntimeError(f"{self.name}: {root_intf} already exists in the root namespace "
-                               "(left over from an earlier run?)")
-        run(["ip", "link", "add", root_intf, "type", "veth", "peer", "name", box_intf,
-             "netns", str(self.pid)])
-        run(["sysctl", "-qw", f"net.ipv6.conf.{root_intf}.disable_ipv6=1"], check=False)
-        run(["ip", "link", "set", root_intf, "master", bridge, "up"])
-        self.run("ip", "-batch", "-", input=f"addr replace {ip} dev {box_intf}\n"
-                                            f"link set {box_intf} up\n")
+        self.mgmt = add_mgmt_link(self, bridge, ip, bridge_ip, root_intf, box_intf)
 
     def del_mgmt_link(self) -> None:
         """Delete the management veth; delete the bridge too once no port is left."""
-        if not self.mgmt:
-            return
-        delete_root_link(self.mgmt["root_intf"])
-        bridge = self.mgmt["bridge"]
-        if link_exists(bridge) and not bridge_ports(bridge):
-            delete_root_link(bridge)
+        del_mgmt_link(self.mgmt)
         self.mgmt = None
+
+
+def add_mgmt_link(node: Host, bridge: str, ip: str, bridge_ip: str | None = None,
+                  root_intf: str | None = None, node_intf: str = "mgmt0") -> dict[str, str]:
+    """veth root_intf (root namespace, in Linux bridge `bridge`) <-> node_intf (in node, ip).
+
+    Returns what del_mgmt_link() needs to undo it."""
+    root_intf = root_intf or f"m-{node.name}"
+    ensure_root_bridge(bridge, bridge_ip)
+    if link_exists(root_intf):
+        raise RuntimeError(f"{node.name}: {root_intf} already exists in the root namespace "
+                           "(left over from an earlier run?)")
+    run(["ip", "link", "add", root_intf, "type", "veth", "peer", "name", node_intf,
+         "netns", str(node.pid)])
+    run(["sysctl", "-qw", f"net.ipv6.conf.{root_intf}.disable_ipv6=1"], check=False)
+    run(["ip", "link", "set", root_intf, "master", bridge, "up"])
+    run(["ip", "-batch", "-"], node, input=f"addr replace {ip} dev {node_intf}\n"
+                                           f"link set {node_intf} up\n")
+    return {"bridge": bridge, "root_intf": root_intf, "box_intf": node_intf}
+
+
+def del_mgmt_link(mgmt: Mapping[str, str] | None) -> None:
+    """Undo add_mgmt_link(): the veth, then the bridge once no port is left."""
+    if not mgmt:
+        return
+    delete_root_link(mgmt["root_intf"])
+    bridge = mgmt["bridge"]
+    if link_exists(bridge) and not bridge_ports(bridge):
+        delete_root_link(bridge)
 
 
 def prepare_ovs_ports(node: Host, ports: Iterable[str], mtu: Mapping[str, int] | None = None) -> None:
@@ -417,6 +469,8 @@ __all__ = [
     "OVS_DAEMONS",
     "CommandError",
     "OvsBox",
+    "add_mgmt_link",
+    "del_mgmt_link",
     "bridge_ports",
     "delete_root_link",
     "ensure_root_bridge",

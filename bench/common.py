@@ -1,0 +1,41 @@
+"""Shared bits of the benchmarks: a REST client for the controller, waiting for steady state."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from topologies.controller import Controller, wait_for
+
+DEFAULT_POLICY = {"egress": {"mode": "failover", "order": ["ispA", "ispB"]},
+                  "ingress": {"mode": "failover", "order": ["ispA", "ispB"]}}
+
+
+def api(controller: Controller, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(controller.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def homenet(controller: Controller) -> dict[str, Any]:
+    return api(controller, "GET", "/api/v1/homenets/home1")[1]
+
+
+def path_info(controller: Controller, isp: str, edge: str = "edge1") -> dict[str, Any]:
+    return next(p for p in homenet(controller)["paths"] if p["isp"] == isp and p["edge"] == edge)
+
+
+def wait_all_paths_healthy(controller: Controller, timeout: float = 60.0) -> None:
+    """Every tunnel live and its probe window free of the losses of start-up."""
+    wait_for(lambda: all(p["live"] and p["loss_pct"] == 0 for p in homenet(controller)["paths"]),
+             timeout, interval=0.5, what="every path live with no probe loss")
+
+
+def class_path(controller: Controller, name: str, direction: str = "egress") -> str | None:
+    return next(c[direction] for c in homenet(controller)["classes"] if c["name"] == name)
