@@ -20,7 +20,9 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from . import ofmsg
-from .config import ConfigError, load_config
+from .bgp_speaker import BgpAnnouncer, Neighbor
+from .bgp_speaker import Route as BgpRoute
+from .config import ConfigError, MspConfig, load_config
 from .core import Messages, MspCore, PortCounters, PortState
 from .reconcile import ReportedFlow
 from .rest import mount
@@ -60,10 +62,42 @@ class MspApp(app_manager.RyuApp):
         self.datapaths: dict[int, Any] = {}
         self._port_replies: dict[int, dict[str, PortState]] = {}
         self._barriers: dict[tuple[int, int], Any] = {}
-        mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm))
+        self.bgp = self._bgp_announcer(config)
+        self._bgp_applied: dict[str, dict[str, BgpRoute]] | None = None
+        mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm, bgp_sessions=self._bgp_sessions))
         LOG.info("msp: %d edges, %d homenets from %s", len(config.edges), len(config.homenets), path)
         self._ticker = hub.spawn(self._tick_forever)
         self._prober = hub.spawn(self._probe_forever)
+        if self.bgp is not None:
+            hub.spawn(self.bgp.start)
+
+    @staticmethod
+    def _bgp_announcer(config: MspConfig) -> BgpAnnouncer | None:
+        neighbors = [Neighbor(str(n.address), n.asn) for edge in config.edges for n in edge.bgp_neighbors]
+        if config.bgp is None or not neighbors:
+            return None
+        return BgpAnnouncer(config.bgp.asn, str(config.bgp.router_id), neighbors,
+                            listen_port=config.bgp.listen_port,
+                            on_session_change=lambda address, state: LOG.info("msp: BGP %s %s", address, state))
+
+    def _bgp_sessions(self) -> dict[str, str]:
+        return self.bgp.sessions() if self.bgp is not None else {}
+
+    def _sync_bgp(self) -> None:
+        """Tell the BGP speaker what to announce where, when that changed."""
+        if self.bgp is None:
+            return
+        desired = {neighbor: {prefix: BgpRoute(route.next_hop, route.prepend) for prefix, route in routes.items()}
+                   for neighbor, routes in self.core.bgp_desired(time.monotonic()).items()}
+        if desired != self._bgp_applied:
+            LOG.info("msp: BGP announcements: %s", {n: sorted(r) for n, r in desired.items()})
+            self.bgp.apply(desired)
+            self._bgp_applied = desired
+
+    def stop(self) -> None:
+        if self.bgp is not None:
+            self.bgp.shutdown()
+        super().stop()
 
     # --- sending ------------------------------------------------------------------------
 
@@ -84,6 +118,7 @@ class MspApp(app_manager.RyuApp):
         """
         try:
             self._send(call())
+            self._sync_bgp()
         except Exception:  # noqa: BLE001 - any bug here must not pass silently
             LOG.exception("msp: handling %s for %016x failed; dropping its connection", what, datapath.id)
             datapath.close()
@@ -114,6 +149,7 @@ class MspApp(app_manager.RyuApp):
             hub.sleep(TICK_S)
             try:
                 self._send(self.core.tick(time.monotonic()))
+                self._sync_bgp()
                 for dpid in self.core.counted_switches():
                     datapath = self.datapaths.get(dpid)
                     if datapath is not None:
@@ -126,6 +162,7 @@ class MspApp(app_manager.RyuApp):
             hub.sleep(PROBE_INTERVAL_S)
             try:
                 self._send(self.core.probe_tick(time.monotonic()))
+                self._sync_bgp()
             except Exception:  # noqa: BLE001
                 LOG.exception("msp: probe tick failed")
 
@@ -212,3 +249,4 @@ class MspApp(app_manager.RyuApp):
             return  # a stale connection replaced by a newer one
         del self.datapaths[datapath.id]
         self._send(self.core.switch_down(datapath.id, time.monotonic()))
+        self._sync_bgp()

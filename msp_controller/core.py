@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import ofmsg
+from .announce import AnnouncementPlanner, Desired
 from .choice import EGRESS, INGRESS, DirectionChoice, choose
 from .config import Edge, Homenet, MspConfig, edge_tunnel_port
 from .flows.common import SwitchProgram
@@ -105,6 +106,7 @@ class MspCore:
         self.counters: dict[tuple[int, int], PortCounters] = {}
         self.choices: dict[str, dict[str, tuple[DirectionChoice, ...]]] = {}
         self._update_choices(0.0)
+        self.announcements = AnnouncementPlanner(config)
         self.path_changes: collections.deque[PathChange] = collections.deque(maxlen=1000)
         self.ignored_packets = 0
 
@@ -444,6 +446,17 @@ class MspCore:
             LOG.info("%s %s %s: path %s %s (%s)", path.homenet, class_name, direction, path,
                      "meets its SLA again" if change.usable else "breaks its SLA", change.reason)
         return self._replan(now) if changes else {}
+
+    # --- BGP ---------------------------------------------------------------------------------
+
+    def bgp_desired(self, now: float) -> Desired:
+        """What each upstream BGP neighbour should hear from us now."""
+        # Announce only from an edge that is programmed, not merely connected.
+        programmed = {edge.name: edge.dpid in self.installed for edge in self.config.edges}
+        return self.announcements.plan(self.plans, programmed, now)
+
+    def announced_at(self, homenet: str) -> list[str]:
+        return sorted(edge for name, edge in self.announcements.announced if name == homenet)
 
     # --- counters -----------------------------------------------------------------------------
 

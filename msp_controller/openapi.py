@@ -138,6 +138,8 @@ def _status_schemas() -> dict[str, Schema]:
             "status": {"type": "string", "enum": ["ok", "degraded"]},
             "switches": {"type": "object", "additionalProperties": {"type": "object"},
                          "description": "datapath id (hex) -> its state"},
+            "bgp": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "BGP neighbour address -> session state (established, active, ...)"},
             "uptime_s": {"type": "number", "minimum": 0},
         }, required=["status", "switches", "uptime_s"]),
         "HomenetSummary": _loose({
@@ -150,6 +152,8 @@ def _status_schemas() -> dict[str, Schema]:
             "uplinks": {"type": "array", "items": {}},
             "paths": {"type": "array", "items": _ref("PathStatus")},
             "classes": {"type": "array", "items": _ref("ClassStatus")},
+            "announced_at": {"type": "array", "items": {"type": "string"},
+                             "description": "edges announcing the homenet's prefixes by BGP now"},
         }, required=["paths", "classes"]),
         "PathStatus": _loose({
             "path": {"type": "string", "description": "isp@edge"},

@@ -22,9 +22,11 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 
 class CoreService:
-    def __init__(self, core: MspCore, confirm: Confirm, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, core: MspCore, confirm: Confirm, clock: Callable[[], float] = time.monotonic,
+                 bgp_sessions: Callable[[], dict[str, str]] = dict) -> None:
         self.core = core
         self.confirm = confirm
+        self.bgp_sessions = bgp_sessions
         self.clock = clock
         self.started = clock()
 
@@ -37,8 +39,10 @@ class CoreService:
     def health(self) -> dict[str, Any]:
         switches = self.core.status()["switches"]
         down = [dpid for dpid, switch in switches.items() if not switch["reconciled"]]
-        return {"status": "degraded" if down else "ok", "switches": switches,
-                "uptime_s": round(self.clock() - self.started, 3)}
+        sessions = self.bgp_sessions()
+        degraded = down or any(state != "established" for state in sessions.values())
+        return {"status": "degraded" if degraded else "ok", "switches": switches,
+                "bgp": sessions, "uptime_s": round(self.clock() - self.started, 3)}
 
     def list_homenets(self) -> list[dict[str, Any]]:
         return [self._summary(h.name) for h in self.core.config.homenets]
@@ -79,6 +83,7 @@ class CoreService:
             "prefixes": [str(p) for p in homenet.prefixes],
             "uplinks": [{"name": u.name, "port": u.port} for u in homenet.uplinks],
             "paths": paths, "classes": classes,
+            "announced_at": self.core.announced_at(name),
         }
 
     def get_policy(self, name: str) -> dict[str, Any]:

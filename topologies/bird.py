@@ -22,12 +22,21 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mininet.node import Node
 
-from topologies.ovsbox import CommandError, _Subreaper, kill_pid, process_alive, read_pidfile, run, wait_for
+from topologies.ovsbox import (
+    CommandError,
+    _Subreaper,
+    kill_pid,
+    process_alive,
+    read_pidfile,
+    run,
+    wait_for,
+)
 
 BIRD = "bird"
 BIRD_CONF = "bird.conf"
@@ -179,7 +188,8 @@ def start_bird(node: Node, directory: str, config_text: str, timeout: float = 10
         return pid
 
     try:
-        return int(wait_for(ready, timeout, what=f"{node.name}'s bird to answer on {paths['socket']}"))
+        pid = wait_for(ready, timeout, what=f"{node.name}'s bird to answer on {paths['socket']}")
+        return pid if isinstance(pid, int) else int(str(pid))
     except TimeoutError as err:
         log = ""
         try:
@@ -211,10 +221,16 @@ _CODE = re.compile(r"^(\d{4})([ -])(.*)$")
 
 
 def _birdc(socket: str, args: Sequence[str], node: Node | None) -> str:
-    """birdc -v; raises on failure; returns the reply without the numeric codes."""
+    """birdc -v; raises on failure; returns the reply without the numeric codes.
+
+    birdc runs in the root namespace: the control socket is a file, reachable from there."""
     argv = ["birdc", "-v", "-s", socket, *args]
     where = node.name if node is not None else "root namespace"
-    out = run(argv, node, check=False, where=where, timeout=20)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        raise CommandError(where, argv, None, f"no answer from {socket}") from None
+    out = proc.stdout
     lines = out.splitlines()
     text = []
     failed = False
@@ -228,9 +244,11 @@ def _birdc(socket: str, args: Sequence[str], node: Node | None) -> str:
                 continue
             text.append(match.group(3))
         else:
-            text.append(line[1:] if line.startswith(" ") else line)
-    if failed or not lines or (lines and not _CODE.match(lines[0])):
-        raise CommandError(where, argv, 1, out)
+            # A continuation line: the code's 5 columns ("1007-") left blank.
+            text.append(line[5:] if line.startswith("     ") else line.lstrip(" "))
+    # birdc exits 1 on an error reply, and on commands it rejects itself (without a code).
+    if failed or proc.returncode != 0 or not lines or not _CODE.match(lines[0]):
+        raise CommandError(where, argv, proc.returncode, out + proc.stderr)
     return "\n".join(text) + "\n"
 
 

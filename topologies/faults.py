@@ -1,4 +1,4 @@
-"""Failure injection and traffic accounting on the emulated ISP routers (nftables).
+"""Failure injection and traffic accounting: ISP routers (nftables), MSP edges.
 
 The kernel here has no netem, so ISP faults are nftables rules in the ISP router's own
 namespace, on the forward hook: the router stops forwarding, the links stay up, nothing
@@ -10,6 +10,10 @@ is signalled to either end (a "silent" failure, as when an ISP's core breaks).
 
 The counter chain runs after the fault chains, so it counts what the ISP actually
 forwarded: "up" from the customer side towards the Internet, "down" towards the customer.
+
+MSP edges (at the end of this file): stop_edge / start_edge kill and restart an edge's
+ovs-vswitchd; cut_edge_underlay(net, edge, on) is chain cut_<edge> of inet's msp_fault
+table (drops everything to and from the edge's underlay port).
 
 All functions are idempotent and raise ovsbox.CommandError (with nft's stderr) on failure.
 By hand: `nsenter -t $(cat /run/msp/nodes/ispA.pid) -n nft list ruleset`.
@@ -175,3 +179,93 @@ def inner_udp_counts(node: Node, port: int) -> dict[str, int]:
 
 def unwatch_inner_udp(node: Node) -> None:
     _nft(node, f"add table inet {INNER_TABLE}\ndelete table inet {INNER_TABLE}\n")
+
+
+# --- MSP edge failures -------------------------------------------------------------------------
+# `net` is a topologies.reference.ReferenceNetwork (not imported here: it imports this module).
+
+
+def stop_edge(net: Any, edge: str) -> None:
+    """The edge fails: its ovs-vswitchd is killed (by PID, reaped). Its tunnels die (BFD goes
+    down at the homenet's end), its controller connections drop; ovsdb-server and the
+    database stay, so start_edge() brings it back as it was provisioned. Idempotent."""
+    net.plan.site(edge)  # a clear error for an unknown edge
+    net[edge].stop_vswitchd()
+
+
+def start_edge(net: Any, edge: str, timeout: float = 20.0) -> None:
+    """The edge comes back: ovs-vswitchd again on the same database, the kernel side of its
+    underlay bridge (addresses, default route) and any OVS user routes restored. Its
+    flows are the controller's to install again once it reconnects."""
+    net.plan.site(edge)
+    net[edge].start_vswitchd(timeout=timeout)
+
+
+def edge_running(net: Any, edge: str) -> bool:
+    """Does the edge's ovs-vswitchd run?"""
+    return "ovs-vswitchd" in net[edge].ovs_pids()
+
+
+def cut_edge_underlay(net: Any, edge: str, on: bool) -> None:
+    """on=True: inet silently drops everything to and from the edge's underlay port (its
+    tunnels die, the edge itself and its controller connection stay up). on=False: undo."""
+    site = net.plan.site(edge)
+    inet = net[net.plan.inet]
+    chain = f"cut_{edge}"
+    if on:
+        intf = site.underlay_inet_intf
+        _nft(inet, f"add table inet {FAULT_TABLE}\n"
+                   f"add chain inet {FAULT_TABLE} {chain} "
+                   f"{{ type filter hook forward priority {FAULT_PRIORITY}; policy accept; }}\n"
+                   f"flush chain inet {FAULT_TABLE} {chain}\n"
+                   f"add rule inet {FAULT_TABLE} {chain} iifname \"{intf}\" drop\n"
+                   f"add rule inet {FAULT_TABLE} {chain} oifname \"{intf}\" drop\n")
+    else:
+        _drop_chain(inet, chain)
+
+
+__all__ += ["cut_edge_underlay", "edge_running", "start_edge", "stop_edge"]
+
+
+# --- what an ISP carried of the hosts' IPv4 pings (not BFD, not the controller's probes) ------
+ICMP_TABLE = "msp_icmp"
+# Bits from the outer UDP header to the inner IPv4 protocol byte of a VXLAN packet:
+# outer UDP 8 + VXLAN 8 + Ethernet 14 + 9 bytes into the IPv4 header = 39 bytes.
+INNER_IPV4_PROTO_BITS = 312
+INNER_ETHERTYPE_BITS = 224  # outer UDP 8 + VXLAN 8 + 12 bytes into the Ethernet header
+
+
+def watch_inner_icmp(node: Node) -> None:
+    """Count, per direction, the tunnel packets that carry an IPv4 ICMP packet (pings),
+    leaving out BFD and the controller's UDP probes, which also cross every ISP. Idempotent."""
+    customer = getattr(node, "customer_intf", None)
+    if not customer:
+        raise ValueError(f"{node.name} has no customer interface to tell directions apart")
+    match = (f"udp dport 4789 @th,{INNER_ETHERTYPE_BITS},16 0x0800 "
+             f"@th,{INNER_IPV4_PROTO_BITS},8 1")
+    _nft(node, f"add table inet {ICMP_TABLE}\n"
+               f"delete table inet {ICMP_TABLE}\n"
+               f"table inet {ICMP_TABLE} {{\n"
+               f"  counter up {{ }}\n"
+               f"  counter down {{ }}\n"
+               f"  chain count {{\n"
+               f"    type filter hook forward priority {COUNT_PRIORITY + 1}; policy accept;\n"
+               f"    iifname \"{customer}\" {match} counter name \"up\"\n"
+               f"    oifname \"{customer}\" {match} counter name \"down\"\n"
+               f"  }}\n"
+               f"}}\n")
+
+
+def inner_icmp_counts(node: Node) -> dict[str, int]:
+    """Packets counted by watch_inner_icmp: {"up": n, "down": n}."""
+    listing = json.loads(run(["nft", "-j", "list", "table", "inet", ICMP_TABLE], node))
+    counts = {item["counter"]["name"]: int(item["counter"]["packets"])
+              for item in listing.get("nftables", []) if "counter" in item}
+    return {"up": counts.get("up", 0), "down": counts.get("down", 0)}
+
+
+def unwatch_inner_icmp(node: Node) -> None:
+    _nft(node, f"add table inet {ICMP_TABLE}\ndelete table inet {ICMP_TABLE}\n")
+
+
+__all__ += ["inner_icmp_counts", "unwatch_inner_icmp", "watch_inner_icmp"]
