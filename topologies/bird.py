@@ -96,11 +96,17 @@ class RouterConfig:
     comments: tuple[str, ...] = field(default_factory=tuple)
 
 
-def prefix_filter(prefixes: Iterable[str]) -> str:
-    """A BIRD filter expression accepting routes to these prefixes or anything inside them
-    (`where net ~ [ P+, ... ]`); "none" when there are none."""
+def prefix_filter(prefixes: Iterable[str], local_pref: int | None = None) -> str:
+    """A BIRD filter accepting routes to these prefixes or anything inside them
+    (`where net ~ [ P+, ... ]`), setting their BGP local preference if given; "none" when
+    there are no prefixes."""
     items = [f"{p}+" for p in prefixes]
-    return f"where net ~ [ {', '.join(items)} ]" if items else "none"
+    if not items:
+        return "none"
+    if local_pref is None:
+        return f"where net ~ [ {', '.join(items)} ]"
+    return (f"filter {{ if net ~ [ {', '.join(items)} ] then {{ bgp_local_pref = {local_pref}; accept; }} "
+            "reject; }")
 
 
 def _block(lines: Iterable[str], indent: str = "  ") -> str:

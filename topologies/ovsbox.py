@@ -30,6 +30,7 @@ The helpers here raise CommandError (with the command's stderr) on any failure.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import shlex
 import shutil
@@ -188,10 +189,21 @@ def link_exists(name: str, node: Host | None = None) -> bool:
     return bool(run(["ip", "-o", "link", "show", "dev", name], node, check=False).strip())
 
 
+def bridge_mac(name: str) -> str:
+    """A fixed, locally administered MAC for a bridge, derived from its name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def ensure_root_bridge(name: str, address: str | None) -> None:
-    """Create (if missing) a Linux bridge in the root namespace, with address, up."""
+    """Create (if missing) a Linux bridge in the root namespace, with address, up.
+
+    The bridge gets a fixed MAC: by default a Linux bridge takes the lowest MAC of its
+    ports, so it changed whenever a node's management veth joined, and the nodes that
+    had already resolved the controller's address kept the old MAC for 5-10 s (their
+    pings and controller connections stalled meanwhile)."""
     if not link_exists(name):
-        run(["ip", "link", "add", name, "type", "bridge"])
+        run(["ip", "link", "add", name, "address", bridge_mac(name), "type", "bridge"])
     # A management bridge needs no IPv6 (and no router solicitations on it).
     run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
     if address:

@@ -50,8 +50,9 @@ Addressing (derived from etc/reference.toml; ISP n is uplink slot n-1, edge n th
 BGP (BIRD 2.0.12):
   upN   protocol bgp msp: local <mgmt address> as 6450N; neighbor <controller> as 65000;
         multihop; passive on (the controller connects); ipv4 + ipv6 channels on this IPv4
-        session, importing only routes inside the config's homenet prefixes (the IPv6
-        next hop is resolved recursively over the edge link), exporting nothing.
+        session, importing only routes inside the config's homenet prefixes, with local
+        preference 200 (customer routes beat the same prefix heard back through inet), the
+        IPv6 next hop resolved recursively over the edge link; exporting nothing.
         protocol bgp inet4 / inet6: eBGP to inet over the transit link, one session per
         family, exporting what BGP learned.
   inet  protocol bgp up<n>_v4 / up<n>_v6: eBGP to every upN, exporting what BGP learned.
@@ -180,6 +181,11 @@ STATIC_PI_METRIC = 2000
 # time only catches a hung one, and leaves room for a busy eventlet loop (Ryu keeps
 # alive every third of the negotiated hold time).
 CONTROLLER_SESSION_TIMERS = ("hold time 30", *(t for t in DEFAULT_TIMERS if not t.startswith(("hold", "keepalive"))))
+# An upstream router prefers what its customer (the MSP) announces over the same prefix
+# heard back through inet: the backup edge's prepended path (65000 65000 65000) is as long
+# as the one through inet (64496 64501 65000), and BGP's last tie-breaker (lowest router
+# id) would pick inet's, so up2 would never announce the backup path.
+CUSTOMER_LOCAL_PREF = 200
 STATIC_PI_ENV = "MSP_STATIC_PI_ROUTES"  # =1: ReferenceNetwork's static_pi_routes defaults to on
 
 
@@ -390,8 +396,8 @@ class Plan:
                 name="msp", description="the MSP controller", local_as=site.asn, source=_ip(site.mgmt_ip),
                 neighbor=config.controller_address, neighbor_as=config.bgp.asn, multihop=True, passive=True,
                 timers=CONTROLLER_SESSION_TIMERS,
-                channels=(Channel("ipv4", import_filter=prefix_filter(v4)),
-                          Channel("ipv6", import_filter=prefix_filter(v6)))))
+                channels=(Channel("ipv4", import_filter=prefix_filter(v4, CUSTOMER_LOCAL_PREF)),
+                          Channel("ipv6", import_filter=prefix_filter(v6, CUSTOMER_LOCAL_PREF)))))
         sessions += [
             BgpSession(name="inet4", description="inet (transit), IPv4", local_as=site.asn,
                        neighbor=_ip(site.inet_transit_ipv4), neighbor_as=INET_ASN,

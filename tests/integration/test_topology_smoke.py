@@ -300,6 +300,7 @@ def test_bgp_chain_with_a_stand_in_speaker(ref):
         for prefix, hop in ((PI4, "198.18.20.2"), (PI6, "2001:db8:ff20::2")):
             route = wait_for(lambda p=prefix, h=hop: learned(up1, p, h), 20, what=f"up1 to learn {prefix}")
             assert route.protocol == "msp" and route.as_path == (65000,) and route.interface == "up1-edge1"
+            assert route.attributes["BGP.local_pref"] == "200"  # the customer's routes win
         for prefix, hop in ((PI4, "198.18.201.2"), (PI6, "2001:db8:f201::2")):
             route = wait_for(lambda p=prefix, h=hop: learned(inet, p, h), 20, what=f"inet to learn {prefix} from up1")
             assert route.as_path == (64501, 65000) and route.primary
