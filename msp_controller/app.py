@@ -96,7 +96,9 @@ class MspApp(app_manager.RyuApp):
 
     def stop(self) -> None:
         if self.bgp is not None:
-            self.bgp.shutdown()
+            # Graceful restart: the switches keep forwarding, so the upstreams keep our
+            # routes (as stale) until a new controller refreshes them.
+            self.bgp.shutdown(withdraw=False)
         super().stop()
 
     # --- sending ------------------------------------------------------------------------

@@ -46,6 +46,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ryu.lib import hub
 from ryu.lib.packet.bgp import (
     BGP_ATTR_TYPE_AS4_PATH,
     BGP_ATTR_TYPE_AS_PATH,
@@ -54,8 +55,11 @@ from ryu.lib.packet.bgp import (
     BGPPathAttributeMpReachNLRI,
     BGPPathAttributeMpUnreachNLRI,
     BGPPathAttributeNextHop,
+    BGPOptParamCapabilityGracefulRestart,
     BGPUpdate,
 )
+from ryu.lib.packet.afi import IP, IP6
+from ryu.lib.packet.safi import UNICAST
 from ryu.services.protocols.bgp.bgpspeaker import BGPSpeaker
 from ryu.services.protocols.bgp.core_manager import CORE_MANAGER
 from ryu.services.protocols.bgp.peer import Peer
@@ -317,6 +321,41 @@ def _best_local_paths(table_manager) -> dict[Network, object]:
     return best_paths
 
 
+# --- graceful restart -------------------------------------------------------------------------
+# The data plane (OVS, fail mode secure) keeps forwarding while the controller restarts, so
+# the routes it announced stay right. Ryu 4.34 cannot say so; this OPEN hook adds the
+# graceful restart capability (RFC 4724) with "forwarding preserved" for IPv4 and IPv6
+# unicast, and the announcer sends End-of-RIB once a session's routes are out. A neighbor
+# then keeps our routes as stale for GRACEFUL_RESTART_S when the session drops without a
+# NOTIFICATION (a crash or restart) and refreshes them when we are back.
+
+GRACEFUL_RESTART_S = 120
+FORWARDING_PRESERVED = 0x80
+END_OF_RIB_DELAY_S = 1.0  # after the session comes up: Ryu sends its table first
+END_OF_RIB_MAX_WAIT_S = 30.0  # for the first announcement after a (re)start
+WITHDRAW_FLUSH_S = 0.5  # shutdown(withdraw=True) gives the withdrawals this long to leave
+
+_ORIGINAL_CREATE_OPEN = Peer.create_open_msg
+
+
+def graceful_restart_capability() -> BGPOptParamCapabilityGracefulRestart:
+    return BGPOptParamCapabilityGracefulRestart(
+        flags=0, time=GRACEFUL_RESTART_S,
+        tuples=[(IP, UNICAST, FORWARDING_PRESERVED), (IP6, UNICAST, FORWARDING_PRESERVED)])
+
+
+def _create_open_with_graceful_restart(peer: Peer):  # type: ignore[no-untyped-def]
+    open_msg = _ORIGINAL_CREATE_OPEN(peer)
+    open_msg.opt_param.append(graceful_restart_capability())
+    return open_msg
+
+
+def send_end_of_rib(peer: Peer) -> None:
+    """End-of-RIB for IPv4 unicast (an empty UPDATE) and IPv6 unicast (empty MP_UNREACH)."""
+    peer.enque_outgoing_msg(BGPUpdate())
+    peer.enque_outgoing_msg(BGPUpdate(path_attributes=[BGPPathAttributeMpUnreachNLRI(IP6, UNICAST, [])]))
+
+
 # --- the announcer ---------------------------------------------------------------------------
 
 class BgpAnnouncer:
@@ -336,12 +375,14 @@ class BgpAnnouncer:
         self._announced = normalized_desired({}, list(self._neighbors))
         self._table: RouteTable = route_table(self._announced)
         self._established: set[str] = set()
+        self._applied = False  # has apply() announced anything since start()?
 
     def start(self) -> None:
         """Start Ryu's speaker and its sessions; call from a green thread."""
         if self._speaker is not None:
             raise RuntimeError("BgpAnnouncer already started")
         install_update_hook(self._table)
+        Peer.create_open_msg = _create_open_with_graceful_restart
         self._speaker = BGPSpeaker(
             as_number=self._asn, router_id=self._router_id,
             bgp_server_port=self._listen_port,  # 0: Ryu opens no listening socket at all
@@ -362,6 +403,7 @@ class BgpAnnouncer:
         # The table first: everything below, and anything already queued, is built from it.
         self._replace_table(route_table(new))
         self._announced = new
+        self._applied = self._applied or bool(after)
         for prefix in sorted(before - after):
             speaker.prefix_del(prefix)
         for prefix in sorted(after - before):
@@ -382,16 +424,23 @@ class BgpAnnouncer:
     def announced(self) -> dict[str, dict[str, Route]]:
         return {neighbor: dict(routes) for neighbor, routes in self._announced.items()}
 
-    def shutdown(self) -> None:
-        """Close every session (the neighbors drop our routes) and stop Ryu's BGP core.
+    def shutdown(self, withdraw: bool = True) -> None:
+        """Close every session and stop Ryu's BGP core.
 
+        withdraw: first withdraw every route, so the neighbors drop them now. Without it
+        the neighbors keep our routes as stale for GRACEFUL_RESTART_S (graceful restart):
+        right when the controller is restarting and the switches keep forwarding.
         Ryu reports nothing while stopping; the sessions that were up are reported "down".
         """
+        if withdraw and self._speaker is not None and announced_anywhere(self._announced):
+            self.apply({})
+            hub.sleep(WITHDRAW_FLUSH_S)  # let the peers' send threads put the withdrawals out
         speaker, self._speaker = self._speaker, None  # None first: see _on_peer_event
         if speaker is None:
             return
         speaker.shutdown()
         remove_update_hook()
+        Peer.create_open_msg = _ORIGINAL_CREATE_OPEN
         went_down, self._established = self._established, set()
         for address in sorted(went_down):
             self._report_session(address, "down")
@@ -420,8 +469,21 @@ class BgpAnnouncer:
         self._established = established
         for address in sorted(went_up):
             self._report_session(address, "up")
+            hub.spawn_after(END_OF_RIB_DELAY_S, self._end_of_rib, address)
         for address in sorted(went_down):
             self._report_session(address, "down")
+
+    def _end_of_rib(self, address: str, waited_s: float = 0.0) -> None:
+        if self._speaker is None or address not in self._established:
+            return
+        if not self._applied and waited_s < END_OF_RIB_MAX_WAIT_S:
+            # After a restart the controller first reconciles its edges, then announces:
+            # End-of-RIB before that would make the neighbor drop the stale routes.
+            hub.spawn_after(END_OF_RIB_DELAY_S, self._end_of_rib, address, waited_s + END_OF_RIB_DELAY_S)
+            return
+        peer = CORE_MANAGER.get_core_service().peer_manager.get_by_addr(address)
+        if peer is not None:
+            send_end_of_rib(peer)
 
     def _report_session(self, address: str, state: str) -> None:
         LOG.info("BGP session with %s %s", address, state)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .controller import Controller, wait_for
-from .faults import isp_blackhole, isp_counters
+from .faults import inner_icmp_counts, isp_blackhole, isp_counters, watch_inner_icmp
 from .measure import H1_4, SERVER4, StreamResult, TcpResult, TcpTransfer, UdpStream, after, ping
 from .reference import ReferenceNetwork
 
@@ -27,6 +27,8 @@ def running(run_dir: str, config: str | os.PathLike[str] = REFERENCE_CONFIG) -> 
     network = ReferenceNetwork(str(config), run_dir=run_dir)
     try:
         network.start()
+        for isp in network.isps:
+            watch_inner_icmp(network[isp])  # carries_traffic() counts pings only
         yield network, controller
     finally:
         network.stop()
@@ -39,12 +41,15 @@ def forwarded(net: ReferenceNetwork, isp: str) -> int:
 
 
 def carries_traffic(net: ReferenceNetwork, isp: str) -> bool:
-    """Does a ping from h1 to the server cross this ISP (both ways)?"""
-    before = isp_counters(net[isp])
+    """Does a ping from h1 to the server cross this ISP, both ways, inside a tunnel?
+
+    Only tunnelled pings are counted: BFD and the controller's probes cross every ISP.
+    """
+    before = inner_icmp_counts(net[isp])
     if ping(net["h1"], SERVER4, timeout_s=0.5) is None:
         return False
-    after_ = isp_counters(net[isp])
-    return all(after_[d]["packets"] > before[d]["packets"] for d in ("up", "down"))
+    after_ = inner_icmp_counts(net[isp])
+    return all(after_[d] > before[d] for d in ("up", "down"))
 
 
 def wait_path(net: ReferenceNetwork, isp: str, timeout: float = 30.0) -> None:

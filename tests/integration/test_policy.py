@@ -126,9 +126,17 @@ def test_sla_class_leaves_a_degraded_isp_and_returns_while_failover_stays(msp):
         classes = api(controller, "GET", "/api/v1/homenets/home1")[1]["classes"]
         return next(c["egress"] for c in classes if c["name"] == "gaming")
 
-    isp_loss(net["ispA"], 20, direction="down")
+    def judged_lossy() -> bool:
+        path_a = next(p for p in api(controller, "GET", "/api/v1/homenets/home1")[1]["paths"]
+                      if p["isp"] == "ispA" and p["edge"] == "edge1")
+        return path_a["loss_pct"] is not None and path_a["loss_pct"] > 5
+
+    # 10 % one way: well over the class's 5 %, yet too little for BFD (3 x 30 ms) to flap, so
+    # it is the probes, not BFD, that move the class.
+    isp_loss(net["ispA"], 10, direction="down")
     try:
-        wait_for(lambda: game_egress() == "ispB@edge1", 10, interval=0.2, what="gaming to leave ISP A")
+        wait_for(lambda: judged_lossy() and game_egress() == "ispB@edge1", 15, interval=0.2,
+                 what="the probes to find ISP A lossy and gaming to leave it")
         game = both_ways(net, GAME_PORT, seconds=1)
         assert game["ispB"]["up"] > 100 and game["ispA"]["up"] == 0, game
         web = both_ways(net, WEB_PORT, seconds=1)
