@@ -15,6 +15,7 @@ import tempfile
 
 from topologies.faults import isp_blackhole
 from topologies.measure import SERVER4, TcpTransfer, wait_reachable
+from topologies.reference import DEFAULT_ISP_RATE_MBIT
 from topologies.scenario import bfd_flap_counts, isp_failure, running, wait_path
 
 
@@ -22,10 +23,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--load-seconds", type=float, default=10.0)
+    parser.add_argument("--isp-rate-mbit", type=int, default=DEFAULT_ISP_RATE_MBIT,
+                        help="each ISP's access rate (0: unlimited: the 2-core CPU becomes the bottleneck)")
     args = parser.parse_args()
     run_dir = tempfile.mkdtemp(prefix="msp-bench-", dir="/run")
     runs = []
-    with running(run_dir) as (net, controller):
+    with running(run_dir, isp_rate_mbit=args.isp_rate_mbit) as (net, controller):
         bfd_ms = controller_bfd_ms(net)
         wait_reachable(net["h1"], SERVER4, timeout=60)
         for index in range(args.runs):
@@ -42,9 +45,11 @@ def main() -> int:
         load.start()
         load_result = load.result()
         flaps_after = bfd_flap_counts(net)
-        flaps = sum(flaps_after[k] - flaps_before.get(k, 0) for k in flaps_after)
+        flapped = {k: flaps_after[k] - flaps_before.get(k, 0) for k in flaps_after
+                   if flaps_after[k] != flaps_before.get(k, 0)}
+        flaps = sum(flapped.values())
         print(f"load: {load_result.bytes_sent * 8 / max(load_result.seconds, 1e-9) / 1e6:.0f} Mbit/s for "
-              f"{load_result.seconds:.1f} s, BFD state changes {flaps}", flush=True)
+              f"{load_result.seconds:.1f} s, BFD state changes {flaps} {flapped or ''}", flush=True)
     summary = {
         "runs": len(runs),
         "bfd_interval_ms": bfd_ms,
@@ -57,6 +62,7 @@ def main() -> int:
         "tcp_survived": all(r.tcp.survived for r in runs),
         "bfd_flaps": flaps,
         "load_mbps": round(load_result.bytes_sent * 8 / max(load_result.seconds, 1e-9) / 1e6, 1),
+        "isp_rate_mbit": args.isp_rate_mbit,
     }
     print(json.dumps(summary))
     return 0

@@ -80,6 +80,7 @@ class Edge:
     internet_ipv6: IPv6Interface | None
     internet_gateway_ipv6: ipaddress.IPv6Address | None
     bgp_neighbors: tuple[BgpNeighbor, ...] = ()
+    bfd_interval_ms: int | None = None  # overrides msp.bfd_interval_ms for this edge's tunnels
 
     bridge = "br-msp"
     underlay_bridge = "br-up"
@@ -144,6 +145,9 @@ class MspConfig:
             if edge.name == name:
                 return edge
         raise KeyError(name)
+
+    def bfd_ms(self, edge: Edge) -> int:
+        return edge.bfd_interval_ms or self.bfd_interval_ms
 
     def homenet(self, name: str) -> Homenet:
         for homenet in self.homenets:
@@ -291,6 +295,8 @@ def _parse_edge(table: _Table) -> Edge:
         internet_ipv6=v6,
         internet_gateway_ipv6=gw6,
         bgp_neighbors=_parse_neighbors(table),
+        bfd_interval_ms=table.integer("bfd_interval_ms", 10, 10000, default=None, required=False)
+        if "bfd_interval_ms" in table.data else None,
     )
     if edge.internet_gateway_ipv4 not in edge.internet_ipv4.network:
         raise ConfigError(table.path("internet_gateway_ipv4"), f"not in {edge.internet_ipv4.network}")

@@ -57,7 +57,7 @@ def mspmb_commands(config: MspConfig, homenet: Homenet) -> list[Command]:
             edge = config.edge(edge_name)
             commands.append(_tunnel(homenet.bridge, mspmb_tunnel_port(edge, uplink),
                                     str(edge.tunnel_ip(uplink.slot)), homenet.id,
-                                    config.bfd_interval_ms))
+                                    config.bfd_ms(edge)))
     return commands
 
 
@@ -78,7 +78,7 @@ def edge_commands(config: MspConfig, edge: Edge,
         for uplink in homenet.uplinks:
             remote = uplink_addresses[(homenet.name, uplink.name)]
             commands.append(_tunnel(edge.bridge, edge_tunnel_port(homenet, uplink), remote,
-                                    homenet.id, config.bfd_interval_ms,
+                                    homenet.id, config.bfd_ms(edge),
                                     local_ip=str(edge.tunnel_ip(uplink.slot))))
     return commands
 

@@ -548,14 +548,32 @@ class RoutedHost(Host):
 
 
 class IspRouter(RoutedHost):
-    """An ISP router: forwards, counts what it forwards per direction (topologies.faults)."""
+    """An ISP router: forwards, counts what it forwards per direction (topologies.faults),
+    and, like a real access network, carries rate_mbit at most each way."""
 
-    def config(self, customer_intf: str | None = None, **params: Any) -> dict:  # type: ignore[override]
+    def config(self, customer_intf: str | None = None, rate_mbit: int | str = 0,  # type: ignore[override]
+               **params: Any) -> dict:
         result = super().config(**params)
         self.customer_intf = customer_intf
         if customer_intf:
             install_counters(self, customer_intf)
+        if int(rate_mbit) > 0:
+            for intf in params.get("addresses", {}):
+                shape(self, intf, int(rate_mbit))
         return result
+
+
+ISP_QUEUE_PACKETS = 100  # 12 ms at 100 Mbit/s: a modern access link, not a bloated one
+
+
+def shape(node: Host, intf: str, rate_mbit: int) -> None:
+    """An HTB rate limit with a short FIFO on the egress of one interface (netem and fq_codel
+    are missing from this kernel; HTB works)."""
+    run(["tc", "qdisc", "replace", "dev", intf, "root", "handle", "1:", "htb", "default", "10"], node)
+    run(["tc", "class", "replace", "dev", intf, "parent", "1:", "classid", "1:10", "htb",
+         "rate", f"{rate_mbit}mbit", "ceil", f"{rate_mbit}mbit"], node)
+    run(["tc", "qdisc", "replace", "dev", intf, "parent", "1:10", "handle", "10:", "pfifo",
+         "limit", str(ISP_QUEUE_PACKETS)], node)
 
 
 class MspmbBox(OvsBox):
@@ -690,6 +708,9 @@ class BgpRouter(RoutedHost):
 # --- topology ------------------------------------------------------------------------------
 
 
+DEFAULT_ISP_RATE_MBIT = 100  # each emulated ISP's access rate, each way
+
+
 class MspTopo(Topo):
     """The reference network as a Mininet Topo (see the module docstring).
 
@@ -703,7 +724,7 @@ class MspTopo(Topo):
     def build(self, config_path: str = DEFAULT_CONFIG, run_dir: str = DEFAULT_RUN_DIR,
               controller_port: int | str | None = None, controller_address: str | None = None,
               config: MspConfig | None = None, check: bool = True,
-              static_pi_routes: bool | str = False) -> None:
+              static_pi_routes: bool | str = False, isp_rate_mbit: int | str = DEFAULT_ISP_RATE_MBIT) -> None:
         if config is None:
             config = load_config(resolve_config_path(config_path))
         config = with_overrides(config, controller_port, controller_address)
@@ -745,7 +766,7 @@ class MspTopo(Topo):
 
         for isp in plan.isps:
             self.addHost(isp.name, cls=IspRouter, ip=None, forwarding=True,
-                         customer_intf=isp.customer_intf,
+                         customer_intf=isp.customer_intf, rate_mbit=isp_rate_mbit,
                          addresses={isp.customer_intf: [isp.isp_ip], isp.inet_intf: [isp.isp_transit_ip]},
                          routes=[f"route replace default via {_ip(isp.inet_transit_ip)} dev {isp.inet_intf}"])
 
@@ -931,14 +952,18 @@ class ReferenceNetwork:
 
     def __init__(self, config_path: str = DEFAULT_CONFIG, run_dir: str = DEFAULT_RUN_DIR,
                  controller_port: int | None = None, controller_address: str | None = None,
-                 static_pi_routes: bool | None = None) -> None:
-        """static_pi_routes: also route the PI prefixes statically, inet -> up router of the
+                 static_pi_routes: bool | None = None,
+                 isp_rate_mbit: int = DEFAULT_ISP_RATE_MBIT) -> None:
+        """isp_rate_mbit: each ISP's access rate each way (0: unlimited, then the boxes' CPUs
+        are the bottleneck and BFD at 30 ms flaps under a saturating transfer on 2 cores).
+        static_pi_routes: also route the PI prefixes statically, inet -> up router of the
         primary edge -> primary edge (metric STATIC_PI_METRIC, under BGP's routes): the
         data plane works inbound without the controller's BGP. None (default): off unless
         the environment sets MSP_STATIC_PI_ROUTES=1 (for running the suites that way)."""
         if static_pi_routes is None:
             static_pi_routes = os.environ.get(STATIC_PI_ENV, "").lower() in ("1", "true", "yes", "on")
         self.static_pi_routes = static_pi_routes
+        self.isp_rate_mbit = isp_rate_mbit
         self.config_path = resolve_config_path(config_path)
         self.config = with_overrides(load_config(self.config_path), controller_port, controller_address)
         self.plan = Plan(self.config)
@@ -989,7 +1014,7 @@ class ReferenceNetwork:
             os.makedirs(self.run_dir, mode=0o755)
             self._created_run_dir = True
         topo = MspTopo(config=self.config, run_dir=self.run_dir, check=False,
-                       static_pi_routes=self.static_pi_routes)
+                       static_pi_routes=self.static_pi_routes, isp_rate_mbit=self.isp_rate_mbit)
         self.net = Mininet(topo=topo, controller=None, build=False)
         try:
             self.net.build()  # nodes, links, then each node's config(): addresses, OVS, provisioning

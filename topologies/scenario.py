@@ -13,18 +13,19 @@ from typing import Any, Iterator
 from .controller import Controller, wait_for
 from .faults import inner_icmp_counts, isp_blackhole, isp_counters, watch_inner_icmp
 from .measure import H1_4, SERVER4, StreamResult, TcpResult, TcpTransfer, UdpStream, after, ping
-from .reference import ReferenceNetwork
+from .reference import DEFAULT_ISP_RATE_MBIT, ReferenceNetwork
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 REFERENCE_CONFIG = REPO / "etc" / "reference.toml"
 
 
 @contextlib.contextmanager
-def running(run_dir: str, config: str | os.PathLike[str] = REFERENCE_CONFIG) -> Iterator[tuple[ReferenceNetwork, Controller]]:
+def running(run_dir: str, config: str | os.PathLike[str] = REFERENCE_CONFIG,
+            isp_rate_mbit: int = DEFAULT_ISP_RATE_MBIT) -> Iterator[tuple[ReferenceNetwork, Controller]]:
     """The controller, then the reference network; both stopped (by PID) on the way out."""
     controller = Controller(config, os.path.join(run_dir, "controller.log"))
     controller.start()
-    network = ReferenceNetwork(str(config), run_dir=run_dir)
+    network = ReferenceNetwork(str(config), run_dir=run_dir, isp_rate_mbit=isp_rate_mbit)
     try:
         network.start()
         for isp in network.isps:
@@ -65,7 +66,7 @@ class FailoverResult:
 
 
 def isp_failure(net: ReferenceNetwork, isp: str = "ispA", seconds: float = 6.0, fail_at: float = 2.5,
-                tcp_bitrate: str = "100M", port_base: int = 5001) -> FailoverResult:
+                tcp_bitrate: str = "20M", port_base: int = 5001) -> FailoverResult:
     """1000 packet/s each way plus a TCP transfer; the ISP silently drops all at fail_at."""
     h1, server = net["h1"], net["server"]
     up = UdpStream(h1, server, SERVER4, port_base, seconds)
@@ -86,7 +87,8 @@ def isp_failure(net: ReferenceNetwork, isp: str = "ispA", seconds: float = 6.0, 
 def bfd_flap_counts(net: ReferenceNetwork) -> dict[str, int]:
     """BFD state changes so far on every tunnel end (OVS's bfd_status:flap_count)."""
     counts = {}
-    for box, bridge in (("mspmb", "br-home"), ("edge1", "br-msp")):
+    boxes = [("mspmb", "br-home")] + [(edge.name, edge.bridge) for edge in net.config.edges]
+    for box, bridge in boxes:
         node: Any = net[box]
         for port in node.vsctl("list-ports", bridge).split():
             status = node.vsctl("--if-exists", "get", "interface", port, "bfd_status:flap_count").strip()
