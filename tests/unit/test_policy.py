@@ -561,3 +561,11 @@ def test_fuzzed_input_gives_a_policy_or_a_policy_error(home):
             outcomes["ok"] += 1
     assert outcomes["ok"] > 20 and outcomes["refused"] > 1000, outcomes
     assert time.monotonic() - started < 2.0
+
+
+def test_shipped_example_policy_is_valid(config):
+    import json
+    import pathlib
+    example = pathlib.Path(__file__).resolve().parents[2] / "etc" / "examples" / "voice-on-isp-b.json"
+    policy = parse_policy(json.loads(example.read_text()), config.homenet("home1"))
+    assert [c.name for c in policy.classes] == ["voice", "bulk", "gaming"]
