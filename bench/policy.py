@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from bench.common import DEFAULT_POLICY, api, wait_all_paths_healthy
+from topologies.controller import wait_for
 from topologies.faults import inner_udp_counts, watch_inner_udp_port
 from topologies.measure import SERVER4, UdpStream, wait_reachable
 from topologies.scenario import running
@@ -43,6 +44,9 @@ def main() -> int:
         stream = UdpStream(net["h1"], net["server"], SERVER4, VOICE_PORT, seconds=3.0 * args.runs + 5)
         stream.start()
         try:
+            flowing = inner_udp_counts(net["ispA"], VOICE_PORT)["up"]
+            wait_for(lambda: inner_udp_counts(net["ispA"], VOICE_PORT)["up"] > flowing + 100, 10,
+                     what="the voice stream to flow over ISP A")
             current = "ispA"
             for index in range(args.runs):
                 target = "ispB" if current == "ispA" else "ispA"
