@@ -37,5 +37,5 @@ bench-edge-failover: install
 
 lint: install
 	$(VENV)/bin/pip install -q mypy ruff
-	$(VENV)/bin/ruff check msp_controller topologies bench tests
+	$(VENV)/bin/ruff check msp_controller topologies bench tests  # ruff.toml
 	$(VENV)/bin/mypy --ignore-missing-imports msp_controller

@@ -59,7 +59,7 @@ def receive(port: int, seconds: float, ready_file: str | None = None) -> dict[st
     while time.monotonic() < deadline:
         try:
             data = sock.recv(2048)
-        except socket.timeout:
+        except TimeoutError:
             continue
         if len(data) < HEADER.size:
             continue

@@ -10,8 +10,8 @@ not flap the Internet's routes.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .config import Edge, Homenet, MspConfig
 from .paths import PathPlan

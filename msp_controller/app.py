@@ -9,12 +9,13 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-from ryu.app.wsgi import WSGIApplication
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -121,7 +122,7 @@ class MspApp(app_manager.RyuApp):
         try:
             self._send(call())
             self._sync_bgp()
-        except Exception:  # noqa: BLE001 - any bug here must not pass silently
+        except Exception:
             LOG.exception("msp: handling %s for %016x failed; dropping its connection", what, datapath.id)
             datapath.close()
 
@@ -156,7 +157,7 @@ class MspApp(app_manager.RyuApp):
                     datapath = self.datapaths.get(dpid)
                     if datapath is not None:
                         datapath.send_msg(parser.OFPPortStatsRequest(datapath, 0, ofp.OFPP_ANY))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 LOG.exception("msp: periodic tick failed")
 
     def _probe_forever(self) -> None:
@@ -165,7 +166,7 @@ class MspApp(app_manager.RyuApp):
             try:
                 self._send(self.core.probe_tick(time.monotonic()))
                 self._sync_bgp()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 LOG.exception("msp: probe tick failed")
 
     # --- OpenFlow events ---------------------------------------------------------------

@@ -47,18 +47,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ryu.lib import hub
+from ryu.lib.packet.afi import IP, IP6
 from ryu.lib.packet.bgp import (
     BGP_ATTR_TYPE_AS4_PATH,
     BGP_ATTR_TYPE_AS_PATH,
     BGP_ATTR_TYPE_MP_REACH_NLRI,
     BGP_ATTR_TYPE_NEXT_HOP,
+    BGPOptParamCapabilityGracefulRestart,
     BGPPathAttributeMpReachNLRI,
     BGPPathAttributeMpUnreachNLRI,
     BGPPathAttributeNextHop,
-    BGPOptParamCapabilityGracefulRestart,
     BGPUpdate,
 )
-from ryu.lib.packet.afi import IP, IP6
 from ryu.lib.packet.safi import UNICAST
 from ryu.services.protocols.bgp.bgpspeaker import BGPSpeaker
 from ryu.services.protocols.bgp.core_manager import CORE_MANAGER

@@ -7,8 +7,8 @@ spreads flows over the live buckets by weight.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .paths import PathPlan, TunnelPath
 from .policy import BALANCE, DEFAULT_NAME, SLA, DirectionPolicy, PacketMatch, Policy
@@ -41,9 +41,9 @@ def _ordered(plan: PathPlan, policy: DirectionPolicy, usable: Callable[[TunnelPa
     # Live before dead; then (sla) meeting the SLA; then the preferred edge, where BGP
     # brings the traffic in; then the policy's ISP order.
     if policy.mode == SLA:
-        key = lambda p: (p not in plan.live, not usable(p), edge_rank[p.edge], rank[p.uplink])  # noqa: E731
+        key = lambda p: (p not in plan.live, not usable(p), edge_rank[p.edge], rank[p.uplink])
     else:
-        key = lambda p: (p not in plan.live, edge_rank[p.edge], rank[p.uplink])  # noqa: E731
+        key = lambda p: (p not in plan.live, edge_rank[p.edge], rank[p.uplink])
     return tuple(sorted(candidates, key=key))
 
 

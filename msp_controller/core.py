@@ -8,8 +8,9 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from . import ofmsg
 from .announce import AnnouncementPlanner, Desired

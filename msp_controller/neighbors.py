@@ -8,8 +8,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ryu.lib.packet import arp, ethernet, icmpv6, ipv6, packet
-from ryu.lib.packet import ether_types
+from ryu.lib.packet import arp, ether_types, ethernet, icmpv6, ipv6, packet
 
 IPv4Address = ipaddress.IPv4Address
 IPv6Address = ipaddress.IPv6Address

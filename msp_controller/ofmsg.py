@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -44,7 +44,7 @@ class DecTtl:
     pass
 
 
-Action = Union[Output, SetField, ToGroup, DecTtl]
+Action = Output | SetField | ToGroup | DecTtl
 Match = tuple[tuple[str, Any], ...]
 
 

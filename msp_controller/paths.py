@@ -6,8 +6,9 @@ ISPs only adds nodes; the order follows the homenet's egress or ingress policy.
 """
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
 import networkx as nx
 
@@ -30,7 +31,7 @@ class TunnelPath:
 
 # Liveness of a port as the switches last reported it: True, False, or None (not known:
 # the switch is not connected or has not reported the port).
-PortLiveness = Mapping[tuple[int, str], Optional[bool]]
+PortLiveness = Mapping[tuple[int, str], bool | None]
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def homenet_graph(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
 def _paths(graph: nx.DiGraph, homenet: Homenet) -> list[tuple[TunnelPath, bool]]:
     found = []
     for nodes in nx.all_simple_paths(graph, ("mspmb", homenet.name), INTERNET):
-        live = all(graph.edges[a, b]["live"] for a, b in zip(nodes, nodes[1:]))
+        live = all(graph.edges[a, b]["live"] for a, b in itertools.pairwise(nodes))
         isp = next(n[1] for n in nodes if isinstance(n, tuple) and n[0] == "isp")
         edge = next(n[1] for n in nodes if isinstance(n, tuple) and n[0] == "edge")
         found.append((TunnelPath(homenet.name, isp, edge), live))

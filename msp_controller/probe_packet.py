@@ -85,7 +85,7 @@ def parse_probe(data: bytes | bytearray) -> Probe | None:
     """The probe a frame carries, or None for anything else; never raises."""
     try:
         return _parse(data)
-    except Exception:  # noqa: BLE001 - Ryu's decoders raise many types on garbage, which is not a probe
+    except Exception:
         return None
 
 

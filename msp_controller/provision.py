@@ -6,7 +6,7 @@ OVSDB. Flows and groups are never set here: they belong to the controller.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .config import Edge, Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port
 

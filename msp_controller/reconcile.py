@@ -7,8 +7,9 @@ so traffic never meets a gap), and deleted groups last.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from . import ofmsg
 from .flows.common import SwitchProgram

@@ -6,7 +6,8 @@ reply), so a PUT answers only once its policy is in the data plane.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .config import edge_tunnel_port, mspmb_tunnel_port
 from .core import Messages, MspCore, PortCounters
@@ -77,7 +78,7 @@ class CoreService:
         choices = self.core.choices[name]
         classes = [{"name": egress.name, "egress": egress.describe_active(), "ingress": ingress.describe_active(),
                     "egress_mode": egress.mode, "ingress_mode": ingress.mode}
-                   for egress, ingress in zip(choices["egress"], choices["ingress"])]
+                   for egress, ingress in zip(choices["egress"], choices["ingress"], strict=True)]
         return {
             "name": name, "id": homenet.id, "edge": homenet.edge, "edges": list(homenet.edges),
             "prefixes": [str(p) for p in homenet.prefixes],

@@ -10,21 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+
+from .ovsbox import wait_for
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Poll until predicate() is truthy; return its value, or raise TimeoutError naming what."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
+__all__ = ["Controller", "wait_for"]  # wait_for: re-exported for the tests and benches
 
 
 class Controller:
@@ -91,7 +83,7 @@ class Controller:
                 self.process.wait(timeout=10)
         self.process = None
 
-    def __enter__(self) -> "Controller":
+    def __enter__(self) -> Controller:
         self.start()
         return self
 

@@ -8,9 +8,9 @@ whether the connection survived. Cleans up and exits 0 when everything worked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-import contextlib
 import time
 
 from .faults import isp_blackhole
@@ -47,7 +47,7 @@ def main() -> int:
                                            ("h2", SERVER4, "h2 -> server  IPv4"), ("h1", H2_4, "h1 -> h2      IPv4")):
             rtt = ping(net[source], destination, count=3)
             ok &= rtt is not None
-            line(f"   {label:32s} {'ok, rtt %.2f ms' % rtt if rtt is not None else 'FAILED'}")
+            line(f"   {label:32s} {f'ok, rtt {rtt:.2f} ms' if rtt is not None else 'FAILED'}")
         wait_path(net, "ispA")
         line(f"   traffic takes ISP A (policy: ispA, then ispB); ISP B carried {forwarded(net, 'ispB')} packets")
 

@@ -914,7 +914,7 @@ def remove_leftovers(plan: Plan, run_dir: str, remove_run_dir: bool = False) -> 
     def attempt(action: Any, *args: Any) -> None:
         try:
             action(*args)
-        except Exception as err:  # noqa: BLE001 - keep cleaning; report the first problem at the end
+        except Exception as err:
             errors.append(err)
 
     for box in plan.boxes:
@@ -1039,15 +1039,15 @@ class ReferenceNetwork:
                         node.stop_ovs()
                     elif isinstance(node, BgpRouter):
                         node.stop_bird()
-                except Exception as err:  # noqa: BLE001 - stop the rest anyway
+                except Exception as err:
                     errors.append(err)
             try:
                 net.stop()
-            except Exception as err:  # noqa: BLE001 - clean up by name anyway
+            except Exception as err:
                 errors.append(err)
         try:
             remove_leftovers(self.plan, self.run_dir, remove_run_dir=self._created_run_dir)
-        except Exception as err:  # noqa: BLE001 - reported below
+        except Exception as err:
             errors.append(err)
         if errors:
             raise errors[0]

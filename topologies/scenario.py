@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from .controller import Controller, wait_for
 from .faults import inner_icmp_counts, isp_blackhole, isp_counters, watch_inner_icmp

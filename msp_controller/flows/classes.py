@@ -1,7 +1,7 @@
 """Traffic classes in OpenFlow: a class's packet match as flow matches, its choice as a group."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..choice import DirectionChoice
 from ..config import IPNetwork

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from ..ofmsg import CONTROLLER, Flow, Group, Output, match
 

@@ -8,8 +8,19 @@ from ..paths import TunnelPath
 from ..pipeline import EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS
 from ..probe_packet import PROBE_UDP_PORT
 from .classes import PRIO_CLASS, class_group, flow_matches
-from .common import (ETH_IPV4, ETH_IPV6, IPPROTO_UDP, PRIO_ADMIT, PRIO_PROBE, PRIO_ROUTE, PRIO_SPECIFIC,
-                     PortNumbers, SwitchProgram, neighbor_punts, prefix_match)
+from .common import (
+    ETH_IPV4,
+    ETH_IPV6,
+    IPPROTO_UDP,
+    PRIO_ADMIT,
+    PRIO_PROBE,
+    PRIO_ROUTE,
+    PRIO_SPECIFIC,
+    PortNumbers,
+    SwitchProgram,
+    neighbor_punts,
+    prefix_match,
+)
 
 
 def _homenet_flows(edge: Edge, homenet: Homenet, ports: PortNumbers,

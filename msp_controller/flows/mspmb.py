@@ -10,8 +10,19 @@ from ..paths import TunnelPath
 from ..pipeline import MSPMB_CLASSIFY, MSPMB_DELIVER, MSPMB_EGRESS
 from ..probe_packet import PROBE_UDP_PORT
 from .classes import PRIO_CLASS, class_group, flow_matches
-from .common import (ETH_IPV4, ETH_IPV6, IPPROTO_UDP, PRIO_ADMIT, PRIO_PROBE, PRIO_ROUTE, PRIO_SPECIFIC,
-                     PortNumbers, SwitchProgram, neighbor_punts, prefix_match)
+from .common import (
+    ETH_IPV4,
+    ETH_IPV6,
+    IPPROTO_UDP,
+    PRIO_ADMIT,
+    PRIO_PROBE,
+    PRIO_ROUTE,
+    PRIO_SPECIFIC,
+    PortNumbers,
+    SwitchProgram,
+    neighbor_punts,
+    prefix_match,
+)
 
 
 def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 

@@ -12,3 +12,16 @@ NEEDS = [
     pytest.mark.skipif(shutil.which("ovs-vswitchd") is None, reason="needs Open vSwitch"),
     pytest.mark.skipif(shutil.which("mnexec") is None, reason="needs Mininet's mnexec"),
 ]
+
+
+@pytest.fixture(scope="module")
+def msp(tmp_path_factory):
+    """The reference network and its controller, for one test module; h1 reaches the server."""
+    pytest.importorskip("mininet")
+    from topologies.measure import SERVER4, wait_reachable
+    from topologies.scenario import running
+
+    run_dir = str(tmp_path_factory.mktemp("msp"))
+    with running(run_dir) as (net, controller):
+        wait_reachable(net["h1"], SERVER4, timeout=60)
+        yield net, controller

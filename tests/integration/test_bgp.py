@@ -10,23 +10,14 @@ from tests.integration.conftest import NEEDS
 pytestmark = NEEDS
 pytest.importorskip("mininet")
 
-from bench.common import api, homenet  # noqa: E402
-from topologies.bird import routes  # noqa: E402
-from topologies.controller import wait_for  # noqa: E402
-from topologies.faults import start_edge, stop_edge  # noqa: E402
-from topologies.measure import H1_4, H1_6, SERVER4, SERVER6, TcpTransfer, wait_reachable  # noqa: E402
-from topologies.scenario import running  # noqa: E402
+from bench.common import api, homenet
+from topologies.bird import routes
+from topologies.controller import wait_for
+from topologies.faults import start_edge, stop_edge
+from topologies.measure import H1_4, H1_6, SERVER4, SERVER6, TcpTransfer, wait_reachable
 
 PI4, PI6 = "198.51.100.0/24", "2001:db8:100::/48"
 UP1_AS, UP2_AS, MSP_AS = 64501, 64502, 65000
-
-
-@pytest.fixture(scope="module")
-def msp(tmp_path_factory):
-    run_dir = str(tmp_path_factory.mktemp("msp"))
-    with running(run_dir) as (net, controller):
-        wait_reachable(net["h1"], SERVER4, timeout=60)
-        yield net, controller
 
 
 def core_routes(net, prefix: str) -> dict[int, tuple[int, ...]]:
@@ -43,7 +34,7 @@ def best_upstream(net, prefix: str) -> int | None:
 def test_core_reaches_the_pi_prefixes_via_edge1_with_edge2_as_backup(msp):
     net, controller = msp
     for prefix in (PI4, PI6):
-        wait_for(lambda: set(core_routes(net, prefix)) == {UP1_AS, UP2_AS}, 30, interval=0.2,
+        wait_for(lambda prefix=prefix: set(core_routes(net, prefix)) == {UP1_AS, UP2_AS}, 30, interval=0.2,
                  what=f"the core to learn {prefix} from both upstreams")
         paths = core_routes(net, prefix)
         assert paths[UP1_AS] == (UP1_AS, MSP_AS)
@@ -62,7 +53,7 @@ def test_losing_edge1_moves_traffic_to_edge2_and_tcp_survives(msp):
     stop_edge(net, "edge1")
     try:
         for prefix in (PI4, PI6):
-            wait_for(lambda: set(core_routes(net, prefix)) == {UP2_AS}, 10, interval=0.05,
+            wait_for(lambda prefix=prefix: set(core_routes(net, prefix)) == {UP2_AS}, 10, interval=0.05,
                      what=f"{prefix} to be reachable via edge2 only")
         assert homenet(controller)["announced_at"] == ["edge2"]
         for source, destination in (("h1", SERVER4), ("h1", SERVER6), ("server", H1_4), ("server", H1_6)):
@@ -74,6 +65,6 @@ def test_losing_edge1_moves_traffic_to_edge2_and_tcp_survives(msp):
         start_edge(net, "edge1")
     # Recovery: edge1 announces again once it has been healthy for the hold-down (5 s).
     for prefix in (PI4, PI6):
-        wait_for(lambda: best_upstream(net, prefix) == UP1_AS, 40, interval=0.2,
+        wait_for(lambda prefix=prefix: best_upstream(net, prefix) == UP1_AS, 40, interval=0.2,
                  what=f"{prefix} back via edge1")
     wait_reachable(net["server"], H1_4, timeout=10)

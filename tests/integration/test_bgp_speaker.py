@@ -549,7 +549,7 @@ def _driver_main(config_json: str) -> int:
                 break
             else:
                 emit({"error": f"unknown op {command['op']}"})
-        except Exception as error:  # noqa: BLE001 - reported to the test, which fails
+        except Exception as error:
             emit({"error": repr(error)})
     announcer.shutdown()
     emit({"result": None})

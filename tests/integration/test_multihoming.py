@@ -15,22 +15,13 @@ from tests.integration.conftest import NEEDS
 pytestmark = NEEDS
 pytest.importorskip("mininet")
 
-from topologies.controller import Controller, wait_for  # noqa: E402
-from topologies.faults import isp_blackhole  # noqa: E402
-from topologies.measure import (H1_4, H1_6, H2_4, SERVER4, SERVER6, TcpTransfer, UdpStream, ping,  # noqa: E402
-                                wait_reachable)
-from topologies.ovsbox import run  # noqa: E402
-from topologies.scenario import REFERENCE_CONFIG, carries_traffic, isp_failure, running, wait_path  # noqa: E402
+from topologies.controller import Controller, wait_for
+from topologies.faults import isp_blackhole
+from topologies.measure import H1_4, H1_6, H2_4, SERVER4, SERVER6, TcpTransfer, UdpStream, ping, wait_reachable
+from topologies.ovsbox import run
+from topologies.scenario import REFERENCE_CONFIG, carries_traffic, isp_failure, wait_path
 
-SWITCHES = 5  # br-home, br-ispA, br-ispB, br-msp, br-up
-
-
-@pytest.fixture(scope="module")
-def msp(tmp_path_factory):
-    run_dir = str(tmp_path_factory.mktemp("msp"))
-    with running(run_dir) as (net, controller):
-        wait_reachable(net["h1"], SERVER4, timeout=60)
-        yield net, controller
+SWITCHES = 7  # br-home, br-ispA, br-ispB, and br-msp + br-up at each of the two edges
 
 
 def test_both_families_both_ways(msp):

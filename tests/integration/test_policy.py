@@ -5,10 +5,6 @@ inner UDP port, so a test can say which ISP a class took without trusting the co
 """
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
 import pytest
 
 from tests.integration.conftest import NEEDS
@@ -16,10 +12,11 @@ from tests.integration.conftest import NEEDS
 pytestmark = NEEDS
 pytest.importorskip("mininet")
 
-from topologies.controller import wait_for  # noqa: E402
-from topologies.faults import inner_udp_counts, isp_loss, unwatch_inner_udp, watch_inner_udp_port  # noqa: E402
-from topologies.measure import H1_4, SERVER4, UdpStream, wait_reachable  # noqa: E402
-from topologies.scenario import running  # noqa: E402
+from bench.common import api
+from topologies.controller import wait_for
+from topologies.faults import inner_udp_counts, isp_loss, unwatch_inner_udp, watch_inner_udp_port
+from topologies.measure import H1_4, SERVER4, UdpStream, wait_reachable
+from topologies.scenario import running
 
 VOICE_PORT, WEB_PORT, GAME_PORT = 20000, 8081, 27010
 DEFAULT = {"egress": {"mode": "failover", "order": ["ispA", "ispB"]},
@@ -30,17 +27,6 @@ VOICE = {"name": "voice", "match": {"protocol": "udp", "dst_ports": ["16384-3276
 GAME = {"name": "gaming", "match": {"protocol": "udp", "dst_ports": ["27000-27100"]},
         "egress": {"mode": "sla", "order": ["ispA", "ispB"], "max_loss_pct": 5, "recover_s": 3},
         "ingress": {"mode": "sla", "order": ["ispA", "ispB"], "max_loss_pct": 5, "recover_s": 3}}
-
-
-def api(controller, method: str, path: str, body: object = None) -> tuple[int, dict]:
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(controller.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,7 @@ def ref(tmp_path_factory):
     clashes = mgmt_conflicts(plan)
     if clashes:
         warnings.warn(f"msp.controller_address {plan.config.controller_address} clashes with "
-                      f"this host ({', '.join(clashes)}); testing with {SPARE_CONTROLLER_ADDRESS}")
+                      f"this host ({', '.join(clashes)}); testing with {SPARE_CONTROLLER_ADDRESS}", stacklevel=1)
         controller_address = SPARE_CONTROLLER_ADDRESS
     network = ReferenceNetwork(DEFAULT_CONFIG, run_dir=str(tmp_path_factory.mktemp("msp-run")),
                                controller_address=controller_address)

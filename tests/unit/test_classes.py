@@ -80,7 +80,7 @@ def test_balance_spreads_flows_and_keeps_each_on_one_path(net, config):
     net.switch(HOME).set_port_live(TUNNEL_B, False)
     after = [_egress_port(net, f) for f in flows]
     # Flows on the live path stay put; the others move.
-    assert all(a == TUNNEL_A for f, a in zip(first, after) if f == TUNNEL_A)
+    assert all(a == TUNNEL_A for f, a in zip(first, after, strict=True) if f == TUNNEL_A)
     assert set(after) == {TUNNEL_A}
 
 

@@ -5,7 +5,8 @@ import copy
 import ipaddress
 import subprocess
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

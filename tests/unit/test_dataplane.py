@@ -6,8 +6,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller import ofmsg
 from msp_controller.core import MspCore
-from tests.harness import (EDGE, EDGE_UNDERLAY, H1_MAC, HOME, LOCAL, UNDERLAY_A, UPSTREAM_MAC, Harness, udp4,
-                           udp6)
+from tests.harness import EDGE, EDGE_UNDERLAY, H1_MAC, HOME, LOCAL, UNDERLAY_A, UPSTREAM_MAC, Harness, udp4, udp6
 
 SERVER4, SERVER6 = "203.0.113.10", "2001:db8:200::10"
 H1_4, H1_6 = "198.51.100.10", "2001:db8:100::10"
@@ -116,7 +115,8 @@ def test_spoofed_source_from_a_host_is_dropped(net, config):
 
 def test_spoofed_source_arriving_at_the_edge_is_dropped(net, config):
     """Even if an MSPMB were compromised, the edge only admits the homenet's prefixes."""
-    assert net.switch(EDGE).process(TUNNEL_A, udp4("192.0.2.66", SERVER4, "02:00:00:00:00:01", "02:00:00:00:00:02")) == []
+    spoofed = udp4("192.0.2.66", SERVER4, "02:00:00:00:00:01", "02:00:00:00:00:02")
+    assert net.switch(EDGE).process(TUNNEL_A, spoofed) == []
     assert net.switch(EDGE).process(TUNNEL_A, udp4(H1_4, SERVER4, "02:00:00:00:00:01", "02:00:00:00:00:02")) != []
 
 

@@ -257,7 +257,8 @@ def test_unknown_path_is_404(api: RestApi, path: str) -> None:
     error_of(request(api, "GET", path), 404)
 
 
-@pytest.mark.parametrize("name", ["home1%0A", "home1%0D%0A", "h%20x", "h%FF", "h%C3%A9", "%00", "h%0Ax", "..%5C..", "a;b", "a%3Fb",
+@pytest.mark.parametrize("name", ["home1%0A", "home1%0D%0A", "h%20x", "h%FF", "h%C3%A9", "%00", "h%0Ax", "..%5C..",
+                                  "a;b", "a%3Fb",
                                   "h" + "%E2%80%8B" * 50])
 @pytest.mark.parametrize("suffix", ["", "/policy"])
 def test_names_outside_the_alphabet_are_404(api: RestApi, service: FakeService, name: str, suffix: str) -> None:
