@@ -248,8 +248,9 @@ class MspApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def _state_change(self, ev: Any) -> None:
         datapath = ev.datapath
-        if datapath.id is None or self.datapaths.get(datapath.id) is not datapath:
+        dpid: int | None = datapath.id
+        if dpid is None or self.datapaths.get(dpid) is not datapath:
             return  # a stale connection replaced by a newer one
-        del self.datapaths[datapath.id]
-        self._send(self.core.switch_down(datapath.id, time.monotonic()))
+        del self.datapaths[dpid]
+        self._send(self.core.switch_down(dpid, time.monotonic()))
         self._sync_bgp()

@@ -40,10 +40,10 @@ def _ordered(plan: PathPlan, policy: DirectionPolicy, usable: Callable[[TunnelPa
     candidates = [p for p in plan.paths if p.uplink in rank]
     # Live before dead; then (sla) meeting the SLA; then the preferred edge, where BGP
     # brings the traffic in; then the policy's ISP order.
-    if policy.mode == SLA:
-        key = lambda p: (p not in plan.live, not usable(p), edge_rank[p.edge], rank[p.uplink])
-    else:
-        key = lambda p: (p not in plan.live, edge_rank[p.edge], rank[p.uplink])
+    def key(path: TunnelPath) -> tuple[bool, bool, int, int]:
+        meets_sla = usable(path) if policy.mode == SLA else True
+        return (path not in plan.live, not meets_sla, edge_rank[path.edge], rank[path.uplink])
+
     return tuple(sorted(candidates, key=key))
 
 
