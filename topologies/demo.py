@@ -13,9 +13,11 @@ import os
 import sys
 import time
 
-from .faults import isp_blackhole
+from .bird import routes
+from .controller import wait_for
+from .faults import isp_blackhole, start_edge, stop_edge
 from .measure import H1_4, H1_6, H2_4, SERVER4, SERVER6, ping, wait_reachable
-from .scenario import forwarded, isp_failure, running, wait_path
+from .scenario import carries_traffic, isp_failure, running, wait_path
 
 DEFAULT_RUN_DIR = "/run/msp-demo"
 OUTAGE_LIMIT_MS = 1000.0  # beyond this the demo calls the failover a failure
@@ -23,6 +25,40 @@ OUTAGE_LIMIT_MS = 1000.0  # beyond this the demo calls the failover a failure
 
 def line(text: str = "") -> None:
     print(text, flush=True)
+
+
+def core_routes(net, prefix: str) -> str:
+    """The Internet core's BGP routes for a prefix, as 'via upN (AS path)', best first."""
+    found = sorted(routes(net["inet"], prefix, exact=True), key=lambda r: not r.primary)
+    names = {64501: "up1/edge1", 64502: "up2/edge2"}
+    return "; ".join(f"{'*' if r.primary else ' '}{names.get(r.as_path[0], r.as_path[0])} "
+                     f"[{' '.join(map(str, r.as_path))}]" for r in found if r.as_path) or "none"
+
+
+def edge_failure(net) -> bool:
+    prefixes = [str(p) for p in net.config.homenet("home1").prefixes]
+    wait_for(lambda: all(len(routes(net["inet"], p, exact=True)) == 2 for p in prefixes), 30,
+             what="the core to learn the PI prefixes from both edges")
+    for prefix in prefixes:
+        line(f"   before: core routes {prefix:20s} {core_routes(net, prefix)}")
+    stop_edge(net, "edge1")
+    started = time.monotonic()
+    wait_for(lambda: all("up1" not in core_routes(net, p) for p in prefixes), 10, interval=0.01,
+             what="the core to drop edge1's routes")
+    line(f"   edge1's switch stopped: edge1's announcement withdrawn in {(time.monotonic() - started) * 1000:.0f} ms")
+    for prefix in prefixes:
+        line(f"   during: core routes {prefix:20s} {core_routes(net, prefix)}")
+    reachable = ping(net["server"], H1_4, count=3) is not None and ping(net["h1"], SERVER6, count=3) is not None
+    line(f"   server <-> h1 through edge2: {'ok' if reachable else 'FAILED'}")
+    start_edge(net, "edge1")
+    started = time.monotonic()
+    wait_for(lambda: all(core_routes(net, p).startswith("*up1") for p in prefixes), 60, interval=0.2,
+             what="edge1 to be preferred again")
+    line(f"   edge1 back: announced again after its {net.config.bgp.hold_down_s:.0f} s hold-down "
+         f"({time.monotonic() - started:.1f} s)")
+    for prefix in prefixes:
+        line(f"   after:  core routes {prefix:20s} {core_routes(net, prefix)}")
+    return reachable
 
 
 def main() -> int:
@@ -49,7 +85,9 @@ def main() -> int:
             ok &= rtt is not None
             line(f"   {label:32s} {f'ok, rtt {rtt:.2f} ms' if rtt is not None else 'FAILED'}")
         wait_path(net, "ispA")
-        line(f"   traffic takes ISP A (policy: ispA, then ispB); ISP B carried {forwarded(net, 'ispB')} packets")
+        on_b = carries_traffic(net, "ispB")
+        ok &= not on_b
+        line(f"   traffic takes ISP A (policy: ispA, then ispB); ISP B carries {'it too!' if on_b else 'none of it'}")
 
         line("\n2. ISP A silently drops everything during a TCP transfer h1 -> server (plus 1000 pkt/s UDP each way)")
         result = isp_failure(net, "ispA")
@@ -67,6 +105,9 @@ def main() -> int:
         back = time.monotonic()
         wait_path(net, "ispA")
         line(f"   traffic back on ISP A {time.monotonic() - back:.2f} s after it recovered (BFD and the controller)")
+
+        line("\n4. BGP: the MSP announces the PI prefixes at both edges; edge1 fails, then returns")
+        ok &= edge_failure(net)
     line(f"\nmsp demo: {'OK' if ok else 'FAILED'} (cleaned up; controller log kept in {run_dir}/controller.log)")
     return 0 if ok else 1
 
