@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .controller import Controller, wait_for
-from .faults import inner_icmp_counts, isp_blackhole, isp_counters, watch_inner_icmp
+from .faults import inner_icmp_counts, isp_blackhole, watch_inner_icmp
 from .measure import H1_4, SERVER4, StreamResult, TcpResult, TcpTransfer, UdpStream, after, ping
 from .reference import DEFAULT_ISP_RATE_MBIT, ReferenceNetwork
 
@@ -35,11 +35,6 @@ def running(run_dir: str, config: str | os.PathLike[str] = REFERENCE_CONFIG,
     finally:
         network.stop()
         controller.stop()
-
-
-def forwarded(net: ReferenceNetwork, isp: str) -> int:
-    counters = isp_counters(net[isp])
-    return counters["up"]["packets"] + counters["down"]["packets"]
 
 
 def carries_traffic(net: ReferenceNetwork, isp: str) -> bool:
