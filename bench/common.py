@@ -13,7 +13,8 @@ DEFAULT_POLICY = {"egress": {"mode": "failover", "order": ["ispA", "ispB"]},
 
 
 def api(controller: Controller, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
+    # bytes are sent as they are (a test's malformed body); anything else as JSON.
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     request = urllib.request.Request(controller.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
     try:

@@ -454,7 +454,8 @@ class MspCore:
         """What each upstream BGP neighbour should hear from us now."""
         # Announce only from an edge that is programmed, not merely connected.
         programmed = {edge.name: edge.dpid in self.installed for edge in self.config.edges}
-        return self.announcements.plan(self.plans, programmed, now)
+        known_live = plan_all(self.config, self._liveness(), programmed, unknown_is_live=False)
+        return self.announcements.plan(known_live, programmed, now)
 
     def announced_at(self, homenet: str) -> list[str]:
         return sorted(edge for name, edge in self.announcements.announced if name == homenet)

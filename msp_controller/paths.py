@@ -52,7 +52,7 @@ class PathPlan:
 
 
 def homenet_graph(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
-                  edges_up: Mapping[str, bool] | None = None) -> nx.DiGraph:
+                  edges_up: Mapping[str, bool] | None = None, unknown_is_live: bool = True) -> nx.DiGraph:
     """MSPMB -> ISP -> edge -> Internet, each link marked live or not.
 
     edges_up: whether each edge's switch is connected to the controller (absent: assume up);
@@ -69,7 +69,11 @@ def homenet_graph(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
             edge_end = liveness.get((edge.dpid, edge_tunnel_port(homenet, uplink)))
             # A tunnel is dead only when one of its ends says so: an end we cannot see yet
             # (switch reconnecting) must not make us move traffic that is flowing.
-            graph.add_edge(isp, ("edge", edge.name), live=home_end is not False and edge_end is not False)
+            if unknown_is_live:
+                live = home_end is not False and edge_end is not False
+            else:
+                live = bool(home_end) and bool(edge_end)
+            graph.add_edge(isp, ("edge", edge.name), live=live)
     for edge_name in homenet.edges:
         graph.add_edge(("edge", edge_name), INTERNET, live=(edges_up or {}).get(edge_name, True))
     return graph
@@ -97,8 +101,11 @@ def _ordered(paths: list[tuple[TunnelPath, bool]], order: tuple[str, ...],
 
 
 def plan_homenet(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
-                 edges_up: Mapping[str, bool] | None = None) -> PathPlan:
-    paths = _paths(homenet_graph(config, homenet, liveness, edges_up), homenet)
+                 edges_up: Mapping[str, bool] | None = None, unknown_is_live: bool = True) -> PathPlan:
+    """unknown_is_live: whether a tunnel end not (yet) reported counts as live. Forwarding
+    says yes (do not move traffic that flows); announcing by BGP says no (only promise what
+    is known to work)."""
+    paths = _paths(homenet_graph(config, homenet, liveness, edges_up, unknown_is_live), homenet)
     return PathPlan(
         homenet=homenet.name,
         paths=tuple(path for path, _ in paths),
@@ -109,5 +116,5 @@ def plan_homenet(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
 
 
 def plan_all(config: MspConfig, liveness: PortLiveness,
-             edges_up: Mapping[str, bool] | None = None) -> dict[str, PathPlan]:
-    return {h.name: plan_homenet(config, h, liveness, edges_up) for h in config.homenets}
+             edges_up: Mapping[str, bool] | None = None, unknown_is_live: bool = True) -> dict[str, PathPlan]:
+    return {h.name: plan_homenet(config, h, liveness, edges_up, unknown_is_live) for h in config.homenets}

@@ -106,11 +106,16 @@ def test_sla_class_leaves_a_degraded_isp_and_returns_while_failover_stays(msp):
     status, answer = api(controller, "PUT", "/api/v1/homenets/home1/policy",
                          {"classes": [GAME], "default": DEFAULT})
     assert status == 200 and answer["applied"], answer
-    assert both_ways(net, GAME_PORT, seconds=1)["ispA"]["up"] > 100
 
     def game_egress() -> str:
         classes = api(controller, "GET", "/api/v1/homenets/home1")[1]["classes"]
         return next(c["egress"] for c in classes if c["name"] == "gaming")
+
+    # Start from a clean measurement: every path live with no probe loss in its window.
+    wait_for(lambda: all(p["live"] and p["loss_pct"] == 0
+                         for p in api(controller, "GET", "/api/v1/homenets/home1")[1]["paths"])
+             and game_egress() == "ispA@edge1", 30, interval=0.2, what="gaming on a clean ISP A")
+    assert both_ways(net, GAME_PORT, seconds=1)["ispA"]["up"] > 100
 
     def judged_lossy() -> bool:
         path_a = next(p for p in api(controller, "GET", "/api/v1/homenets/home1")[1]["paths"]

@@ -486,7 +486,7 @@ def test_tcp_through_netdev_bridges(ref):
         wait_ping(ref["h1"], "198.51.100.20")
         assert _iperf(ref["h2"], ref["h1"], "198.51.100.20") > 100e6
         wait_ping(mspmb, "198.18.10.11")
-        assert _iperf(edge, mspmb, "198.18.10.11") > 100e6
+        assert _iperf(edge, mspmb, "198.18.10.11") > 50e6  # crosses ISP A: a 100 Mbit/s access link
     finally:
         for box, bridge in flows:
             box.ofctl("del-flows", bridge)

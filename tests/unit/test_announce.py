@@ -58,3 +58,11 @@ def test_recovery_waits_for_the_hold_down_without_flapping(config):
     assert planner.next_change_at() == 10.0
     assert _plan(planner, config, 9.9)[UP1] == {}
     assert set(_plan(planner, config, 10.0)[UP1]) == {V4, V6}  # hold_down_s = 5 after the last flap
+
+
+def test_unknown_tunnel_ends_are_not_promised(config):
+    """At start-up an edge whose tunnels nobody has reported yet is not preferred."""
+    ports = liveness(unknown=[("ispA", "edge2"), ("ispB", "edge2")], dead_edge=[("ispA", "edge1")])
+    plans = plan_all(config, ports, BOTH_UP, unknown_is_live=False)
+    desired = AnnouncementPlanner(config).plan(plans, BOTH_UP, 0.0)
+    assert set(desired[UP1]) == {V4, V6} and desired[UP2] == {}
