@@ -67,8 +67,8 @@ class MspApp(app_manager.RyuApp):
         self._bgp_applied: dict[str, dict[str, BgpRoute]] | None = None
         mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm, bgp_sessions=self._bgp_sessions))
         LOG.info("msp: %d edges, %d homenets from %s", len(config.edges), len(config.homenets), path)
-        self._ticker = hub.spawn(self._tick_forever)
-        self._prober = hub.spawn(self._probe_forever)
+        self._ticker = hub.spawn(self._every, TICK_S, "periodic tick", self._tick)
+        self._prober = hub.spawn(self._every, PROBE_INTERVAL_S, "probe tick", self._probe)
         if self.bgp is not None:
             hub.spawn(self.bgp.start)
 
@@ -147,27 +147,25 @@ class MspApp(app_manager.RyuApp):
             del self._barriers[key]
         return unconfirmed
 
-    def _tick_forever(self) -> None:
+    def _every(self, interval: float, what: str, work: Callable[[], None]) -> None:
+        """Run work every interval seconds for ever; a failure is logged, not fatal."""
         while True:
-            hub.sleep(TICK_S)
+            hub.sleep(interval)
             try:
-                self._send(self.core.tick(time.monotonic()))
+                work()
                 self._sync_bgp()
-                for dpid in self.core.counted_switches():
-                    datapath = self.datapaths.get(dpid)
-                    if datapath is not None:
-                        datapath.send_msg(parser.OFPPortStatsRequest(datapath, 0, ofp.OFPP_ANY))
             except Exception:
-                LOG.exception("msp: periodic tick failed")
+                LOG.exception("msp: %s failed", what)
 
-    def _probe_forever(self) -> None:
-        while True:
-            hub.sleep(PROBE_INTERVAL_S)
-            try:
-                self._send(self.core.probe_tick(time.monotonic()))
-                self._sync_bgp()
-            except Exception:
-                LOG.exception("msp: probe tick failed")
+    def _tick(self) -> None:
+        self._send(self.core.tick(time.monotonic()))
+        for dpid in self.core.counted_switches():
+            datapath = self.datapaths.get(dpid)
+            if datapath is not None:
+                datapath.send_msg(parser.OFPPortStatsRequest(datapath, 0, ofp.OFPP_ANY))
+
+    def _probe(self) -> None:
+        self._send(self.core.probe_tick(time.monotonic()))
 
     # --- OpenFlow events ---------------------------------------------------------------
 

@@ -17,14 +17,6 @@ VOICE = {"name": "voice", "match": {"protocol": "udp", "dst_ports": ["16384-3276
          "egress": FAILOVER_BA, "ingress": FAILOVER_BA}
 
 
-@pytest.fixture
-def net(config) -> Harness:
-    harness = Harness(config)
-    harness.connect_all()
-    harness.learn_hosts_and_upstream()
-    return harness
-
-
 def _put(net: Harness, policy: dict) -> None:
     _, messages = net.core.set_policy("home1", policy, net.now)
     net.apply(messages)

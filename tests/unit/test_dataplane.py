@@ -1,7 +1,6 @@
 """Where packets go once the controller has programmed the switches (fake flow tables)."""
 from __future__ import annotations
 
-import pytest
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller import ofmsg
@@ -13,14 +12,6 @@ H1_4, H1_6 = "198.51.100.10", "2001:db8:100::10"
 LAN1, INTERNET = 1, 1
 TUNNEL_A, TUNNEL_B = 11, 12  # to edge1, at both ends
 TUNNEL_A2, TUNNEL_B2 = 13, 14  # MSPMB ports of the tunnels to edge2
-
-
-@pytest.fixture
-def net(config) -> Harness:
-    harness = Harness(config)
-    harness.connect_all()
-    harness.learn_hosts_and_upstream()
-    return harness
 
 
 def _from_h1(net: Harness, packet: dict) -> list:
