@@ -23,7 +23,7 @@ def check_config_main(argv: list[str] | None = None) -> int:
     for homenet in config.homenets:
         print(f"homenet {homenet.name}: datapath {homenet.dpid:016x}, "
               f"prefixes {', '.join(map(str, homenet.prefixes))}, "
-              f"uplinks {', '.join(u.name for u in homenet.uplinks)}, edge {homenet.edge}, "
+              f"uplinks {', '.join(u.name for u in homenet.uplinks)}, edges {'>'.join(homenet.edges)}, "
               f"egress {'>'.join(homenet.egress_order)}, ingress {'>'.join(homenet.ingress_order)}")
     print(f"{args.config}: OK")
     return 0

@@ -20,7 +20,7 @@ from .flows.common import SwitchProgram
 from .flows.edge import default_route_flow, edge_program
 from .flows.mspmb import host_flow, mspmb_program
 from .flows.underlay import underlay_program
-from .neighbors import RouterInterface, handle_frame, solicit
+from .neighbors import RouterInterface, destination_of, handle_frame, solicit
 from .paths import PathPlan, TunnelPath, plan_all
 from .pipeline import EDGE, MSPMB, MSPMB_DELIVER, UNDERLAY, Pipeline
 from .policy import SLA, Policy, default_policy, parse_policy
@@ -343,7 +343,6 @@ class MspCore:
         self.present_learned.get(dpid, set()).discard(cookie)
 
     def _resolve_destination(self, dpid: int, data: bytes, now: float) -> Messages:
-        from .neighbors import destination_of
         destination = destination_of(data)
         homenet = self.config.homenet(self.roles[dpid].name)
         if destination is None or not self._may_solicit(dpid, destination, now):
@@ -472,19 +471,11 @@ class MspCore:
 
     # --- status -----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "switches": {f"{dpid:016x}": {"role": role.kind, "name": role.name,
-                                          "connected": dpid in self.ports,
-                                          "reconciled": dpid in self.installed}
-                         for dpid, role in self.roles.items()},
-            "homenets": {name: {"egress": [str(p) for p in plan.egress],
-                                "ingress": [str(p) for p in plan.ingress],
-                                "live": sorted(str(p) for p in plan.live),
-                                "active_egress": plan.active_egress and str(plan.active_egress),
-                                "active_ingress": plan.active_ingress and str(plan.active_ingress)}
-                         for name, plan in self.plans.items()},
-        }
+    def switch_status(self) -> dict[str, dict[str, Any]]:
+        """Each configured switch by datapath id (hex): role, name, connected, reconciled."""
+        return {f"{dpid:016x}": {"role": role.kind, "name": role.name, "connected": dpid in self.ports,
+                                 "reconciled": dpid in self.installed}
+                for dpid, role in self.roles.items()}
 
 
 def _port_text(port: PortState | None) -> str:

@@ -38,7 +38,7 @@ class CoreService:
             raise NotFound(f"no homenet named {name!r}") from None
 
     def health(self) -> dict[str, Any]:
-        switches = self.core.status()["switches"]
+        switches = self.core.switch_status()
         down = [dpid for dpid, switch in switches.items() if not switch["reconciled"]]
         sessions = self.bgp_sessions()
         degraded = down or any(state != "established" for state in sessions.values())
