@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment lint
 
 install:
 	bash scripts/install.sh
@@ -34,6 +34,10 @@ bench-probes: install
 
 bench-edge-failover: install
 	$(PY) -m bench.edge_failover
+
+bench-containment: install
+	$(PY) -m bench.containment --runs 5
+	$(PY) -m bench.containment --runs 3 --network-first
 
 lint: install
 	$(VENV)/bin/pip install -q mypy ruff

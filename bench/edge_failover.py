@@ -19,6 +19,7 @@ import time
 from topologies.bird import routes
 from topologies.controller import wait_for
 from topologies.faults import start_edge, stop_edge
+from topologies.leak_guard import LeakGuard
 from topologies.measure import H1_4, SERVER4, TcpTransfer, UdpStream, wait_reachable
 from topologies.scenario import running
 
@@ -74,7 +75,8 @@ def main() -> int:
     args = parser.parse_args()
     run_dir = tempfile.mkdtemp(prefix="msp-bench-edge-", dir="/run")
     results = []
-    with running(run_dir) as (net, controller):
+    guard = LeakGuard()
+    with running(run_dir, guard=guard) as (net, controller):
         wait_reachable(net["h1"], SERVER4, timeout=60)
         for index in range(args.runs):
             wait_for(lambda: best_is_edge1(net), 60, interval=0.2, what="edge1 preferred again")
@@ -86,6 +88,7 @@ def main() -> int:
                   f"down {result['down'].max_gap_ms:.0f} ms gap / {result['down'].lost} lost; "
                   f"tcp {'survived' if result['tcp'].survived else 'broke: ' + result['tcp'].error}", flush=True)
     print(json.dumps({
+        "leaked_packets": guard.final_count,
         "runs": len(results),
         "bgp_converge_ms": round(statistics.median(r["bgp_converge_ms"] for r in results), 1),
         "bgp_converge_ms_max": round(max(r["bgp_converge_ms"] for r in results), 1),

@@ -14,6 +14,7 @@ import sys
 import tempfile
 
 from topologies.faults import isp_blackhole
+from topologies.leak_guard import LeakGuard
 from topologies.measure import SERVER4, TcpTransfer, wait_reachable
 from topologies.reference import DEFAULT_ISP_RATE_MBIT
 from topologies.scenario import bfd_flap_counts, isp_failure, running, wait_path
@@ -28,7 +29,8 @@ def main() -> int:
     args = parser.parse_args()
     run_dir = tempfile.mkdtemp(prefix="msp-bench-", dir="/run")
     runs = []
-    with running(run_dir, isp_rate_mbit=args.isp_rate_mbit) as (net, controller):
+    guard = LeakGuard()
+    with running(run_dir, isp_rate_mbit=args.isp_rate_mbit, guard=guard) as (net, controller):
         bfd_ms = controller_bfd_ms(net)
         wait_reachable(net["h1"], SERVER4, timeout=60)
         for index in range(args.runs):
@@ -64,6 +66,7 @@ def main() -> int:
         "load_mbps": round(load_result.bytes_sent * 8 / max(load_result.seconds, 1e-9) / 1e6, 1),
         "isp_rate_mbit": args.isp_rate_mbit,
     }
+    summary["leaked_packets"] = guard.final_count
     print(json.dumps(summary))
     return 0
 

@@ -17,6 +17,7 @@ import time
 from bench.common import DEFAULT_POLICY, api, wait_all_paths_healthy
 from topologies.controller import wait_for
 from topologies.faults import inner_udp_counts, watch_inner_udp_port
+from topologies.leak_guard import LeakGuard
 from topologies.measure import SERVER4, UdpStream, wait_reachable
 from topologies.scenario import running
 
@@ -35,7 +36,8 @@ def main() -> int:
     args = parser.parse_args()
     run_dir = tempfile.mkdtemp(prefix="msp-bench-policy-", dir="/run")
     applied, confirmed, polls = [], [], []
-    with running(run_dir) as (net, controller):
+    guard = LeakGuard()
+    with running(run_dir, guard=guard) as (net, controller):
         wait_reachable(net["h1"], SERVER4, timeout=60)
         wait_all_paths_healthy(controller)
         for isp in ("ispA", "ispB"):
@@ -70,6 +72,7 @@ def main() -> int:
         finally:
             stream.stop()
     print(json.dumps({
+        "leaked_packets": guard.final_count,
         "runs": len(applied),
         "policy_apply_ms": round(statistics.median(applied), 2),
         "policy_apply_ms_max": round(max(applied), 2),

@@ -20,6 +20,7 @@ import time
 from bench.common import DEFAULT_POLICY, api, class_path, path_info, wait_all_paths_healthy
 from topologies.controller import wait_for
 from topologies.faults import isp_loss
+from topologies.leak_guard import LeakGuard
 from topologies.measure import SERVER4, wait_reachable
 from topologies.scenario import running
 
@@ -49,7 +50,8 @@ def main() -> int:
     args = parser.parse_args()
     run_dir = tempfile.mkdtemp(prefix="msp-bench-probes-", dir="/run")
     table, detections = [], []
-    with running(run_dir) as (net, controller):
+    guard = LeakGuard()
+    with running(run_dir, guard=guard) as (net, controller):
         wait_reachable(net["h1"], SERVER4, timeout=60)
         wait_all_paths_healthy(controller)
         for rate in (float(r) for r in args.rates.split(",")):
@@ -76,6 +78,7 @@ def main() -> int:
             print(f"run {index + 1}: gaming left the {DEGRADED_PCT} %-lossy ISP A after {detections[-1]:.2f} s",
                   flush=True)
     print(json.dumps({
+        "leaked_packets": guard.final_count,
         "runs": len(detections),
         "loss_error_pct_max": max(row["error_pct"] for row in table),
         "detect_s": round(statistics.median(detections), 2),

@@ -79,6 +79,8 @@ class MspApp(app_manager.RyuApp):
             return None
         return BgpAnnouncer(config.bgp.asn, str(config.bgp.router_id), neighbors,
                             listen_port=config.bgp.listen_port,
+                            # Sessions leave from the management address only, never by a default route.
+                            source_address=str(config.bgp.source_address or config.controller_address),
                             on_session_change=lambda address, state: LOG.info("msp: BGP %s %s", address, state))
 
     def _bgp_sessions(self) -> dict[str, str]:

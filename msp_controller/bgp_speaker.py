@@ -344,6 +344,29 @@ def graceful_restart_capability() -> BGPOptParamCapabilityGracefulRestart:
         tuples=[(IP, UNICAST, FORWARDING_PRESERVED), (IP6, UNICAST, FORWARDING_PRESERVED)])
 
 
+_ORIGINAL_CONNECT_TCP = Peer._connect_tcp
+
+
+def bind_sessions_to(source_address: str | None) -> None:
+    """Open every BGP session from `source_address` (None: the kernel's choice).
+
+    Ryu binds a session only when a neighbour has both a local address and a local port,
+    and a fixed port would clash between neighbours. Bound to the configured address (any
+    port), a session can only leave from it: once the management link and its address are
+    gone, connect() fails instead of following whatever route is left (a default route off
+    the machine, say)."""
+    if source_address is None:
+        Peer._connect_tcp = _ORIGINAL_CONNECT_TCP
+        return
+
+    def connect_from_source(peer: Peer, peer_addr, conn_handler, time_out=None,  # type: ignore[no-untyped-def]
+                            bind_address=None, password=None):
+        return _ORIGINAL_CONNECT_TCP(peer, peer_addr, conn_handler, time_out=time_out,
+                                     bind_address=bind_address or (source_address, 0), password=password)
+
+    Peer._connect_tcp = connect_from_source
+
+
 def _create_open_with_graceful_restart(peer: Peer):  # type: ignore[no-untyped-def]
     open_msg = _ORIGINAL_CREATE_OPEN(peer)
     open_msg.opt_param.append(graceful_restart_capability())
@@ -363,8 +386,10 @@ class BgpAnnouncer:
 
     def __init__(self, asn: int, router_id: str, neighbors: Sequence[Neighbor],
                  listen_port: int = 0,
-                 on_session_change: Callable[[str, str], None] | None = None) -> None:
+                 on_session_change: Callable[[str, str], None] | None = None,
+                 source_address: str | None = None) -> None:
         self._asn = asn
+        self._source_address = str(ipaddress.ip_address(source_address)) if source_address else None
         self._router_id = str(ipaddress.IPv4Address(router_id))
         self._neighbors = {canonical_address(n.address): n.asn for n in neighbors}
         if len(self._neighbors) != len(neighbors):
@@ -383,6 +408,7 @@ class BgpAnnouncer:
             raise RuntimeError("BgpAnnouncer already started")
         install_update_hook(self._table)
         Peer.create_open_msg = _create_open_with_graceful_restart
+        bind_sessions_to(self._source_address)
         self._speaker = BGPSpeaker(
             as_number=self._asn, router_id=self._router_id,
             bgp_server_port=self._listen_port,  # 0: Ryu opens no listening socket at all
@@ -441,6 +467,7 @@ class BgpAnnouncer:
         speaker.shutdown()
         remove_update_hook()
         Peer.create_open_msg = _ORIGINAL_CREATE_OPEN
+        bind_sessions_to(None)
         went_down, self._established = self._established, set()
         for address in sorted(went_down):
             self._report_session(address, "down")

@@ -62,6 +62,7 @@ class BgpConfig:
     router_id: ipaddress.IPv4Address
     hold_down_s: float  # an edge must stay healthy this long before it announces again
     listen_port: int  # 0: only connect out, never listen
+    source_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None  # None: msp.controller_address
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,7 @@ def _parse_bgp(root: _Table) -> BgpConfig | None:
         router_id=table.address("router_id", ipaddress.IPv4Address),
         hold_down_s=float(table.integer("hold_down_s", 0, 3600, default=5, required=False)),
         listen_port=table.integer("listen_port", 0, 65535, default=0, required=False),
+        source_address=table.address("source_address", ipaddress.ip_address, required=False),
     )
     table.check_unknown()
     return bgp

@@ -1,7 +1,10 @@
 """mspctl: the controller's REST API from a shell.
 
-    mspctl [--url http://127.0.0.1:8080] health | homenets | show NAME
+    mspctl [--url URL] health | homenets | show NAME
            | policy get NAME | policy set NAME FILE|- | openapi
+
+URL: --url, else $MSP_URL, else http://127.0.0.1:8080 (the reference topology's controller,
+in its own namespace, answers on http://198.19.255.2:8080).
 
 Exit status: 0 done, 1 the API refused (its message on stderr) or a local file is
 unreadable, 2 the controller cannot be reached (or bad usage).
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import socket
 import sys
 import urllib.error
@@ -21,6 +25,7 @@ from urllib.parse import quote
 from .openapi import API_PREFIX
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+URL_ENV = "MSP_URL"
 
 
 class CtlError(Exception):
@@ -31,7 +36,8 @@ class CtlError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mspctl", description="Talk to the MSP controller's REST API.")
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"the controller's API (default {DEFAULT_URL})")
+    parser.add_argument("--url", default=os.environ.get(URL_ENV, DEFAULT_URL),
+                        help=f"the controller's API (default ${URL_ENV}, else {DEFAULT_URL})")
     parser.add_argument("--json", action="store_true", help="print the API's JSON as it came")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

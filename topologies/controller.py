@@ -1,5 +1,7 @@
 """Run the MSP controller (`ryu-manager msp_controller.app`) as a child process.
 
+It runs inside the controller's own network namespace (topologies/control_ns.py), which has
+no route off this machine: OpenFlow on the management address, REST on the operator link.
 Used by the demo, the integration tests and the benchmarks; it is stopped by its PID.
 """
 from __future__ import annotations
@@ -10,7 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 
+from . import control_ns
 from .ovsbox import wait_for
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -23,23 +27,26 @@ class Controller:
     """ryu-manager with the MSP app, logging to a file."""
 
     def __init__(self, config_path: str | os.PathLike[str], log_path: str | os.PathLike[str],
-                 listen_host: str = "0.0.0.0", port: int = 6653, rest_port: int = 8080) -> None:
+                 port: int = 6653, rest_port: int = 8080) -> None:
         self.config_path = str(config_path)
         self.log_path = pathlib.Path(log_path)
-        self.listen_host = listen_host
+        self.listen_host = controller_address(self.config_path)
         self.port = port
         self.rest_port = rest_port
         self.process: subprocess.Popen[bytes] | None = None
+        self._created_namespace = False
 
     def start(self, timeout: float = 20.0) -> None:
         ryu_manager = pathlib.Path(sys.executable).parent / "ryu-manager"
         env = dict(os.environ, MSP_CONFIG=self.config_path, PYTHONUNBUFFERED="1")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._created_namespace = control_ns.ensure(self.listen_host) or self._created_namespace
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(ryu_manager), "--ofp-listen-host", self.listen_host, "--ofp-tcp-listen-port",
-             str(self.port), "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.rest_port),
-             "msp_controller.app"],
+            control_ns.exec_argv(
+                [str(ryu_manager), "--ofp-listen-host", self.listen_host, "--ofp-tcp-listen-port",
+                 str(self.port), "--wsapi-host", control_ns.OPERATOR_NS_IP, "--wsapi-port",
+                 str(self.rest_port), "msp_controller.app"]),
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         wait_for(lambda: self._listening() or self._died(), timeout, what="the controller to listen")
@@ -50,17 +57,16 @@ class Controller:
         return self.process is None or self.process.poll() is not None
 
     def _listening(self) -> bool:
-        for port in (self.port, self.rest_port):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    pass
-            except OSError:
-                return False
-        return True
+        try:
+            with socket.create_connection((control_ns.OPERATOR_NS_IP, self.rest_port), timeout=0.2):
+                pass
+        except OSError:
+            return False
+        return control_ns.listening(self.port, self.listen_host)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        return f"http://{control_ns.OPERATOR_NS_IP}:{self.rest_port}"
 
     def log_text(self) -> str:
         try:
@@ -72,16 +78,18 @@ class Controller:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self.process = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait(timeout=10)
+            self.process = None
+        if self._created_namespace:  # else it belongs to whoever made it (scenario, network)
+            self._created_namespace = False
+            control_ns.remove()
 
     def __enter__(self) -> Controller:
         self.start()
@@ -89,3 +97,14 @@ class Controller:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def controller_address(config_path: str) -> str:
+    """msp.controller_address, read without validating the rest (a bad config must still reach
+    the controller, which names the bad field)."""
+    try:
+        with open(config_path, "rb") as handle:
+            address = tomllib.load(handle).get("msp", {}).get("controller_address")
+    except (OSError, tomllib.TOMLDecodeError):
+        address = None
+    return address if isinstance(address, str) else "198.19.0.1"

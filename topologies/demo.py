@@ -13,9 +13,11 @@ import os
 import sys
 import time
 
+from . import control_ns
 from .bird import routes
 from .controller import wait_for
 from .faults import isp_blackhole, start_edge, stop_edge
+from .leak_guard import LeakGuard
 from .measure import H1_4, H1_6, H2_4, SERVER4, SERVER6, ping, wait_reachable
 from .scenario import carries_traffic, isp_failure, running, wait_path
 
@@ -73,8 +75,10 @@ def main() -> int:
     line("msp demo: a homenet multihomed through a Multihoming Service Provider")
     line(f"  logs and switch state in {run_dir}")
     started = time.monotonic()
-    with running(run_dir) as (net, controller):
-        line(f"  network and controller up in {time.monotonic() - started:.1f} s")
+    guard = LeakGuard()
+    with running(run_dir, guard=guard) as (net, controller):
+        line(f"  network and controller up in {time.monotonic() - started:.1f} s; the controller runs in "
+             f"namespace {control_ns.NAMESPACE}, REST on {controller.url} (mspctl --url {controller.url})")
         wait_reachable(net["h1"], SERVER4, timeout=60)
         line("\n1. Reachability from the PI prefixes (the ISPs only ever see tunnel packets)")
         for source, destination, label in (("h1", SERVER4, "h1 -> server  IPv4"), ("h1", SERVER6, "h1 -> server  IPv6"),
@@ -108,6 +112,9 @@ def main() -> int:
 
         line("\n4. BGP: the MSP announces the PI prefixes at both edges; edge1 fails, then returns")
         ok &= edge_failure(net)
+    line(f"\n5. Containment: the leak guard counted {guard.final_count} packets trying to leave this machine"
+         " (the emulated networks use documentation and benchmarking ranges; nothing leaves the host)")
+    ok &= guard.final_count == 0
     line(f"\nmsp demo: {'OK' if ok else 'FAILED'} (cleaned up; controller log kept in {run_dir}/controller.log)")
     return 0 if ok else 1
 

@@ -30,7 +30,6 @@ The helpers here raise CommandError (with the command's stderr) on any failure.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import shlex
 import shutil
@@ -40,6 +39,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from mininet.node import Host
+
+from . import control_ns
 
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DEFAULT_RUN_DIR = "/run/msp"
@@ -182,43 +183,11 @@ class _Subreaper:
             self.libc.prctl(_PR_SET_CHILD_SUBREAPER, self.previous, 0, 0, 0)
 
 
-# --- root-namespace management bridge ---------------------------------------------------
+# --- links ----------------------------------------------------------------------------
 
 
 def link_exists(name: str, node: Host | None = None) -> bool:
     return bool(run(["ip", "-o", "link", "show", "dev", name], node, check=False).strip())
-
-
-def bridge_mac(name: str) -> str:
-    """A fixed, locally administered MAC for a bridge, derived from its name."""
-    digest = hashlib.sha256(name.encode()).digest()
-    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
-
-
-def ensure_root_bridge(name: str, address: str | None) -> None:
-    """Create (if missing) a Linux bridge in the root namespace, with address, up.
-
-    The bridge gets a fixed MAC: by default a Linux bridge takes the lowest MAC of its
-    ports, so it changed whenever a node's management veth joined, and the nodes that
-    had already resolved the controller's address kept the old MAC for 5-10 s (their
-    pings and controller connections stalled meanwhile)."""
-    if not link_exists(name):
-        run(["ip", "link", "add", name, "address", bridge_mac(name), "type", "bridge"])
-    # A management bridge needs no IPv6 (and no router solicitations on it).
-    run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"], check=False)
-    if address:
-        run(["ip", "addr", "replace", address, "dev", name])
-    run(["ip", "link", "set", name, "up"])
-
-
-def bridge_ports(name: str) -> list[str]:
-    out = run(["ip", "-o", "link", "show", "master", name], check=False)
-    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
-
-
-def delete_root_link(name: str) -> None:
-    if link_exists(name):
-        run(["ip", "link", "del", name])
 
 
 # --- the node ---------------------------------------------------------------------------
@@ -231,7 +200,7 @@ class OvsBox(Host):
       run_dir: base directory; this box's OVS files go to <run_dir>/<name>/
       ovs_dir: explicit directory for this box's OVS files (overrides run_dir)
       mgmt: optional dict(bridge=, bridge_ip=, ip=, root_intf=, box_intf=): a veth from a
-            root-namespace Linux bridge into the box (the controller's management network)
+            bridge in the controller's namespace into the box (the controller's management network)
       ovs_other_config: extra Open_vSwitch other_config set before ovs-vswitchd starts
 
     config() (called by Mininet once the links exist) adds the management link, starts OVS
@@ -419,7 +388,7 @@ class OvsBox(Host):
 
     def add_mgmt_link(self, bridge: str, ip: str, bridge_ip: str | None = None,
                       root_intf: str | None = None, box_intf: str = "mgmt0") -> None:
-        """veth root_intf (root namespace, in Linux bridge `bridge`) <-> box_intf (here, ip)."""
+        """veth root_intf (controller namespace, on bridge `bridge`) <-> box_intf (here, ip)."""
         self.mgmt = add_mgmt_link(self, bridge, ip, bridge_ip, root_intf, box_intf)
 
     def del_mgmt_link(self) -> None:
@@ -430,31 +399,30 @@ class OvsBox(Host):
 
 def add_mgmt_link(node: Host, bridge: str, ip: str, bridge_ip: str | None = None,
                   root_intf: str | None = None, node_intf: str = "mgmt0") -> dict[str, str]:
-    """veth root_intf (root namespace, in Linux bridge `bridge`) <-> node_intf (in node, ip).
+    """veth root_intf (in the controller's namespace, on bridge `bridge`) <-> node_intf (in node, ip).
 
-    Returns what del_mgmt_link() needs to undo it."""
+    The management bridge lives in the controller's own namespace (topologies/control_ns.py),
+    never in the root namespace. Returns what del_mgmt_link() needs to undo it."""
     root_intf = root_intf or f"m-{node.name}"
-    ensure_root_bridge(bridge, bridge_ip)
-    if link_exists(root_intf):
-        raise RuntimeError(f"{node.name}: {root_intf} already exists in the root namespace "
+    if bridge_ip:
+        control_ns.ensure(bridge_ip.split("/")[0])
+    if control_ns.link_exists(root_intf, control_ns.NAMESPACE):
+        raise RuntimeError(f"{node.name}: {root_intf} already exists in namespace {control_ns.NAMESPACE} "
                            "(left over from an earlier run?)")
-    run(["ip", "link", "add", root_intf, "type", "veth", "peer", "name", node_intf,
+    ns = ["-n", control_ns.NAMESPACE]
+    run(["ip", *ns, "link", "add", root_intf, "type", "veth", "peer", "name", node_intf,
          "netns", str(node.pid)])
-    run(["sysctl", "-qw", f"net.ipv6.conf.{root_intf}.disable_ipv6=1"], check=False)
-    run(["ip", "link", "set", root_intf, "master", bridge, "up"])
+    run(["ip", *ns, "link", "set", root_intf, "master", bridge, "up"])
     run(["ip", "-batch", "-"], node, input=f"addr replace {ip} dev {node_intf}\n"
                                            f"link set {node_intf} up\n")
     return {"bridge": bridge, "root_intf": root_intf, "box_intf": node_intf}
 
 
 def del_mgmt_link(mgmt: Mapping[str, str] | None) -> None:
-    """Undo add_mgmt_link(): the veth, then the bridge once no port is left."""
+    """Undo add_mgmt_link(): the veth (the namespace and its bridge belong to whoever made them)."""
     if not mgmt:
         return
-    delete_root_link(mgmt["root_intf"])
-    bridge = mgmt["bridge"]
-    if link_exists(bridge) and not bridge_ports(bridge):
-        delete_root_link(bridge)
+    control_ns.delete_link(mgmt["root_intf"])
 
 
 def prepare_ovs_ports(node: Host, ports: Iterable[str], mtu: Mapping[str, int] | None = None) -> None:
@@ -482,10 +450,7 @@ __all__ = [
     "CommandError",
     "OvsBox",
     "add_mgmt_link",
-    "bridge_ports",
     "del_mgmt_link",
-    "delete_root_link",
-    "ensure_root_bridge",
     "kill_pid",
     "link_exists",
     "prepare_ovs_ports",

@@ -9,8 +9,9 @@ r"""The MSP reference network, emulated with Mininet hosts (one namespace per no
                                        |           |            |
                                       up1 ------- inet -------- up2
        BGP (BIRD): up1 AS 64501, up2 AS 64502, inet AS 64496; the MSP (controller) AS 65000
-       root namespace: the Ryu controller (with its BGP speaker), reached over a management
-       network (Linux bridge msp-mgmt, 198.19.0.1/24; veths m-<node> -> mgmt0 in the node):
+       namespace msp-ctl: the Ryu controller (with its BGP speaker), reached over a management
+       network (Linux bridge msp-mgmt, 198.19.0.1/24; veths m-<node> -> mgmt0 in the node);
+       no default route, so nothing in it can reach beyond this machine (control_ns.py):
        mspmb .2, edge1 .3, edge2 .4 (their OpenFlow), up1 .11, up2 .12 (their BGP sessions)
 
 Every node is a Mininet Host; there are no Mininet switches and no Mininet controller.
@@ -39,13 +40,12 @@ Addressing (derived from etc/reference.toml; ISP n is uplink slot n-1, edge n th
   inet            static routes to each ISP's access /24; the edges' underlay nets and the
                   server are connected; the PI prefixes only come from BGP (or, opt-in,
                   from static_pi_routes: inet -> up<primary> -> primary edge, metric 2000)
-  management      msp-mgmt <msp.controller_address>/24 in the root namespace; boxes take
-                  the first free addresses (.2, .3, .4), upN its edge's bgp_neighbors
-                  address. start() refuses a management network that clashes with the
-                  root namespace's own addresses or routes (on some machines eth0 itself is
-                  192.0.2.2/24 with gateway 192.0.2.1): override the address with
-                  --controller-address / ReferenceNetwork(controller_address=...) or in
-                  the config; 198.19.0.1 (SPARE_CONTROLLER_ADDRESS) is a safe choice.
+  management      msp-mgmt <msp.controller_address>/24 in the controller's namespace
+                  msp-ctl; boxes take the first free addresses (.2, .3, .4), upN its edge's
+                  bgp_neighbors address. The root namespace reaches the controller's REST
+                  API over the operator link msp-op 198.19.255.1/30 <-> 198.19.255.2 only.
+                  start() refuses an operator link that clashes with the root namespace's
+                  own addresses or routes.
 
 BGP (BIRD 2.0.12):
   upN   protocol bgp msp: local <mgmt address> as 6450N; neighbor <controller> as 65000;
@@ -134,6 +134,7 @@ from msp_controller.provision import (
     mspmb_commands,
     mspmb_routes,
 )
+from topologies import control_ns
 from topologies.bird import (
     DEFAULT_TIMERS,
     BgpSession,
@@ -147,15 +148,14 @@ from topologies.bird import (
     stop_bird,
 )
 from topologies.faults import install_counters
+from topologies.leak_guard import remove_stale_tables
 from topologies.ovsbox import (
     DEFAULT_RUN_DIR,
     OVS_DAEMONS,
     OvsBox,
     add_mgmt_link,
     del_mgmt_link,
-    delete_root_link,
     kill_pid,
-    link_exists,
     prepare_ovs_ports,
     process_alive,
     read_pidfile,
@@ -163,7 +163,7 @@ from topologies.ovsbox import (
 )
 
 DEFAULT_CONFIG = "etc/reference.toml"
-MGMT_BRIDGE = "msp-mgmt"
+MGMT_BRIDGE = control_ns.MGMT_BRIDGE
 UNDERLAY_MTU = 1500
 OVERLAY_MTU = 1450  # VXLAN over IPv4 takes 50 bytes of the underlay's 1500
 # An unused RFC 2544 benchmarking address: a management network that does not clash with
@@ -440,13 +440,13 @@ def with_overrides(config: MspConfig, controller_port: int | str | None = None,
     return dataclasses.replace(config, **changes) if changes else config
 
 
-def mgmt_conflicts(plan: Plan) -> list[str]:
-    """Addresses and routes of the root namespace that the management network would clash
-    with (the management bridge lives in the root namespace). Default routes are ignored."""
-    mine = plan.mgmt_network
+def operator_link_conflicts() -> list[str]:
+    """Addresses and routes of the root namespace that the operator link (control_ns) would
+    clash with. Default routes are ignored."""
+    mine = control_ns.OPERATOR_NETWORK
     found = []
     for item in json.loads(run(["ip", "-j", "-4", "addr", "show"]) or "[]"):
-        if item.get("ifname") == plan.mgmt_bridge:
+        if item.get("ifname") == control_ns.OPERATOR_ROOT_INTF:
             continue
         for addr in item.get("addr_info", []):
             net = ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False)
@@ -454,16 +454,12 @@ def mgmt_conflicts(plan: Plan) -> list[str]:
                 found.append(f"{addr['local']}/{addr['prefixlen']} on {item['ifname']}")
     for route in json.loads(run(["ip", "-j", "-4", "route", "show", "table", "main"]) or "[]"):
         dst = route.get("dst", "default")
-        if dst == "default" or route.get("dev") == plan.mgmt_bridge:
+        if dst == "default" or route.get("dev") == control_ns.OPERATOR_ROOT_INTF:
             continue
         net = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
         if net.overlaps(mine):
             via = f" via {route['gateway']}" if "gateway" in route else ""
             found.append(f"route {dst}{via} dev {route.get('dev')}")
-    for route in json.loads(run(["ip", "-j", "-4", "route", "show", "default"]) or "[]"):
-        gateway = route.get("gateway")
-        if gateway and ipaddress.ip_address(gateway) in mine:
-            found.append(f"default gateway {gateway} on {route.get('dev')}")
     return found
 
 
@@ -478,15 +474,14 @@ def preflight(plan: Plan, run_dir: str) -> None:
     if found:
         problems.append("an earlier run left " + ", ".join(found) + "; remove them with "
                         f"`python -m topologies.reference --cleanup --run-dir {run_dir}`")
-    clashes = mgmt_conflicts(plan)
+    clashes = operator_link_conflicts()
     if clashes:
-        problems.append(
-            f"the management network {plan.mgmt_network} (from msp.controller_address "
-            f"{plan.config.controller_address}) clashes with the root namespace: "
-            + ", ".join(clashes) + "; putting it on a bridge there would break the host's own "
-            f"networking. Use an unused address, e.g. controller_address = "
-            f"\"{SPARE_CONTROLLER_ADDRESS}\" (or --controller-address {SPARE_CONTROLLER_ADDRESS}; with mn:"
-            f" --topo msp,controller_address={SPARE_CONTROLLER_ADDRESS})")
+        problems.append(f"the operator link {control_ns.OPERATOR_NETWORK} clashes with the root "
+                        "namespace: " + ", ".join(clashes))
+    try:
+        control_ns.check_addresses(plan.config.controller_address)
+    except control_ns.NamespaceError as err:
+        problems.append(str(err))
     if problems:
         raise TopologyError("; ".join(problems))
 
@@ -901,9 +896,10 @@ def leftovers(plan: Plan, run_dir: str) -> list[str]:
         pid = read_pidfile(os.path.join(nodes_dir, f"{name}.pid"))
         if pid is not None and _node_shell_alive(pid, name):
             found.append(f"node {name}'s shell (pid {pid})")
-    for link in [*plan.mgmt_root_intfs.values(), plan.mgmt_bridge]:
-        if link_exists(link):
-            found.append(f"link {link} in the root namespace")
+    if control_ns.exists():
+        for link in plan.mgmt_root_intfs.values():
+            if control_ns.link_exists(link, control_ns.NAMESPACE):
+                found.append(f"link {link} in namespace {control_ns.NAMESPACE}")
     return found
 
 
@@ -932,8 +928,8 @@ def remove_leftovers(plan: Plan, run_dir: str, remove_run_dir: bool = False) -> 
         if pid is not None and _node_shell_alive(pid, name):
             attempt(os.kill, pid, signal.SIGKILL)
     shutil.rmtree(nodes_dir, ignore_errors=True)
-    for link in [*plan.mgmt_root_intfs.values(), plan.mgmt_bridge]:
-        attempt(delete_root_link, link)
+    for link in plan.mgmt_root_intfs.values():
+        attempt(control_ns.delete_link, link)
     if remove_run_dir:
         try:
             os.rmdir(run_dir)
@@ -970,6 +966,7 @@ class ReferenceNetwork:
         self.run_dir = os.path.abspath(run_dir)
         self.net: Mininet | None = None
         self._created_run_dir = False
+        self._created_namespace = False
 
     # -- access
 
@@ -1010,6 +1007,7 @@ class ReferenceNetwork:
         if self.net is not None:
             raise RuntimeError("the reference network is already running")
         preflight(self.plan, self.run_dir)
+        self._created_namespace = control_ns.ensure(self.config.controller_address)
         if not os.path.isdir(self.run_dir):
             os.makedirs(self.run_dir, mode=0o755)
             self._created_run_dir = True
@@ -1049,6 +1047,12 @@ class ReferenceNetwork:
             remove_leftovers(self.plan, self.run_dir, remove_run_dir=self._created_run_dir)
         except Exception as err:
             errors.append(err)
+        if self._created_namespace:  # else it belongs to whoever made it (scenario, controller)
+            self._created_namespace = False
+            try:
+                control_ns.remove()
+            except Exception as err:
+                errors.append(err)
         if errors:
             raise errors[0]
 
@@ -1077,7 +1081,9 @@ def _summary(ref: ReferenceNetwork) -> str:
         lines.append(f"    birdc -s {ref.run_dir}/{INET}/bird.ctl show route for {primary} all")
     lines.append(f"    nsenter -t $(cat {ref.run_dir}/nodes/<node>.pid) -n <command>")
     lines.append(f"*** Controller expected at tcp:{ref.config.controller_address}:"
-                 f"{ref.config.controller_port}")
+                 f"{ref.config.controller_port}, in namespace {control_ns.NAMESPACE}:")
+    lines.append(f"    ip netns exec {control_ns.NAMESPACE} ryu-manager --ofp-listen-host "
+                 f"{ref.config.controller_address} --wsapi-host {control_ns.OPERATOR_NS_IP} msp_controller.app")
     return "\n".join(lines) + "\n"
 
 
@@ -1104,6 +1110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cleanup:
         found = leftovers(ref.plan, ref.run_dir)
         remove_leftovers(ref.plan, ref.run_dir, remove_run_dir=True)
+        if control_ns.exists():
+            found += [f"namespace {control_ns.NAMESPACE}"] + [f"pid {pid} in it" for pid in control_ns.pids()]
+            control_ns.remove(kill=True)
+        found += [f"nftables table {name}" for name in remove_stale_tables()]
         print("removed: " + (", ".join(found) if found else "nothing was left"))
         return 0
 

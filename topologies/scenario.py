@@ -5,36 +5,55 @@ One place for the steps the demo, the integration tests and the benchmarks share
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pathlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .controller import Controller, wait_for
+from . import control_ns
+from .controller import Controller, controller_address, wait_for
 from .faults import inner_icmp_counts, isp_blackhole, watch_inner_icmp
+from .leak_guard import LeakGuard
 from .measure import H1_4, SERVER4, StreamResult, TcpResult, TcpTransfer, UdpStream, after, ping
 from .reference import DEFAULT_ISP_RATE_MBIT, ReferenceNetwork
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 REFERENCE_CONFIG = REPO / "etc" / "reference.toml"
+LOG = logging.getLogger("msp.scenario")
 
 
 @contextlib.contextmanager
 def running(run_dir: str, config: str | os.PathLike[str] = REFERENCE_CONFIG,
-            isp_rate_mbit: int = DEFAULT_ISP_RATE_MBIT) -> Iterator[tuple[ReferenceNetwork, Controller]]:
-    """The controller, then the reference network; both stopped (by PID) on the way out."""
-    controller = Controller(config, os.path.join(run_dir, "controller.log"))
-    controller.start()
-    network = ReferenceNetwork(str(config), run_dir=run_dir, isp_rate_mbit=isp_rate_mbit)
-    try:
-        network.start()
-        for isp in network.isps:
-            watch_inner_icmp(network[isp])  # carries_traffic() counts pings only
-        yield network, controller
-    finally:
-        network.stop()
-        controller.stop()
+            isp_rate_mbit: int = DEFAULT_ISP_RATE_MBIT,
+            guard: LeakGuard | None = None) -> Iterator[tuple[ReferenceNetwork, Controller]]:
+    """The controller, then the reference network, under a leak guard (`guard`, or a new one:
+    its final_count tells the caller afterwards).
+
+    The controller runs in its own namespace (no route off the machine); on the way out it is
+    stopped first (by PID), then the network, then the namespace; the guard then checks that
+    no packet tried to leave the machine (LeakError names what did) and is removed."""
+    with guard or LeakGuard() as guard:
+        created = control_ns.ensure(controller_address(config))
+        try:
+            controller = Controller(config, os.path.join(run_dir, "controller.log"))
+            network = ReferenceNetwork(str(config), run_dir=run_dir, isp_rate_mbit=isp_rate_mbit)
+            try:
+                controller.start()
+                network.start()
+                for isp in network.isps:
+                    watch_inner_icmp(network[isp])  # carries_traffic() counts pings only
+                yield network, controller
+            finally:
+                try:
+                    controller.stop()
+                finally:
+                    network.stop()
+        finally:
+            if created:
+                control_ns.remove()
+        LOG.info("leak guard: %d packets tried to leave the machine", guard.count())
 
 
 def carries_traffic(net: ReferenceNetwork, isp: str) -> bool:

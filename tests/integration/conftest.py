@@ -25,3 +25,16 @@ def msp(tmp_path_factory):
     with running(run_dir) as (net, controller):
         wait_reachable(net["h1"], SERVER4, timeout=60)
         yield net, controller
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_packet_leaves_the_machine():
+    """Every integration test runs under the leak guard: the session fails, naming what tried
+    to leave, if any packet of the project headed off this machine (and the guard dropped it)."""
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        yield None
+        return
+    from topologies.leak_guard import LeakGuard
+
+    with LeakGuard() as guard:
+        yield guard

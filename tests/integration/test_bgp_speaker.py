@@ -1,6 +1,7 @@
 """BgpAnnouncer against two real BIRD 2 routers, each in its own network namespace.
 
-    root namespace (the controller, AS 65000, connects out, does not listen)
+    namespace msp-bgpt-ctl (the controller, AS 65000, connects out, does not listen; no
+    default route, so a session can never follow one off this machine)
       msp-bgpt-a0 198.18.250.1/30 ---- 198.18.250.2/30  namespace msp-bgpt-a: BIRD AS 64501
                                                         edge 198.18.251.1/24, 2001:db8:fb1::1/64
       msp-bgpt-b0 198.18.250.5/30 ---- 198.18.250.6/30  namespace msp-bgpt-b: BIRD AS 64502
@@ -121,18 +122,27 @@ def wait_until(condition: Callable[[], bool], deadline_s: float, what: str) -> f
     return time.monotonic() - start
 
 
+SPEAKER_NS = "msp-bgpt-ctl"  # where the announcer runs: only its links to the routers
+
+
 def remove_network(site: Site) -> None:
-    sh("ip", "link", "del", site.root_veth, check=False)
+    sh("ip", "-n", SPEAKER_NS, "link", "del", site.root_veth, check=False)
     sh("ip", "netns", "del", site.namespace, check=False)
+
+
+def build_speaker_namespace() -> None:
+    sh("ip", "netns", "del", SPEAKER_NS, check=False)  # leftovers: we hold the names' lock
+    sh("ip", "netns", "add", SPEAKER_NS)
+    sh("ip", "-n", SPEAKER_NS, "link", "set", "lo", "up")
 
 
 def build_network(site: Site) -> None:
     inner = f"{site.root_veth[:-1]}1"
     sh("ip", "netns", "add", site.namespace)
-    sh("ip", "link", "add", site.root_veth, "type", "veth", "peer", "name", inner)
-    sh("ip", "link", "set", inner, "netns", site.namespace)
-    sh("ip", "addr", "add", f"{site.root_address}/30", "dev", site.root_veth)
-    sh("ip", "link", "set", site.root_veth, "up")
+    sh("ip", "-n", SPEAKER_NS, "link", "add", site.root_veth, "type", "veth", "peer", "name", inner,
+       "netns", site.namespace)
+    sh("ip", "-n", SPEAKER_NS, "addr", "add", f"{site.root_address}/30", "dev", site.root_veth)
+    sh("ip", "-n", SPEAKER_NS, "link", "set", site.root_veth, "up")
     in_namespace(site, "ip", "link", "set", "lo", "up")
     in_namespace(site, "ip", "addr", "add", f"{site.address}/30", "dev", inner)
     in_namespace(site, "ip", "link", "set", inner, "up")
@@ -340,6 +350,7 @@ def birds(names_of_our_own: None,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Bird]]:
     made: list[Bird] = []
     try:
+        build_speaker_namespace()
         for site in SITES:
             remove_network(site)  # leftovers of an interrupted run: we hold the names' lock
             build_network(site)
@@ -352,6 +363,7 @@ def birds(names_of_our_own: None,
             bird.stop()
         for site in SITES:
             remove_network(site)
+        sh("ip", "netns", "del", SPEAKER_NS, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -361,7 +373,7 @@ def driver(birds: dict[str, Bird], tmp_path_factory: pytest.TempPathFactory) -> 
         "neighbors": [{"address": s.address, "asn": s.asn} for s in SITES],
     }
     with open(tmp_path_factory.mktemp("driver") / "driver.log", "w") as log:
-        process = subprocess.Popen([sys.executable, __file__, json.dumps(config)],
+        process = subprocess.Popen(["ip", "netns", "exec", SPEAKER_NS, sys.executable, __file__, json.dumps(config)],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                    text=True, bufsize=1)
         handle = Driver(process)
@@ -376,7 +388,7 @@ def driver(birds: dict[str, Bird], tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_the_controller_listens_nowhere(driver: Driver) -> None:
     wait_until(lambda: driver.event_time(event="started") is not None, 30, "driver started")
-    listening = sh("ss", "-Hltnp")
+    listening = sh("ss", "-N", SPEAKER_NS, "-Hltnp")
     assert f"pid={driver.process.pid}," not in listening
 
 

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import pytest
 
@@ -31,7 +30,8 @@ pytestmark = [
 
 pytest.importorskip("mininet")
 
-from msp_controller.config import load_config, mspmb_tunnel_port
+from msp_controller.config import mspmb_tunnel_port
+from topologies import control_ns
 from topologies.bird import best_route, bgp_states, bird_paths, birdc, routes
 from topologies.faults import (
     cut_edge_underlay,
@@ -46,12 +46,8 @@ from topologies.faults import (
 from topologies.ovsbox import CommandError, link_exists, process_alive, run, wait_for
 from topologies.reference import (
     DEFAULT_CONFIG,
-    SPARE_CONTROLLER_ADDRESS,
-    Plan,
     ReferenceNetwork,
     leftovers,
-    mgmt_conflicts,
-    resolve_config_path,
 )
 
 MGMT_LINK = re.compile(r"^\d+: (m-[^:@]+|msp-mgmt)[:@]", re.MULTILINE)
@@ -87,15 +83,7 @@ def bfd_state(box, port: str) -> str:
 
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory):
-    controller_address = None
-    plan = Plan(load_config(resolve_config_path(DEFAULT_CONFIG)))
-    clashes = mgmt_conflicts(plan)
-    if clashes:
-        warnings.warn(f"msp.controller_address {plan.config.controller_address} clashes with "
-                      f"this host ({', '.join(clashes)}); testing with {SPARE_CONTROLLER_ADDRESS}", stacklevel=1)
-        controller_address = SPARE_CONTROLLER_ADDRESS
-    network = ReferenceNetwork(DEFAULT_CONFIG, run_dir=str(tmp_path_factory.mktemp("msp-run")),
-                               controller_address=controller_address)
+    network = ReferenceNetwork(DEFAULT_CONFIG, run_dir=str(tmp_path_factory.mktemp("msp-run")))
     network.start()
     try:
         yield network
@@ -248,7 +236,7 @@ def test_management_link(ref):
     address = ref.config.controller_address
     for node in [*ref.boxes.values(), ref["up1"], ref["up2"]]:
         wait_ping(node, address)
-    ports = run(["ip", "-o", "link", "show", "master", "msp-mgmt"])
+    ports = run(["ip", "-n", control_ns.NAMESPACE, "-o", "link", "show", "master", "msp-mgmt"])
     for name in ("m-mspmb", "m-edge1", "m-edge2", "m-up1", "m-up2"):
         assert name in ports
     mgmt = {name: run(["ip", "-4", "-o", "addr", "show", "dev", "mgmt0"], ref[name])
@@ -516,6 +504,7 @@ def test_stop_leaves_nothing(ref):
     assert not in_namespaces, f"processes left in the topology's namespaces: {in_namespaces}"
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     assert not MGMT_LINK.findall(links), links
+    assert not control_ns.exists(), "the controller's namespace outlived the network that made it"
     for path in dirs + [os.path.join(ref.run_dir, "nodes")]:
         assert not os.path.exists(path), path
     assert os.listdir(ref.run_dir) == []

@@ -316,3 +316,21 @@ def test_announcer_before_start() -> None:
 def test_announcer_rejects_duplicate_neighbors() -> None:
     with pytest.raises(ValueError):
         BgpAnnouncer(OUR_AS, "198.18.250.1", [Neighbor(PEER_A, 64501), Neighbor(PEER_A, 64502)])
+
+
+def test_sessions_are_bound_to_the_source_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session leaves from the configured address, so it cannot follow a default route
+    once the management link is gone (connect fails instead)."""
+    calls = []
+
+    def fake_connect(peer, peer_addr, handler, time_out=None, bind_address=None, password=None):  # type: ignore[no-untyped-def]
+        calls.append((peer_addr, bind_address))
+
+    monkeypatch.setattr(bgp_speaker, "_ORIGINAL_CONNECT_TCP", fake_connect)
+    try:
+        bgp_speaker.bind_sessions_to("198.19.0.1")
+        Peer._connect_tcp(object(), ("198.19.0.11", 179), None, time_out=5)
+        assert calls == [(("198.19.0.11", 179), ("198.19.0.1", 0))]
+    finally:
+        bgp_speaker.bind_sessions_to(None)
+    assert Peer._connect_tcp is fake_connect  # unbound again: Ryu's own behaviour

@@ -118,6 +118,8 @@ BAD_CONFIGS = {
     "bgp asn zero": (_set(lambda d: d["bgp"], "asn", 0), "bgp.asn", "out of range"),
     "bgp bad router id": (_set(lambda d: d["bgp"], "router_id", "me"), "bgp.router_id", "not a valid"),
     "bgp unknown key": (_set(lambda d: d["bgp"], "as", 1), "bgp.as", "unknown field"),
+    "bgp bad source address": (_set(lambda d: d["bgp"], "source_address", "mgmt0"), "bgp.source_address",
+                               "not a valid"),
     "neighbors without bgp": (_delete(lambda d: d, "bgp"), "edges.edge1.bgp_neighbors", "needs a [bgp]"),
     "bad neighbor address": (lambda d: _edge(d)["bgp_neighbors"][0].update(address="up1"),
                              "edges[0].bgp_neighbors[0].address", "not a valid"),
