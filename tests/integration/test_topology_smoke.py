@@ -273,8 +273,10 @@ def test_bgp_chain_with_a_stand_in_speaker(ref):
     inet and the kernels route them to up1 and on to edge1; all goes when the session does."""
     up1, up2, inet = ref["up1"], ref["up2"], ref["inet"]
     edge1 = ref.config.edge("edge1")
-    proc = subprocess.Popen([sys.executable, "-c", STAND_IN, str(ref.config.bgp.asn), ref.config.controller_address,
-                             "198.19.0.11", "64501", str(edge1.internet_ipv4.ip), str(edge1.internet_ipv6.ip)],
+    # Where the controller would run: in its namespace (the management bridge is there).
+    proc = subprocess.Popen(control_ns.exec_argv(
+                            [sys.executable, "-c", STAND_IN, str(ref.config.bgp.asn), ref.config.controller_address,
+                             "198.19.0.11", "64501", str(edge1.internet_ipv4.ip), str(edge1.internet_ipv6.ip)]),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: bgp_states(up1).get("msp") == "Established" or proc.poll() is not None, 30,
