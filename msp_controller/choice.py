@@ -3,7 +3,8 @@
 A pure function of the homenet's policy, its path plan (which tunnels exist and are
 live) and the SLA verdicts from the probes. The result orders the buckets of the class's
 group: for failover and sla the data plane takes the first live bucket, for balance it
-spreads flows over the live buckets by weight.
+spreads flows by a hash of their 5-tuple over one edge's paths by weight, each flow
+falling back to the next live path when its own dies.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class DirectionChoice:
     name: str
     direction: str
     mode: str
-    paths: tuple[TunnelPath, ...]  # bucket order
+    paths: tuple[TunnelPath, ...]  # preference order; balance: the balanced edge's paths first
     weights: tuple[int, ...]  # balance only, one per path
     match: PacketMatch | None  # None for the default class
     active: tuple[TunnelPath, ...]  # what carries the traffic now
@@ -52,15 +53,19 @@ def _choice(index: int, name: str, direction: str, policy: DirectionPolicy, matc
     if policy.mode == BALANCE:
         weight_of = dict(policy.weights)
         weighted = [p for p in plan.paths if p.uplink in weight_of]
-        # Balance over the ISPs of one edge: the preferred edge that still has a live path.
-        # Its buckets stay put while that edge is usable, so a select group keeps each flow
-        # on its bucket for as long as that bucket is live.
+        # The MSPMB balances over one edge's ISPs: the preferred edge that still has a live
+        # path; every edge balances what the Internet sends it over its own. Paths of every
+        # edge are kept (that edge first) so each edge can deliver, and the MSPMB can fall
+        # back to another edge in the data plane. The order depends on liveness only through
+        # the edge chosen, so flows keep their hash link while that edge is usable.
         edges = list(dict.fromkeys(p.edge for p in weighted))
         edge = next((e for e in edges if any(p.edge == e and p in plan.live for p in weighted)),
                     edges[0] if edges else None)
-        paths = tuple(p for isp, _ in policy.weights for p in weighted if p.uplink == isp and p.edge == edge)
+        edge_order = sorted(edges, key=lambda e: e != edge)
+        paths = tuple(p for e in edge_order for isp, _ in policy.weights
+                      for p in weighted if p.uplink == isp and p.edge == e)
         weights = tuple(weight_of[p.uplink] for p in paths)
-        active = tuple(p for p in paths if p in plan.live)
+        active = tuple(p for p in paths if p.edge == edge and p in plan.live)
         return DirectionChoice(index, name, direction, policy.mode, paths, weights, match, active)
     paths = _ordered(plan, policy, lambda p: usable(name, direction, p))
     first_live = next((p for p in paths if p in plan.live), None)

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ryu.ofproto import nicira_ext
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
@@ -21,6 +22,12 @@ COOKIE_NEIGHBOR = 0x4E  # learned neighbours: left alone by reconciliation, they
 COOKIE_CLASS_MASK = 0xFF << COOKIE_CLASS_SHIFT
 
 CONTROLLER = "controller"
+
+# Open vSwitch's multipath hash over both IP addresses, the IP protocol and the TCP, UDP or
+# SCTP ports (nicira-ext.h; Ryu names only the first two). Symmetric: a flow and its reply
+# hash alike. OVS's select groups cannot do this over OpenFlow 1.3 (see docs/design.md).
+NX_HASH_FIELDS_SYMMETRIC_L3L4_UDP = 3
+MAX_MULTIPATH_LINKS = 64  # above this OVS's hrw falls back to iter_hash
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,16 @@ class DecTtl:
     pass
 
 
-Action = Output | SetField | ToGroup | DecTtl
+@dataclass(frozen=True)
+class Multipath:
+    """Hash the flow's 5-tuple to one of n_links links (hrw), written to register[0..bits-1]."""
+
+    n_links: int
+    register: str = "reg0"
+    bits: int = 8
+
+
+Action = Output | SetField | ToGroup | DecTtl | Multipath
 Match = tuple[tuple[str, Any], ...]
 
 
@@ -107,6 +123,11 @@ def _ryu_action(action: Action) -> Any:
         return parser.OFPActionGroup(action.group_id)
     if isinstance(action, DecTtl):
         return parser.OFPActionDecNwTtl()
+    if isinstance(action, Multipath):
+        return parser.NXActionMultipath(
+            fields=NX_HASH_FIELDS_SYMMETRIC_L3L4_UDP, basis=0, algorithm=nicira_ext.NX_MP_ALG_HRW,
+            max_link=action.n_links - 1, arg=0, ofs_nbits=nicira_ext.ofs_nbits(0, action.bits - 1),
+            dst=action.register)
     raise TypeError(f"unknown action {action!r}")
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ofmsg import Flow, SetField
+from .ofmsg import Flow, Multipath, SetField
 
 L3_MATCH = frozenset({"in_port", "eth_type", "eth_src", "eth_dst", "ip_proto", "ip_dscp",
                       "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_src", "tcp_dst",
                       "udp_src", "udp_dst", "icmpv4_type", "icmpv6_type", "arp_op", "arp_tpa"})
 REWRITES = frozenset({"eth_src", "eth_dst", "ip_dscp"})
+# A balanced class tags reg0 with its group id and the flow's hash link (multipath).
+BALANCE_TAG = "reg0"
 
 
 @dataclass(frozen=True)
@@ -43,25 +45,30 @@ class Pipeline:
         if flow.goto is not None and flow.goto not in table.next_tables:
             raise ValueError(f"{self.role}/{table.name}: cannot go to table {flow.goto}")
         for action in flow.actions:
-            if isinstance(action, SetField) and action.name not in table.set_fields:
-                raise ValueError(f"{self.role}/{table.name}: cannot set {action.name}")
+            written = action.name if isinstance(action, SetField) else \
+                action.register if isinstance(action, Multipath) else None
+            if written is not None and written not in table.set_fields:
+                raise ValueError(f"{self.role}/{table.name}: cannot set {written}")
 
 
 # MSPMB (br-home): hosts on LAN ports, tunnels to the edges.
-MSPMB_CLASSIFY, MSPMB_EGRESS, MSPMB_DELIVER = 0, 1, 2
+MSPMB_CLASSIFY, MSPMB_EGRESS, MSPMB_DELIVER, MSPMB_BALANCE = 0, 1, 2, 3
 MSPMB = Pipeline("mspmb", (
     Table(MSPMB_CLASSIFY, "classify", L3_MATCH, frozenset({MSPMB_EGRESS, MSPMB_DELIVER})),
-    Table(MSPMB_EGRESS, "egress", L3_MATCH, frozenset({MSPMB_DELIVER}), REWRITES),
+    Table(MSPMB_EGRESS, "egress", L3_MATCH, frozenset({MSPMB_DELIVER, MSPMB_BALANCE}),
+          REWRITES | {BALANCE_TAG}),
     Table(MSPMB_DELIVER, "deliver", frozenset({"eth_type", "ipv4_dst", "ipv6_dst"}),
           set_fields=REWRITES),
+    Table(MSPMB_BALANCE, "balance", frozenset({BALANCE_TAG})),
 ))
 
 # Edge (br-msp): tunnels from homenets, one Internet port.
-EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS = 0, 1, 2
+EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS, EDGE_BALANCE = 0, 1, 2, 3
 EDGE = Pipeline("edge", (
     Table(EDGE_CLASSIFY, "classify", L3_MATCH, frozenset({EDGE_EGRESS, EDGE_INGRESS})),
     Table(EDGE_EGRESS, "egress", L3_MATCH, frozenset({EDGE_INGRESS}), REWRITES),
-    Table(EDGE_INGRESS, "ingress", L3_MATCH, set_fields=REWRITES),
+    Table(EDGE_INGRESS, "ingress", L3_MATCH, frozenset({EDGE_BALANCE}), REWRITES | {BALANCE_TAG}),
+    Table(EDGE_BALANCE, "balance", frozenset({BALANCE_TAG})),
 ))
 
 # Underlay bridges (br-<isp> at the MSPMB, br-up at the edge): admit only tunnel traffic.

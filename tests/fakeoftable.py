@@ -15,7 +15,12 @@ Conventions of the packet dict:
     set_field use the OpenFlow encoding with OFPVID_PRESENT, as Ryu does).
   - ttl is the IPv4 TTL / IPv6 hop limit (64 if absent), decremented by dec_ttl.
   - metadata, if given, seeds the pipeline's metadata register (default 0); it is pipeline
-    state, not a header, so it does not appear in Output.packet.
+    state, not a header, so it does not appear in Output.packet. Nicira registers (reg0..7,
+    set_field and multipath) are pipeline state too, 0 when a packet enters a switch.
+  - Hashing is modelled on what Open vSwitch hashes, not on its hash values: a select group
+    (no selection method: OVS's default, dp_hash with a symmetric L4 hash) hashes the IP
+    addresses, protocol and TCP/SCTP ports but never UDP ports; multipath hashes the fields
+    its `fields` names.
 """
 from __future__ import annotations
 
@@ -73,7 +78,9 @@ _FIELDS: dict[str, tuple[str, int]] = {
     "ipv6_nd_target": ("ipv6", 128),
     "ipv6_nd_sll": ("mac", 48),
     "ipv6_nd_tll": ("mac", 48),
+    **{f"reg{i}": ("int", 32) for i in range(8)},
 }
+_REGISTERS = frozenset(f"reg{i}" for i in range(8))
 
 _IP = frozenset({ETH_IPV4, ETH_IPV6})
 _V4, _V6, _ARP = frozenset({ETH_IPV4}), frozenset({ETH_IPV6}), frozenset({ETH_ARP})
@@ -258,6 +265,7 @@ class _Context:
     table_id: int = 0
     action_set: dict[object, object] = field(default_factory=dict)
     outputs: list[Output] = field(default_factory=list)
+    registers: dict[str, int] = field(default_factory=dict)
 
 
 _KNOWN_ACTIONS = (
@@ -267,6 +275,7 @@ _KNOWN_ACTIONS = (
     parser.OFPActionGroup,
     parser.OFPActionPushVlan,
     parser.OFPActionPopVlan,
+    parser.NXActionMultipath,
 )
 
 
@@ -468,6 +477,8 @@ class FakeSwitch:
             return ctx.in_port
         if name == "metadata":
             return ctx.metadata
+        if name in _REGISTERS:
+            return ctx.registers.get(name, 0)
         if name == "vlan_vid":  # OpenFlow encoding: OFPVID_NONE (0) when untagged
             vid = headers.get("vlan_vid")
             return 0 if vid is None else _to_int(name, vid) | ofp.OFPVID_PRESENT
@@ -517,8 +528,12 @@ class FakeSwitch:
         for action in actions:
             if isinstance(action, parser.OFPActionOutput):
                 self._output(action.port, headers, ctx)
+            elif isinstance(action, parser.OFPActionSetField) and action.key in _REGISTERS:
+                ctx.registers[action.key] = _to_int(action.key, action.value)
             elif isinstance(action, parser.OFPActionSetField):
                 headers[action.key] = _packet_value(action.key, action.value)
+            elif isinstance(action, parser.NXActionMultipath):
+                self._multipath(action, headers, ctx)
             elif isinstance(action, parser.OFPActionDecNwTtl):
                 self._dec_ttl(headers)
             elif isinstance(action, parser.OFPActionGroup):
@@ -529,6 +544,28 @@ class FakeSwitch:
                 headers.pop("vlan_vid", None)
             else:
                 raise NotImplementedError(f"fake switch does not handle {type(action).__name__}")
+
+    @staticmethod
+    def _multipath(action: Any, headers: Packet, ctx: _Context) -> None:
+        """Write a link in [0, max_link] chosen by a hash of the fields into dst[ofs..]."""
+        if action.fields not in _MULTIPATH_FIELDS:
+            raise NotImplementedError(f"fake switch does not model multipath fields {action.fields}")
+        if action.dst not in _REGISTERS:
+            raise NotImplementedError(f"fake switch does not model multipath into {action.dst}")
+        key = _l3l4_key(headers, udp_ports=_MULTIPATH_FIELDS[action.fields]), action.basis
+        n_links = action.max_link + 1
+        if action.algorithm == _NX_MP_ALG_MODULO_N:
+            link = _stable_hash(key) % n_links
+        elif action.algorithm == _NX_MP_ALG_HRW:
+            link = max(range(n_links), key=lambda candidate: _stable_hash((key, candidate)))
+        else:
+            raise NotImplementedError(f"fake switch does not model multipath algorithm {action.algorithm}")
+        ofs, nbits = action.ofs_nbits >> 6, (action.ofs_nbits & 0x3F) + 1
+        if link >= 1 << nbits:
+            raise ValueError(f"multipath link {link} does not fit {action.dst}[{ofs}..{ofs + nbits - 1}]")
+        mask = ((1 << nbits) - 1) << ofs
+        old = ctx.registers.get(action.dst, 0)
+        ctx.registers[action.dst] = (old & ~mask) | (link << ofs)
 
     @staticmethod
     def _dec_ttl(headers: Packet) -> None:
@@ -584,7 +621,8 @@ class FakeSwitch:
         raise NotImplementedError(f"group type {group.type}")
 
     def _select_bucket(self, group: FakeGroup, headers: Packet) -> list[parser.OFPBucket]:
-        """One bucket by a stable hash of the flow, as OVS's dp_hash method does it.
+        """One bucket by a stable hash of the flow, as OVS's default (dp_hash) method does it:
+        over addresses, protocol and TCP/SCTP ports, not UDP ports (symmetric L4).
 
         The hash picks among ALL weighted buckets, live or not, so a flow keeps its bucket
         while that bucket is live; only when it is not does the flow fall back to a live
@@ -593,7 +631,7 @@ class FakeSwitch:
         weighted = [b for b in group.buckets if b.weight > 0]
         if not weighted:
             return []
-        point = _flow_hash(headers) % sum(b.weight for b in weighted)
+        point = _stable_hash(_l3l4_key(headers, udp_ports=False)) % sum(b.weight for b in weighted)
         for bucket in weighted:
             if point < bucket.weight:
                 break
@@ -603,7 +641,8 @@ class FakeSwitch:
         live = [b for b in weighted if self._bucket_is_live(b, depth=0)]
         if not live:
             return []
-        scores = {id(b): _flow_hash(dict(headers, _bucket=index)) * b.weight for index, b in enumerate(live)}
+        key = _l3l4_key(headers, udp_ports=False)
+        scores = {id(b): _stable_hash((key, index)) * b.weight for index, b in enumerate(live)}
         return [max(live, key=lambda b: scores[id(b)])]
 
     def _bucket_is_live(self, bucket: parser.OFPBucket, depth: int) -> bool:
@@ -621,15 +660,31 @@ class FakeSwitch:
         return group is not None and any(self._bucket_is_live(b, depth) for b in group.buckets)
 
 
-_HASH_FIELDS = ("eth_type", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "ip_proto",
-                "tcp_src", "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst")
+# Nicira multipath (nicira-ext.h): fields -> whether UDP ports are hashed; algorithms.
+_MULTIPATH_FIELDS = {1: False, 2: False, 3: True}  # symmetric_l4, symmetric_l3l4, symmetric_l3l4+udp
+_NX_MP_ALG_MODULO_N, _NX_MP_ALG_HRW = 0, 2
+_L4_NAMES = {6: "tcp", 17: "udp", 132: "sctp"}
 
 
-def _flow_hash(headers: Packet) -> int:
-    """A hash of the 5-tuple that is stable across runs (unlike hash() of strings)."""
-    fields = _HASH_FIELDS if headers.get("eth_type") in _IP else ("eth_type", "eth_src", "eth_dst")
-    text = repr([(name, headers.get(name)) for name in fields])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+def _l3l4_key(headers: Packet, udp_ports: bool) -> tuple[object, ...]:
+    """What OVS's symmetric L3/L4 hashes see: both addresses, the protocol and, for TCP and
+    SCTP (and UDP if asked), both ports; either direction of a flow gives the same key."""
+    eth_type = headers.get("eth_type")
+    if eth_type not in _IP:
+        return ("l2", eth_type, tuple(sorted(str(headers.get(f)) for f in ("eth_src", "eth_dst"))))
+    family = "ipv4" if eth_type == ETH_IPV4 else "ipv6"
+    addresses = tuple(sorted(str(headers.get(f"{family}_{end}")) for end in ("src", "dst")))
+    protocol = headers.get("ip_proto")
+    name = _L4_NAMES.get(protocol) if isinstance(protocol, int) else None
+    ports: tuple[str, ...] = ()
+    if name is not None and (name != "udp" or udp_ports):
+        ports = tuple(sorted(str(headers.get(f"{name}_{end}")) for end in ("src", "dst")))
+    return (eth_type, addresses, protocol, ports)
+
+
+def _stable_hash(key: object) -> int:
+    """A hash that is stable across runs (unlike hash() of strings)."""
+    return int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "big")
 
 
 # ---------------------------------------------------------------------------- network

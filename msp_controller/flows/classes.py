@@ -1,18 +1,36 @@
-"""Traffic classes in OpenFlow: a class's packet match as flow matches, its choice as a group."""
+"""Traffic classes in OpenFlow: a class's packet match as flow matches, its choice as groups."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ..choice import DirectionChoice
 from ..config import IPNetwork
-from ..ofmsg import Bucket, Group, Output
+from ..ofmsg import MAX_MULTIPATH_LINKS, Action, Bucket, Flow, Group, Multipath, Output, SetField, ToGroup, match
 from ..paths import TunnelPath
-from ..policy import PROTOCOL_NAMES, PacketMatch
+from ..pipeline import BALANCE_TAG
+from ..policy import BALANCE, PROTOCOL_NAMES, PacketMatch
 from ..portranges import PortRange, range_to_masks
-from .common import ETH_IPV4, ETH_IPV6
+from .common import ETH_IPV4, ETH_IPV6, PRIO_ROUTE
 
 PRIO_CLASS = 150  # above the default route (100), below host-to-host and neighbour flows
 FULL_PORT_MASK = 0xFFFF
+LINK_BITS = 8  # BALANCE_TAG holds the class's group id above the hash link
+PATH_GROUP_SHIFT = 24  # a balanced path's group: (position + 1) << 24 | the class's group id
+
+PortOf = Callable[[TunnelPath], int | None]  # this switch's port for a path, None if not here
+
+
+@dataclass(frozen=True)
+class ClassForwarding:
+    """How a class's flows hand packets on: the actions that end them, the table they go to
+    next, and the groups and flows (of that table) that this needs."""
+
+    actions: tuple[Action, ...]
+    goto: int | None
+    groups: tuple[Group, ...]
+    flows: tuple[Flow, ...]
 
 
 def group_id(homenet_id: int, choice: DirectionChoice) -> int:
@@ -20,16 +38,53 @@ def group_id(homenet_id: int, choice: DirectionChoice) -> int:
     return (homenet_id << 8) | (0x80 if choice.direction == "ingress" else 0) | (choice.index + 1)
 
 
-def class_group(homenet_id: int, choice: DirectionChoice, port_of: Callable[[TunnelPath], int | None]) -> Group:
-    """Failover and sla: a fast-failover group in preference order; balance: a select group."""
-    buckets = []
-    for position, path in enumerate(choice.paths):
-        port = port_of(path)
-        if port is None:
-            continue
-        weight = choice.weights[position] if choice.mode == "balance" else 0
-        buckets.append(Bucket((Output(port),), watch_port=port, weight=weight))
-    return Group(group_id(homenet_id, choice), "select" if choice.mode == "balance" else "ff", tuple(buckets))
+def _failover_group(gid: int, paths: Sequence[TunnelPath], port_of: PortOf) -> Group:
+    ports = [port for path in paths if (port := port_of(path)) is not None]
+    return Group(gid, "ff", tuple(Bucket((Output(port),), watch_port=port) for port in ports))
+
+
+def hash_links(weights: Sequence[int]) -> tuple[int, ...]:
+    """For each multipath link, the index of its path: links shared in proportion to weights."""
+    shares = [w // math.gcd(*weights) for w in weights]
+    total = sum(shares)
+    if total > MAX_MULTIPATH_LINKS:
+        shares = [max(1, round(s * MAX_MULTIPATH_LINKS / total)) for s in shares]
+        while sum(shares) > MAX_MULTIPATH_LINKS:
+            shares[shares.index(max(shares))] -= 1
+    return tuple(index for index, share in enumerate(shares) for _ in range(share))
+
+
+def _balance(homenet_id: int, choice: DirectionChoice, port_of: PortOf, balance_table: int) -> ClassForwarding:
+    here = [(position, path) for position, path in enumerate(choice.paths) if port_of(path) is not None]
+    if not here:
+        return ClassForwarding((), None, (), ())
+    # Spread over one edge's paths: the chosen edge at the MSPMB, the switch's own at an edge.
+    edge = here[0][1].edge
+    spread = [path for _, path in here if path.edge == edge]
+    others = [path for _, path in here if path.edge != edge]
+    weights = [choice.weights[position] for position, path in here if path.edge == edge]
+    base = group_id(homenet_id, choice)
+    # One fast-failover group per spread path: its own tunnel while live, then the next
+    # (rotating, so a dead path's flows do not all land on one), then the other edges.
+    groups = tuple(_failover_group(((k + 1) << PATH_GROUP_SHIFT) | base, spread[k:] + spread[:k] + others, port_of)
+                   for k in range(len(spread)))
+    links = hash_links(weights)
+    tag = base << LINK_BITS
+    flows = tuple(Flow(balance_table, PRIO_ROUTE, match(**{BALANCE_TAG: tag | link}), (ToGroup(groups[k].group_id),))
+                  for link, k in enumerate(links))
+    return ClassForwarding((SetField(BALANCE_TAG, tag), Multipath(len(links), BALANCE_TAG, LINK_BITS)),
+                           balance_table, groups, flows)
+
+
+def class_forwarding(homenet_id: int, choice: DirectionChoice, port_of: PortOf,
+                     balance_table: int) -> ClassForwarding:
+    """Failover and sla: one fast-failover group in preference order. Balance: a hash of the
+    flow's 5-tuple picks a path by weight (multipath into a tag, then balance_table), and
+    that path's fast-failover group keeps the flow there while the path is live."""
+    if choice.mode == BALANCE:
+        return _balance(homenet_id, choice, port_of, balance_table)
+    group = _failover_group(group_id(homenet_id, choice), choice.paths, port_of)
+    return ClassForwarding((ToGroup(group.group_id),), None, (group,), ())
 
 
 def _port_matches(ranges: Sequence[PortRange]) -> list[object]:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from ..choice import DirectionChoice
 from ..config import Edge, Homenet, MspConfig, edge_tunnel_port
-from ..ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, ToGroup, match
+from ..ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
 from ..paths import TunnelPath
-from ..pipeline import EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS
+from ..pipeline import EDGE_BALANCE, EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS
 from ..probe_packet import PROBE_UDP_PORT
-from .classes import PRIO_CLASS, class_group, flow_matches
+from .classes import PRIO_CLASS, class_forwarding, flow_matches
 from .common import (
     ETH_IPV4,
     ETH_IPV6,
@@ -44,18 +44,22 @@ def _homenet_flows(edge: Edge, homenet: Homenet, ports: PortNumbers,
                               goto=EDGE_EGRESS))
     for prefix in homenet.prefixes:
         flows.append(Flow(EDGE_EGRESS, PRIO_SPECIFIC, match(**prefix_match(prefix, "dst")), goto=EDGE_INGRESS))
-    groups = []
+    groups: list[Group] = []
     for choice in ingress:
-        group = class_group(homenet.id, choice, port_of)
-        groups.append(group)
+        # Every edge gets the class's paths from itself, whichever edge BGP prefers: the
+        # Internet may send the homenet's traffic to any edge that announced it.
+        forwarding = class_forwarding(homenet.id, choice, port_of, EDGE_BALANCE)
+        groups += forwarding.groups
+        flows += forwarding.flows
         actions = (DecTtl(), SetField("eth_src", edge.internet_mac), SetField("eth_dst", homenet.gateway_mac),
-                   ToGroup(group.group_id))
+                   *forwarding.actions)
         if choice.match is None:
             for prefix in homenet.prefixes:
-                flows.append(Flow(EDGE_INGRESS, PRIO_ROUTE, match(**prefix_match(prefix, "dst")), actions))
+                flows.append(Flow(EDGE_INGRESS, PRIO_ROUTE, match(**prefix_match(prefix, "dst")), actions,
+                                  goto=forwarding.goto))
         else:
             for fields in flow_matches(choice.match, dst_fallback=homenet.prefixes):
-                flows.append(Flow(EDGE_INGRESS, PRIO_CLASS, match(**fields), actions))
+                flows.append(Flow(EDGE_INGRESS, PRIO_CLASS, match(**fields), actions, goto=forwarding.goto))
     return flows, groups
 
 

@@ -5,11 +5,11 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from ..choice import DirectionChoice
 from ..config import Homenet, MspConfig, mspmb_tunnel_port
-from ..ofmsg import CONTROLLER, DecTtl, Flow, Output, SetField, ToGroup, match
+from ..ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
 from ..paths import TunnelPath
-from ..pipeline import MSPMB_CLASSIFY, MSPMB_DELIVER, MSPMB_EGRESS
+from ..pipeline import MSPMB_BALANCE, MSPMB_CLASSIFY, MSPMB_DELIVER, MSPMB_EGRESS
 from ..probe_packet import PROBE_UDP_PORT
-from .classes import PRIO_CLASS, class_group, flow_matches
+from .classes import PRIO_CLASS, class_forwarding, flow_matches
 from .common import (
     ETH_IPV4,
     ETH_IPV6,
@@ -53,18 +53,19 @@ def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers,
     for prefix in homenet.prefixes:
         # Host to host inside the homenet never leaves the box.
         flows.append(Flow(MSPMB_EGRESS, PRIO_SPECIFIC, match(**prefix_match(prefix, "dst")), goto=MSPMB_DELIVER))
-    groups = []
+    groups: list[Group] = []
     for choice in egress:
-        group = class_group(homenet.id, choice, port_of)
-        groups.append(group)
+        forwarding = class_forwarding(homenet.id, choice, port_of, MSPMB_BALANCE)
+        groups += forwarding.groups
+        flows += forwarding.flows
         # The MSP as a whole is one router hop: the TTL drops here on the way out.
-        actions = (DecTtl(), SetField("eth_src", homenet.gateway_mac), ToGroup(group.group_id))
+        actions = (DecTtl(), SetField("eth_src", homenet.gateway_mac), *forwarding.actions)
         if choice.match is None:
             for eth_type in (ETH_IPV4, ETH_IPV6):
-                flows.append(Flow(MSPMB_EGRESS, PRIO_ROUTE, match(eth_type=eth_type), actions))
+                flows.append(Flow(MSPMB_EGRESS, PRIO_ROUTE, match(eth_type=eth_type), actions, goto=forwarding.goto))
         else:
             for fields in flow_matches(choice.match):
-                flows.append(Flow(MSPMB_EGRESS, PRIO_CLASS, match(**fields), actions))
+                flows.append(Flow(MSPMB_EGRESS, PRIO_CLASS, match(**fields), actions, goto=forwarding.goto))
     # No neighbour entry yet: the controller resolves the host (and drops this packet).
     flows.append(Flow(MSPMB_DELIVER, 0, match(), (Output(CONTROLLER),)))
     return SwitchProgram(flows=tuple(flows), groups=tuple(groups))

@@ -404,3 +404,33 @@ def test_network_loop_raises() -> None:
     net.link(1, 2, 2, 1)
     with pytest.raises(ValueError, match="loop"):
         net.trace(1, 1, V4_PACKET)
+
+
+def test_select_group_ignores_udp_ports_as_ovs_default_selection_does() -> None:
+    sw = select_switch((1, 1))
+    udp = {**V4_PACKET, "ip_proto": 17}
+    del udp["tcp_src"], udp["tcp_dst"]
+    ports = {tuple(ports_of(sw.process(1, {**udp, "udp_src": 10000 + i, "udp_dst": 5001}))) for i in range(32)}
+    assert len(ports) == 1
+
+
+def multipath_switch(n_links: int) -> FakeSwitch:
+    multipath = parser.NXActionMultipath(fields=3, basis=0, algorithm=2, max_link=n_links - 1, arg=0,
+                                         ofs_nbits=(0 << 6) + 7, dst="reg0")
+    return switch(
+        flow(10, {"in_port": 1}, apply_actions(parser.OFPActionSetField(reg0=0x100), multipath),
+             parser.OFPInstructionGotoTable(1)),
+        *(flow(10, {"reg0": 0x100 | link}, apply_actions(output(2 + link)), table_id=1) for link in range(n_links)),
+    )
+
+
+def test_multipath_spreads_udp_by_5_tuple_and_keeps_each_flow_on_one_link() -> None:
+    sw = multipath_switch(2)
+    udp = {**V4_PACKET, "ip_proto": 17}
+    del udp["tcp_src"], udp["tcp_dst"]
+    flows = [{**udp, "udp_src": 10000 + i, "udp_dst": 5001} for i in range(64)]
+    first = [tuple(ports_of(sw.process(1, f))) for f in flows]
+    assert Counter(first).keys() == {(2,), (3,)}
+    assert [tuple(ports_of(sw.process(1, f))) for f in flows] == first
+    # Registers are pipeline state: they never show in the packet that leaves.
+    assert "reg0" not in sw.process(1, flows[0])[0].packet
