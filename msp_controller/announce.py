@@ -10,10 +10,10 @@ not flap the Internet's routes.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .config import Edge, Homenet, MspConfig
+from .config import Edge, Homenet
 from .paths import PathPlan
 
 
@@ -48,44 +48,51 @@ def routes_at(homenet: Homenet, edge: Edge) -> dict[str, Route]:
 
 
 @dataclass
-class AnnouncementPlanner:
-    config: MspConfig
-    withdrawn_at: dict[tuple[str, str], float] = field(default_factory=dict)
-    fit_since: dict[tuple[str, str], float] = field(default_factory=dict)
-    announced: set[tuple[str, str]] = field(default_factory=set)
+class HomenetAnnouncements:
+    """Where one homenet's prefixes are announced, with the hold-down after a withdrawal.
 
-    def _announce(self, key: tuple[str, str], fit: bool, now: float) -> bool:
+    One per homenet, so that an event about a homenet decides its announcements alone."""
+
+    hold_down_s: float
+    announced: set[str] = field(default_factory=set)  # edge names
+    fit_since: dict[str, float] = field(default_factory=dict)
+    withdrawn_at: dict[str, float] = field(default_factory=dict)
+
+    def step(self, edge: str, fit: bool, now: float) -> bool:
+        """Is the homenet announced at `edge` now, given whether the edge can serve it?"""
         if not fit:
-            self.fit_since.pop(key, None)
-            if key in self.announced:
-                self.announced.discard(key)
-                self.withdrawn_at[key] = now
+            self.fit_since.pop(edge, None)
+            if edge in self.announced:
+                self.announced.discard(edge)
+                self.withdrawn_at[edge] = now
             return False
-        since = self.fit_since.setdefault(key, now)
-        if key not in self.announced:
-            hold_down = self.config.bgp.hold_down_s if self.config.bgp else 0.0
-            if key in self.withdrawn_at and now - max(since, self.withdrawn_at[key]) < hold_down:
+        since = self.fit_since.setdefault(edge, now)
+        if edge not in self.announced:
+            if edge in self.withdrawn_at and now - max(since, self.withdrawn_at[edge]) < self.hold_down_s:
                 return False
-            self.announced.add(key)
+            self.announced.add(edge)
         return True
 
-    def plan(self, plans: Mapping[str, PathPlan], edges_up: Mapping[str, bool], now: float) -> Desired:
-        desired: Desired = {neighbor: {} for edge in self.config.edges
-                            for neighbor in (str(n.address) for n in edge.bgp_neighbors)}
-        for homenet in self.config.homenets:
-            for edge_name in homenet.edges:
-                edge = self.config.edge(edge_name)
-                fit = edge_can_serve(homenet, edge_name, plans[homenet.name], edges_up)
-                if not self._announce((homenet.name, edge_name), fit, now):
-                    continue
-                for neighbor in edge.bgp_neighbors:
-                    desired[str(neighbor.address)].update(routes_at(homenet, edge))
-        return desired
-
-    def next_change_at(self) -> float | None:
-        """When a held-down edge may announce again (for a timer), if any is waiting."""
-        waiting = [max(self.fit_since[k], self.withdrawn_at[k]) for k in self.fit_since
-                   if k not in self.announced and k in self.withdrawn_at]
-        if not waiting or self.config.bgp is None:
+    def held_until(self, edge: str) -> float | None:
+        """When a fit but held-down edge may announce again (for a timer)."""
+        if edge in self.announced or edge not in self.fit_since or edge not in self.withdrawn_at:
             return None
-        return min(waiting) + self.config.bgp.hold_down_s
+        return max(self.fit_since[edge], self.withdrawn_at[edge]) + self.hold_down_s
+
+    def update(self, homenet: Homenet, plan: PathPlan, edges_up: Mapping[str, bool], now: float) -> bool:
+        """Step every edge of the homenet; True if the set of announcing edges changed."""
+        before = set(self.announced)
+        for edge in homenet.edges:
+            self.step(edge, edge_can_serve(homenet, edge, plan, edges_up), now)
+        return self.announced != before
+
+
+def prefix_routes(homenet: Homenet, announcing: Iterable[Edge]) -> dict[str, dict[str, Route]]:
+    """Each of the homenet's prefixes -> neighbor -> route, from the edges that announce it
+    (a prefix no edge announces maps to {}: withdrawn everywhere)."""
+    result: dict[str, dict[str, Route]] = {str(prefix): {} for prefix in homenet.prefixes}
+    for edge in announcing:
+        for prefix, route in routes_at(homenet, edge).items():
+            for neighbor in edge.bgp_neighbors:
+                result[prefix][str(neighbor.address)] = route
+    return result

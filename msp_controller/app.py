@@ -1,7 +1,10 @@
-"""The Ryu shell: translate OpenFlow events for MspCore and send back what it returns.
+"""The Ryu shell: translate OpenFlow events for MspCore and carry out the Effects it returns
+(send the messages, tell the BGP speaker the changed prefixes).
 
-Run with:  MSP_CONFIG=etc/reference.toml ryu-manager msp_controller.app
-The REST API is served by Ryu's WSGI server (--wsapi-host, --wsapi-port; 8080 by default).
+Run with:  MSP_CONFIG=etc/reference.toml ryu-manager --ofp-listen-host <management address>
+           --wsapi-host 127.0.0.1 msp_controller.app
+State (homenets and policies changed by REST) is kept in the SQLite file named by MSP_STATE,
+else by msp.state_path in the config.
 """
 from __future__ import annotations
 
@@ -24,10 +27,11 @@ from . import ofmsg
 from .bgp_speaker import BgpAnnouncer, Neighbor
 from .bgp_speaker import Route as BgpRoute
 from .config import ConfigError, MspConfig, load_config
-from .core import Messages, MspCore, PortCounters, PortState
+from .core import BgpChanges, Effects, PortCounters, PortState, load_core
 from .reconcile import ReportedFlow
 from .rest import mount
 from .service import CoreService
+from .store import SqliteStore
 
 LOG = logging.getLogger("msp.app")
 TICK_S = 1.0
@@ -59,18 +63,26 @@ class MspApp(app_manager.RyuApp):
             config = load_config(path)
         except ConfigError as err:
             sys.exit(f"msp: bad config: {err}")
-        self.core = MspCore(config)
+        state_path = os.environ.get("MSP_STATE") or config.state_path
+        try:
+            self.store = SqliteStore(state_path)
+        except (OSError, ValueError) as err:  # sqlite3 errors are OSError/DatabaseError
+            sys.exit(f"msp: cannot open the state store {state_path}: {err}")
+        self.core = load_core(config, self.store.load())
         self.datapaths: dict[int, Any] = {}
         self._port_replies: dict[int, dict[str, PortState]] = {}
         self._barriers: dict[tuple[int, int], Any] = {}
         self.bgp = self._bgp_announcer(config)
-        self._bgp_applied: dict[str, dict[str, BgpRoute]] | None = None
-        mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm, bgp_sessions=self._bgp_sessions))
-        LOG.info("msp: %d edges, %d homenets from %s", len(config.edges), len(config.homenets), path)
+        self._bgp_ready = False
+        self._bgp_pending: BgpChanges = {}
+        mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm, bgp_sessions=self._bgp_sessions,
+                                          store=self.store))
+        LOG.info("msp: %d edges, %d homenets (%s; state in %s)", len(config.edges), len(self.core.homenets),
+                 path, state_path)
         self._ticker = hub.spawn(self._every, TICK_S, "periodic tick", self._tick)
         self._prober = hub.spawn(self._every, PROBE_INTERVAL_S, "probe tick", self._probe)
         if self.bgp is not None:
-            hub.spawn(self.bgp.start)
+            hub.spawn(self._start_bgp)
 
     @staticmethod
     def _bgp_announcer(config: MspConfig) -> BgpAnnouncer | None:
@@ -86,16 +98,28 @@ class MspApp(app_manager.RyuApp):
     def _bgp_sessions(self) -> dict[str, str]:
         return self.bgp.sessions() if self.bgp is not None else {}
 
-    def _sync_bgp(self) -> None:
-        """Tell the BGP speaker what to announce where, when that changed."""
+    def _start_bgp(self) -> None:
+        """Start the speaker, then announce everything the core wants now; changes that come
+        meanwhile are kept and applied after (they are idempotent)."""
+        assert self.bgp is not None
+        self.bgp.start()
+        desired = self.core.bgp_desired()
+        self.bgp.apply({neighbor: {prefix: BgpRoute(r.next_hop, r.prepend) for prefix, r in routes.items()}
+                        for neighbor, routes in desired.items()})
+        self._bgp_ready = True
+        self._apply_bgp({})
+
+    def _apply_bgp(self, changes: BgpChanges) -> None:
+        """Tell the speaker the prefixes an event changed (only those)."""
         if self.bgp is None:
             return
-        desired = {neighbor: {prefix: BgpRoute(route.next_hop, route.prepend) for prefix, route in routes.items()}
-                   for neighbor, routes in self.core.bgp_desired(time.monotonic()).items()}
-        if desired != self._bgp_applied:
-            LOG.info("msp: BGP announcements: %s", {n: sorted(r) for n, r in desired.items()})
-            self.bgp.apply(desired)
-            self._bgp_applied = desired
+        self._bgp_pending.update(changes)
+        if not self._bgp_ready or not self._bgp_pending:
+            return
+        pending, self._bgp_pending = self._bgp_pending, {}
+        LOG.info("msp: BGP changes for %d prefixes", len(pending))
+        self.bgp.apply_changes({prefix: {n: BgpRoute(r.next_hop, r.prepend) for n, r in routes.items()}
+                                for prefix, routes in pending.items()})
 
     def stop(self) -> None:
         if self.bgp is not None:
@@ -106,8 +130,10 @@ class MspApp(app_manager.RyuApp):
 
     # --- sending ------------------------------------------------------------------------
 
-    def _send(self, messages: Messages) -> None:
-        for dpid, batch in messages.items():
+    def _send(self, effects: Effects) -> None:
+        if isinstance(effects, Effects) and effects.bgp:
+            self._apply_bgp(effects.bgp)
+        for dpid, batch in effects.items():
             datapath = self.datapaths.get(dpid)
             if datapath is None:
                 continue
@@ -115,7 +141,7 @@ class MspApp(app_manager.RyuApp):
                 message.datapath = datapath
                 datapath.send_msg(message)
 
-    def _run(self, datapath: Any, what: str, call: Callable[[], Messages]) -> None:
+    def _run(self, datapath: Any, what: str, call: Callable[[], Effects]) -> None:
         """Run a core call; on a bug, say so loudly and drop the switch's connection.
 
         The switch keeps forwarding (fail mode secure) and, when it reconnects, is
@@ -123,12 +149,11 @@ class MspApp(app_manager.RyuApp):
         """
         try:
             self._send(call())
-            self._sync_bgp()
         except Exception:
             LOG.exception("msp: handling %s for %016x failed; dropping its connection", what, datapath.id)
             datapath.close()
 
-    def _send_and_confirm(self, messages: Messages) -> list[int]:
+    def _send_and_confirm(self, messages: Effects) -> list[int]:
         """Send, then wait for every switch to confirm with a barrier reply; return the laggards."""
         self._send(messages)
         waiting = {}
@@ -155,7 +180,6 @@ class MspApp(app_manager.RyuApp):
             hub.sleep(interval)
             try:
                 work()
-                self._sync_bgp()
             except Exception:
                 LOG.exception("msp: %s failed", what)
 
@@ -253,4 +277,3 @@ class MspApp(app_manager.RyuApp):
             return  # a stale connection replaced by a newer one
         del self.datapaths[dpid]
         self._send(self.core.switch_down(dpid, time.monotonic()))
-        self._sync_bgp()

@@ -439,6 +439,52 @@ class BgpAnnouncer:
         LOG.info("BGP: applied %s", _counts(changes))
         LOG.debug("BGP: changes: %s", _summary(changes))
 
+    def apply_changes(self, changes: Mapping[str, Mapping[str, Route]]) -> None:
+        """Announce each listed prefix to exactly the neighbors it maps to ({}: withdraw it
+        everywhere); prefixes not listed stay as they are. Costs what the listed prefixes
+        cost, whatever else is announced: the controller calls it once per event."""
+        speaker = self._running_speaker()
+        new_routes: dict[str, dict[str, Route]] = {}
+        for prefix, routes in changes.items():
+            canonical = canonical_prefix(prefix)
+            entry = {}
+            for address, route in routes.items():
+                neighbor = canonical_address(address)
+                if neighbor not in self._neighbors:
+                    raise ValueError(f"{address} is not a configured BGP neighbor")
+                entry[neighbor] = validated_route(canonical, route)
+            new_routes[canonical] = entry
+        applied: list[Change] = []
+        for prefix, routes in sorted(new_routes.items()):
+            network = ipaddress.ip_network(prefix)
+            was_announced = any(prefix in self._announced[n] for n in self._neighbors)
+            changed = []
+            # The table first: the UPDATEs below, and any already queued, are built from it.
+            for neighbor in self._neighbors:
+                before, after = self._announced[neighbor].get(prefix), routes.get(neighbor)
+                if before == after:
+                    continue
+                changed.append(Change(neighbor, prefix, before, after))
+                if after is None:
+                    del self._announced[neighbor][prefix]
+                    self._table.setdefault(neighbor, {}).pop(network, None)
+                else:
+                    self._announced[neighbor][prefix] = after
+                    self._table.setdefault(neighbor, {})[network] = after
+            if not changed:
+                continue
+            applied += changed
+            if was_announced and not routes:
+                speaker.prefix_del(prefix)
+            elif routes and not was_announced:
+                speaker.prefix_add(prefix)
+                self._applied = True
+            else:
+                _resend_to_neighbors([(c.neighbor, c.prefix) for c in changed])
+        if applied:
+            LOG.info("BGP: applied %s", _counts(applied))
+            LOG.debug("BGP: changes: %s", _summary(applied))
+
     def sessions(self) -> dict[str, str]:
         """Neighbor address -> "established", or Ryu's FSM state ("idle", "connect",
         "active", "opensent", "openconfirm"); "down" for every neighbor before start()."""

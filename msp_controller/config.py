@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ SHORT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,5}$")
 HOMENET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 PORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+DEFAULT_STATE_PATH = "/var/lib/msp/state.sqlite"
 MAX_HOMENET_ID = 65535  # also the VXLAN key and part of group ids
 
 
@@ -140,6 +141,7 @@ class MspConfig:
     controller_port: int = 6653
     vxlan_port: int = 4789
     bgp: BgpConfig | None = None
+    state_path: str = DEFAULT_STATE_PATH  # the SQLite store of runtime homenets and policies
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def edge(self, name: str) -> Edge:
@@ -241,14 +243,15 @@ class _Table:
             raise ConfigError(self.path(key), "must be a non-empty list of tables ([[...]])")
         return [_Table(item, f"{self.path(key)}[{i}]") for i, item in enumerate(value)]
 
-    def address(self, key: str, kind: type, **kw: Any) -> Any:
+    def address(self, key: str, kind: Callable[[Any], Any], **kw: Any) -> Any:
         value = self.get(key, **kw)
         if value is None and not kw.get("required", True):
             return None
         try:
             return kind(value)
         except (ValueError, TypeError) as err:
-            raise ConfigError(self.path(key), f"{value!r} is not a valid {kind.__name__}: {err}") from None
+            what = getattr(kind, "__name__", "address")
+            raise ConfigError(self.path(key), f"{value!r} is not a valid {what}: {err}") from None
 
     def check_unknown(self) -> None:
         unknown = sorted(set(self.data) - self.read)
@@ -455,26 +458,25 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
     except ValueError:
         raise ConfigError("msp.controller_address", f"{controller_address!r} is not an IP address") from None
     controller_port = msp.integer("controller_port", 1, 65535, default=6653, required=False)
+    state_path = msp.string("state_path", required=False) or DEFAULT_STATE_PATH
     msp.check_unknown()
 
     edges = [_parse_edge(t) for t in root.tables("edges")]
     _unique([e.name for e in edges], "edges", "edge name")
     by_name = {e.name: e for e in edges}
 
-    homenets = [_parse_homenet(t, by_name) for t in root.tables("homenets")]
-    _unique([h.name for h in homenets], "homenets", "homenet name")
-    _unique([h.id for h in homenets], "homenets", "homenet id")
-    all_prefixes = [(p, h.name) for h in homenets for p in h.prefixes]
-    for i, (a, owner_a) in enumerate(all_prefixes):
-        for b, owner_b in all_prefixes[i + 1:]:
-            if owner_a != owner_b and a.version == b.version and a.overlaps(b):
-                raise ConfigError("homenets", f"{a} of {owner_a!r} overlaps {b} of {owner_b!r}")
+    _unique([d for e in edges for d in (e.dpid, e.underlay_dpid)], "edges", "datapath id")
+    from .homenet_index import HomenetIndex  # it builds on this module's types
 
-    dpids = [("edge " + e.name, e.dpid) for e in edges]
-    dpids += [("edge " + e.name + " underlay", e.underlay_dpid) for e in edges]
-    dpids += [("homenet " + h.name, h.dpid) for h in homenets]
-    dpids += [(f"homenet {h.name} uplink {u.name}", u.underlay_dpid) for h in homenets for u in h.uplinks]
-    _unique([d for _, d in dpids], "datapath_id", "datapath id")
+    # Clashes between homenets are checked as each is added, in time that does not grow
+    # with their number (a config may list thousands).
+    index = HomenetIndex(edges)
+    homenets = []
+    for position, table in enumerate(root.tables("homenets")):
+        homenet = _parse_homenet(table, by_name)
+        index.check(homenet, where=f"homenets[{position}]")
+        index.add(homenet)
+        homenets.append(homenet)
     bgp = _parse_bgp(root)
     if bgp is None:
         for edge in edges:
@@ -488,7 +490,14 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
         controller_address=controller_address,
         controller_port=controller_port,
         bgp=bgp,
+        state_path=state_path,
     )
+
+
+def parse_homenet(data: Any, config: MspConfig, where: str = "homenet") -> Homenet:
+    """One homenet (a REST body or a stored record), validated against the MSP's edges.
+    Clashes with other homenets are the caller's to check (homenet_index.HomenetIndex)."""
+    return _parse_homenet(_Table(data, where), {edge.name: edge for edge in config.edges})
 
 
 def load_config(path: str) -> MspConfig:

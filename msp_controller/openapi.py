@@ -173,6 +173,41 @@ def _status_schemas() -> dict[str, Schema]:
             "egress": nullable_path,
             "ingress": nullable_path,
         }, required=["name"]),
+        "HomenetSpec": {
+            "type": "object", "additionalProperties": False,
+            "required": ["name", "id", "datapath_id", "prefixes", "lan_ports", "lan_ipv4", "uplinks",
+                         "egress_order", "ingress_order"],
+            "description": "A homenet, as a [[homenets]] table of the controller's config "
+                           "(msp-check-config validates the same fields the same way). What the "
+                           "schema cannot say (clashes with other homenets, edges that exist, "
+                           "addresses inside the prefixes) is a 400 naming the field.",
+            "properties": {
+                "name": {"type": "string", "pattern": NAME_PATTERN},
+                "id": {"type": "integer", "minimum": 1, "maximum": 65535,
+                       "description": "VXLAN key; unique among homenets"},
+                "datapath_id": {"type": "integer", "minimum": 1, "description": "the MSPMB's bridge"},
+                "prefixes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "lan_ports": {"type": "array", "items": {"type": "string"}},
+                "lan_ipv4": {"type": "string"}, "lan_ipv6": {"type": "string"},
+                "gateway_mac": {"type": "string"},
+                "edge": {"type": "string"}, "edges": {"type": "array", "items": {"type": "string"}},
+                "backup_prepend": {"type": "integer", "minimum": 0, "maximum": 10},
+                "egress_order": {"type": "array", "items": {"type": "string"}},
+                "ingress_order": {"type": "array", "items": {"type": "string"}},
+                "uplinks": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "additionalProperties": False,
+                    "required": ["name", "port", "underlay_datapath_id"],
+                    "properties": {"name": {"type": "string", "pattern": SHORT_NAME.pattern},
+                                   "port": {"type": "string"},
+                                   "underlay_datapath_id": {"type": "integer", "minimum": 1}}}},
+            }},
+        "HomenetResult": _loose({
+            "applied": {"type": "boolean", "description": "true: in the data plane when the response was sent"},
+            "homenet": _ref("Homenet"),
+            "deleted": {"type": "string"},
+            "applied_ms": {"type": "number", "minimum": 0},
+            "pending": {"type": "array", "items": {"type": "string"}},
+        }, required=["applied"]),
         "PolicyResult": _loose({
             "applied": {"type": "boolean", "description": "true: in the data plane when the response was sent"},
             "policy": _ref("Policy"),
@@ -224,6 +259,20 @@ def _get(operation_id: str, summary: str, ok: Schema, named: bool) -> Schema:
     }
 
 
+def _change(operation_id: str, summary: str, ok: str, ok_text: str, body: bool = False,
+            named: bool = False) -> Schema:
+    operation: Schema = {
+        "operationId": operation_id, "summary": summary,
+        "responses": _responses({
+            ok: _json(_ref("HomenetResult"), ok_text),
+            "202": _json(_ref("HomenetResult"), "accepted and stored; applied when the pending switches connect"),
+        }, ["400"] + (["404"] if named else []) + ["405", "411", "413", "415", "500"]),
+    }
+    if body:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref("HomenetSpec")}}}
+    return operation
+
+
 def _paths() -> dict[str, Schema]:
     named = f"{API_PREFIX}/homenets/{{name}}"
     return {
@@ -231,11 +280,17 @@ def _paths() -> dict[str, Schema]:
             "get": _get("getHealth", "Controller and switch health", _json(_ref("Health"), "health"), False)},
         f"{API_PREFIX}/homenets": {
             "get": _get("listHomenets", "All homenets",
-                        _json({"type": "array", "items": _ref("HomenetSummary")}, "homenets"), False)},
+                        _json({"type": "array", "items": _ref("HomenetSummary")}, "homenets"), False),
+            "post": _change("createHomenet", "Serve a new homenet (stored; survives restarts)", "201",
+                            "created and in the data plane of every connected switch", body=True)},
         named: {
             "parameters": [_name_parameter()],
             "get": _get("getHomenet", "A homenet: prefixes, uplinks, paths with measurements, classes",
-                        _json(_ref("Homenet"), "the homenet"), True)},
+                        _json(_ref("Homenet"), "the homenet"), True),
+            "put": _change("replaceHomenet", "Change a homenet (what it keeps stays untouched)", "200",
+                           "changed in the data plane", body=True, named=True),
+            "delete": _change("deleteHomenet", "Stop serving a homenet: flows, groups and BGP routes go",
+                              "200", "removed from every switch; prefixes withdrawn", named=True)},
         f"{named}/policy": {
             "parameters": [_name_parameter()],
             "get": _get("getPolicy", "A homenet's traffic policy", _json(_ref("Policy"), "the policy"), True),

@@ -71,6 +71,13 @@ class MspService(Protocol):
     # or {"applied": False, "pending": [switches not connected]} (answered 202).
     def put_policy(self, name: str, body: Any) -> dict[str, Any]: ...
 
+    # Homenets at run time; the same answers as put_policy (applied or pending).
+    def create_homenet(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def replace_homenet(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def delete_homenet(self, name: str) -> dict[str, Any]: ...
+
 
 # --- answers --------------------------------------------------------------------------------
 
@@ -278,8 +285,8 @@ class RestApi:
         named = f"{API_PREFIX}/homenets/{{name}}"
         self.routes: tuple[Route, ...] = (
             Route(f"{API_PREFIX}/health", {"GET": self._health}),
-            Route(f"{API_PREFIX}/homenets", {"GET": self._homenets}),
-            Route(named, {"GET": self._homenet}),
+            Route(f"{API_PREFIX}/homenets", {"GET": self._homenets, "POST": self._create_homenet}),
+            Route(named, {"GET": self._homenet, "PUT": self._replace_homenet, "DELETE": self._delete_homenet}),
             Route(f"{named}/policy", {"GET": self._get_policy, "PUT": self._put_policy}),
             Route(f"{API_PREFIX}/openapi.json", {"GET": self._openapi}),
         )
@@ -328,6 +335,20 @@ class RestApi:
 
     def _homenet(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
         return _serve(lambda: self.service.get_homenet(params["name"]))
+
+    def _create_homenet(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
+        body = read_json_object(request)
+        return _serve(lambda: self.service.create_homenet(body), from_client=True,
+                      status=lambda result: 201 if result.get("applied") else 202)
+
+    def _replace_homenet(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
+        body = read_json_object(request)
+        return _serve(lambda: self.service.replace_homenet(params["name"], body), from_client=True,
+                      status=lambda result: 200 if result.get("applied") else 202)
+
+    def _delete_homenet(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
+        return _serve(lambda: self.service.delete_homenet(params["name"]),
+                      status=lambda result: 200 if result.get("applied") else 202)
 
     def _get_policy(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
         return _serve(lambda: self.service.get_policy(params["name"]))

@@ -1,7 +1,9 @@
-"""The REST API's view of the controller: MspCore's state as JSON, policy changes applied.
+"""The REST API's view of the controller: snapshots of the core as JSON; changes go through
+the store first, then the core, then the switches.
 
-`confirm` sends messages and waits until each switch has acknowledged them (a barrier
-reply), so a PUT answers only once its policy is in the data plane.
+Every change is validated before anything is touched (the error names the field; nothing
+changes), written to the store (durable) before the core applies it, and answered once the
+switches have confirmed it (barrier replies) or said to be pending for those not connected.
 """
 from __future__ import annotations
 
@@ -9,33 +11,40 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .config import edge_tunnel_port, mspmb_tunnel_port
-from .core import Messages, MspCore, PortCounters
-from .policy import policy_to_json
-from .rest import NotFound
+from .config import ConfigError, parse_homenet
+from .core import Effects, MspCore
+from .core.view import homenet_view, summary_view
+from .policy import parse_policy, policy_to_json
+from .rest import BadRequest, NotFound
+from .store import MemoryStore, Store
 
-# (messages) -> (dpids that did not confirm in time)
-Confirm = Callable[[Messages], list[int]]
-
-
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
+# (effects) -> (dpids that did not confirm in time); also applies the BGP changes
+Confirm = Callable[[Effects], list[int]]
 
 
 class CoreService:
     def __init__(self, core: MspCore, confirm: Confirm, clock: Callable[[], float] = time.monotonic,
-                 bgp_sessions: Callable[[], dict[str, str]] = dict) -> None:
+                 bgp_sessions: Callable[[], dict[str, str]] = dict, store: Store | None = None) -> None:
         self.core = core
         self.confirm = confirm
         self.bgp_sessions = bgp_sessions
         self.clock = clock
+        self.store: Store = store if store is not None else MemoryStore()
         self.started = clock()
 
-    def _homenet(self, name: str) -> Any:
-        try:
-            return self.core.config.homenet(name)
-        except KeyError:
-            raise NotFound(f"no homenet named {name!r}") from None
+    def _exists(self, name: str) -> None:
+        if name not in self.core.homenets:
+            raise NotFound(f"no homenet named {name!r}")
+
+    def _applied(self, effects: Effects, started: float, result: dict[str, Any]) -> dict[str, Any]:
+        unconfirmed = self.confirm(effects)
+        if unconfirmed:
+            result.update(applied=False, pending=[f"{dpid:016x}" for dpid in unconfirmed])
+        else:
+            result.update(applied=True, applied_ms=round((self.clock() - started) * 1000, 2))
+        return result
+
+    # --- reads: snapshots ----------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         switches = self.core.switch_status()
@@ -43,62 +52,61 @@ class CoreService:
         sessions = self.bgp_sessions()
         degraded = down or any(state != "established" for state in sessions.values())
         return {"status": "degraded" if degraded else "ok", "switches": switches,
-                "bgp": sessions, "uptime_s": round(self.clock() - self.started, 3)}
+                "bgp": sessions, "uptime_s": round(self.clock() - self.started, 3),
+                "homenets": len(self.core.homenets), "probes_saturated": self.core.prober.saturated}
 
     def list_homenets(self) -> list[dict[str, Any]]:
-        return [self._summary(h.name) for h in self.core.config.homenets]
-
-    def _summary(self, name: str) -> dict[str, Any]:
-        choices = self.core.choices[name]
-        default_egress, default_ingress = choices["egress"][0], choices["ingress"][0]
-        return {"name": name, "active_egress": default_egress.describe_active(),
-                "active_ingress": default_ingress.describe_active(),
-                "live_paths": sorted(str(p) for p in self.core.plans[name].live)}
+        return [summary_view(state) for state in self.core.homenets.values()]
 
     def get_homenet(self, name: str) -> dict[str, Any]:
-        homenet = self._homenet(name)
-        now = self.clock()
-        plan = self.core.plans[name]
-        paths = []
-        for path in plan.paths:
-            stats = self.core.path_stats(path, now)
-            edge = self.core.config.edge(path.edge)
-            uplink = homenet.uplink(path.uplink)
-            home_port = self.core.ports.get(homenet.dpid, {}).get(mspmb_tunnel_port(edge, uplink))
-            counters = self.core.counters.get((homenet.dpid, home_port.number), PortCounters()) \
-                if home_port else PortCounters()
-            paths.append({
-                "path": str(path), "isp": path.uplink, "edge": path.edge, "live": path in plan.live,
-                "edge_port": edge_tunnel_port(homenet, uplink), "mspmb_port": mspmb_tunnel_port(edge, uplink),
-                "rtt_ms": _round(stats.rtt_ms), "jitter_ms": _round(stats.jitter_ms),
-                "loss_pct": _round(stats.loss_pct), "probes": stats.samples,
-                "tx_packets": counters.tx_packets, "tx_bytes": counters.tx_bytes,
-                "rx_packets": counters.rx_packets, "rx_bytes": counters.rx_bytes,
-            })
-        choices = self.core.choices[name]
-        classes = [{"name": egress.name, "egress": egress.describe_active(), "ingress": ingress.describe_active(),
-                    "egress_mode": egress.mode, "ingress_mode": ingress.mode}
-                   for egress, ingress in zip(choices["egress"], choices["ingress"], strict=True)]
-        return {
-            "name": name, "id": homenet.id, "edge": homenet.edge, "edges": list(homenet.edges),
-            "prefixes": [str(p) for p in homenet.prefixes],
-            "uplinks": [{"name": u.name, "port": u.port} for u in homenet.uplinks],
-            "paths": paths, "classes": classes,
-            "announced_at": self.core.announced_at(name),
-        }
+        self._exists(name)
+        return homenet_view(self.core, name, self.clock())
 
     def get_policy(self, name: str) -> dict[str, Any]:
-        self._homenet(name)
-        return policy_to_json(self.core.policies[name])
+        self._exists(name)
+        return policy_to_json(self.core.homenets[name].policy)
+
+    # --- changes: validate, store, apply, confirm ------------------------------------------
 
     def put_policy(self, name: str, body: Any) -> dict[str, Any]:
-        self._homenet(name)
+        self._exists(name)
         started = self.clock()
-        policy, messages = self.core.set_policy(name, body, started)  # PolicyError: 400, nothing changed
-        unconfirmed = self.confirm(messages)
-        result: dict[str, Any] = {"policy": policy_to_json(policy)}
-        if unconfirmed:
-            result.update(applied=False, pending=[f"{dpid:016x}" for dpid in unconfirmed])
-        else:
-            result.update(applied=True, applied_ms=round((self.clock() - started) * 1000, 2))
-        return result
+        policy = parse_policy(body, self.core.homenets[name].spec)  # PolicyError: 400, nothing changed
+        self.store.put_policy(name, policy_to_json(policy))
+        effects = self.core.apply_policy(name, policy, started)
+        return self._applied(effects, started, {"policy": policy_to_json(policy)})
+
+    def create_homenet(self, body: dict[str, Any]) -> dict[str, Any]:
+        started = self.clock()
+        homenet = parse_homenet(body, self.core.config)
+        self.core.check_homenet(homenet)  # clashes: ConfigError naming the field
+        self.store.put_homenet(homenet.name, body, None)
+        effects = self.core.add_homenet(homenet, started)
+        return self._applied(effects, started, {"homenet": homenet_view(self.core, homenet.name, started)})
+
+    def replace_homenet(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._exists(name)
+        if body.get("name", name) != name:
+            raise BadRequest("homenet.name", f"must be {name!r}, the name in the path")
+        body = {**body, "name": name}
+        started = self.clock()
+        homenet = parse_homenet(body, self.core.config)
+        self.core.check_homenet(homenet, replacing=name)
+        current = policy_to_json(self.core.homenets[name].policy)
+        try:
+            policy = parse_policy(current, homenet)
+        except ValueError as err:
+            raise BadRequest("homenet", f"its policy would no longer hold ({err}); change the policy first") from None
+        self.store.put_homenet(name, body, current)
+        effects = self.core.replace_homenet(homenet, started, policy)
+        return self._applied(effects, started, {"homenet": homenet_view(self.core, name, started)})
+
+    def delete_homenet(self, name: str) -> dict[str, Any]:
+        self._exists(name)
+        started = self.clock()
+        self.store.delete_homenet(name)
+        effects = self.core.remove_homenet(name, started)
+        return self._applied(effects, started, {"deleted": name})
+
+
+__all__ = ["ConfigError", "CoreService"]

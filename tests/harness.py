@@ -34,15 +34,16 @@ UPSTREAM2_MAC = "0a:00:00:00:00:02"
 
 class Harness:
     def __init__(self, config: MspConfig, core: MspCore | None = None,
-                 network: FakeNetwork | None = None) -> None:
+                 network: FakeNetwork | None = None, ports: dict[int, dict[str, int]] | None = None) -> None:
         self.config = config
         self.core = core or MspCore(config)
         self.now = 0.0
         self.sent: list[tuple[int, Any]] = []
+        self.ports = {dpid: dict(names) for dpid, names in (ports or PORTS).items()}
         if network is None:
             network = FakeNetwork()
-            for dpid, ports in PORTS.items():
-                network.add_switch(FakeSwitch(dpid, {number: True for number in ports.values()}))
+            for dpid, names in self.ports.items():
+                network.add_switch(FakeSwitch(dpid, {number: True for number in names.values()}))
             network.link(HOME, 11, EDGE, 11)
             network.link(HOME, 12, EDGE, 12)
             network.link(HOME, 13, EDGE2, 11)
@@ -62,7 +63,7 @@ class Harness:
     def connect(self, dpid: int) -> Messages:
         """A switch connects: ports, then the stats replies the fake switch would give."""
         ports = {name: PortState(number, self.switch(dpid).port_is_live(number))
-                 for name, number in PORTS[dpid].items()}
+                 for name, number in self.ports[dpid].items()}
         self.apply(self.core.switch_up(dpid, ports, self.now))
         fake = self.switch(dpid)
         flows = [ReportedFlow(f.table_id, f.priority, f.cookie, f.ofp_match) for f in fake.flows()]
@@ -71,17 +72,17 @@ class Harness:
         return self.apply(self.core.group_desc(dpid, groups, False, self.now))
 
     def connect_all(self) -> None:
-        for dpid in PORTS:
+        for dpid in self.ports:
             self.connect(dpid)
 
     def set_live(self, dpid: int, name: str, live: bool) -> Messages:
-        number = PORTS[dpid][name]
+        number = self.ports[dpid][name]
         self.switch(dpid).set_port_live(number, live)
         return self.apply(self.core.port_status(dpid, name, PortState(number, live), self.now))
 
     def packet_in(self, dpid: int, port_name: str, frame: bytes, table_id: int = 0) -> list[Any]:
         """Hand a frame to the controller; return the packet-outs it sends."""
-        messages = self.apply(self.core.packet_in(dpid, PORTS[dpid][port_name], table_id, frame, self.now))
+        messages = self.apply(self.core.packet_in(dpid, self.ports[dpid][port_name], table_id, frame, self.now))
         return [m for m in messages.get(dpid, []) if isinstance(m, ofmsg.parser.OFPPacketOut)]
 
     def learn_hosts_and_upstream(self) -> None:

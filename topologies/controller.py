@@ -27,9 +27,12 @@ class Controller:
     """ryu-manager with the MSP app, logging to a file."""
 
     def __init__(self, config_path: str | os.PathLike[str], log_path: str | os.PathLike[str],
-                 port: int = 6653, rest_port: int = 8080) -> None:
+                 port: int = 6653, rest_port: int = 8080, state_path: str | os.PathLike[str] | None = None) -> None:
+        """state_path: the controller's store (default: state.sqlite beside the log, so that a
+        restart in the same run directory finds what REST changed)."""
         self.config_path = str(config_path)
         self.log_path = pathlib.Path(log_path)
+        self.state_path = pathlib.Path(state_path) if state_path else self.log_path.parent / "state.sqlite"
         self.listen_host = controller_address(self.config_path)
         self.port = port
         self.rest_port = rest_port
@@ -38,7 +41,7 @@ class Controller:
 
     def start(self, timeout: float = 20.0) -> None:
         ryu_manager = pathlib.Path(sys.executable).parent / "ryu-manager"
-        env = dict(os.environ, MSP_CONFIG=self.config_path, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, MSP_CONFIG=self.config_path, MSP_STATE=str(self.state_path), PYTHONUNBUFFERED="1")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._created_namespace = control_ns.ensure(self.listen_host) or self._created_namespace
         log = open(self.log_path, "ab")

@@ -23,8 +23,12 @@ from .common import (
 )
 
 
-def _homenet_flows(edge: Edge, homenet: Homenet, ports: PortNumbers,
-                   ingress: tuple[DirectionChoice, ...]) -> tuple[list[Flow], list[Group]]:
+def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: PortNumbers,
+                      ingress: tuple[DirectionChoice, ...]) -> SwitchProgram:
+    """One homenet's part of an edge's program: its tunnels' admission, its classes' paths.
+
+    Parts of different homenets never share a flow or a group, so each is installed and
+    changed on its own."""
     def port_of(path: TunnelPath) -> int | None:
         if path.edge != edge.name:
             return None
@@ -60,13 +64,12 @@ def _homenet_flows(edge: Edge, homenet: Homenet, ports: PortNumbers,
         else:
             for fields in flow_matches(choice.match, dst_fallback=homenet.prefixes):
                 flows.append(Flow(EDGE_INGRESS, PRIO_CLASS, match(**fields), actions, goto=forwarding.goto))
-    return flows, groups
+    return SwitchProgram(flows=tuple(flows), groups=tuple(groups))
 
 
-def edge_program(config: MspConfig, edge: Edge, ports: PortNumbers,
-                 ingress: dict[str, tuple[DirectionChoice, ...]]) -> SwitchProgram:
+def edge_base_program(edge: Edge, ports: PortNumbers) -> SwitchProgram:
+    """The edge's own part: the Internet port's neighbour traffic and admission."""
     flows: list[Flow] = []
-    groups: list[Group] = []
     internet = ports.get(edge.internet_port)
     if internet is not None:
         flows += neighbor_punts(EDGE_CLASSIFY, internet)
@@ -74,12 +77,7 @@ def edge_program(config: MspConfig, edge: Edge, ports: PortNumbers,
             flows.append(Flow(EDGE_CLASSIFY, PRIO_ADMIT,
                               match(in_port=internet, eth_type=eth_type, eth_dst=edge.internet_mac),
                               goto=EDGE_INGRESS))
-    for homenet in config.homenets:
-        if edge.name in homenet.edges:
-            homenet_flows, homenet_groups = _homenet_flows(edge, homenet, ports, ingress[homenet.name])
-            flows += homenet_flows
-            groups += homenet_groups
-    return SwitchProgram(flows=tuple(flows), groups=tuple(groups))
+    return SwitchProgram(flows=tuple(flows))
 
 
 def default_route_flow(edge: Edge, internet_port: int, gateway_mac: str, ipv6: bool) -> Flow:

@@ -1,13 +1,37 @@
 """Which prefixes the MSP announces at which edge, for a given liveness (pure)."""
 from __future__ import annotations
 
-from msp_controller.announce import AnnouncementPlanner, Route
+from msp_controller.announce import HomenetAnnouncements, Route, prefix_routes
 from msp_controller.paths import plan_all
 from tests.unit.test_paths import liveness
 
 UP1, UP2 = "198.19.0.11", "198.19.0.12"
 V4, V6 = "198.51.100.0/24", "2001:db8:100::/48"
 BOTH_UP = {"edge1": True, "edge2": True}
+
+
+class AnnouncementPlanner:
+    """Every homenet's announcements, per neighbor: what the BGP speaker is told."""
+
+    def __init__(self, config):
+        self.config = config
+        self.homenets = {h.name: HomenetAnnouncements(config.bgp.hold_down_s) for h in config.homenets}
+
+    def plan(self, plans, edges_up, now):
+        desired = {str(n.address): {} for e in self.config.edges for n in e.bgp_neighbors}
+        for homenet in self.config.homenets:
+            state = self.homenets[homenet.name]
+            state.update(homenet, plans[homenet.name], edges_up, now)
+            announcing = [self.config.edge(e) for e in homenet.edges if e in state.announced]
+            for prefix, routes in prefix_routes(homenet, announcing).items():
+                for neighbor, route in routes.items():
+                    desired[neighbor][prefix] = route
+        return desired
+
+    def next_change_at(self):
+        times = [t for h in self.config.homenets for e in h.edges
+                 if (t := self.homenets[h.name].held_until(e)) is not None]
+        return min(times, default=None)
 
 
 def _plan(planner, config, now, edges_up=BOTH_UP, **ports):

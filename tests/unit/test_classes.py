@@ -82,7 +82,7 @@ def test_bad_policy_changes_nothing(net, config):
     with pytest.raises(PolicyError):
         net.core.set_policy("home1", {"classes": [dict(VOICE, egress={"mode": "failover", "order": ["ispZ"]})],
                                       "default": DEFAULT}, net.now)
-    assert net.core.policies["home1"].classes[0].name == "voice"
+    assert net.core.homenets["home1"].policy.classes[0].name == "voice"
     assert [(f.table_id, f.priority, f.cookie) for f in net.switch(HOME).flows()] == before
 
 
@@ -110,7 +110,7 @@ def test_probes_measure_and_sla_class_leaves_a_lossy_path(net, config):
     for _ in range(30):  # 3 s of clean probes
         net.now += 0.1
         _probe_round(net, lose=set())
-    path_a = next(p for p in net.core.plans["home1"].paths if p.uplink == "ispA" and p.edge == "edge1")
+    path_a = next(p for p in net.core.plan("home1").paths if p.uplink == "ispA" and p.edge == "edge1")
     stats = net.core.path_stats(path_a, net.now)
     assert stats.loss_pct == 0 and stats.rtt_ms == pytest.approx(2.0, abs=0.1)
     assert _egress_port(net, packet) == TUNNEL_A

@@ -141,10 +141,11 @@ BAD_CONFIGS = {
         {"name": "ispC", "port": "mspmb-ispC", "underlay_datapath_id": 0x113}), "homenets[0].uplinks", "tunnel_addresses"),
     "lan port is an uplink": (_set(_home, "lan_ports", ["mspmb-ispA"]), "homenets[0].lan_ports", "also an uplink"),
     "duplicate lan port": (_set(_home, "lan_ports", ["mspmb-lan1", "mspmb-lan1"]), "homenets[0].lan_ports", "duplicate"),
-    "duplicate datapath id": (lambda d: _home(d).update(datapath_id=0xe1), "datapath_id", "duplicate datapath id"),
-    "duplicate homenet name": (_second_homenet(name="home1"), "homenets", "duplicate homenet name"),
-    "duplicate homenet id": (_second_homenet(id=1), "homenets", "duplicate homenet id"),
-    "prefix of two homenets": (_second_homenet(prefixes=["198.51.100.0/25"], lan_ipv4="198.51.100.1/25"), "homenets", "overlaps"),
+    "duplicate datapath id": (lambda d: _home(d).update(datapath_id=0xe1), "homenets[0].datapath_id", "taken by edge edge1"),
+    "duplicate homenet name": (_second_homenet(name="home1"), "homenets[1].name", "a homenet named 'home1' exists"),
+    "duplicate homenet id": (_second_homenet(id=1), "homenets[1].id", "taken by homenet 'home1'"),
+    "prefix of two homenets": (_second_homenet(prefixes=["198.51.100.0/25"], lan_ipv4="198.51.100.1/25"), "homenets[1].prefixes[0]",
+                               "198.51.100.0/25 overlaps 198.51.100.0/24 of homenet 'home1'"),
     "homenets not a list of tables": (_set(lambda d: d, "homenets", ["home1"]), "homenets[0]", "must be a table"),
 }
 

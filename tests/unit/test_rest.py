@@ -269,8 +269,8 @@ def test_names_outside_the_alphabet_are_404(api: RestApi, service: FakeService, 
 
 @pytest.mark.parametrize("method,path,allow", [
     ("POST", f"{API_PREFIX}/health", "GET"),
-    ("DELETE", f"{API_PREFIX}/homenets", "GET"),
-    ("PUT", f"{API_PREFIX}/homenets/home1", "GET"),
+    ("DELETE", f"{API_PREFIX}/homenets", "GET, POST"),
+    ("PATCH", f"{API_PREFIX}/homenets/home1", "GET, PUT, DELETE"),
     ("POST", POLICY, "GET, PUT"),
     ("DELETE", POLICY, "GET, PUT"),
     ("PATCH", POLICY, "GET, PUT"),

@@ -1,0 +1,37 @@
+"""A core from the config and the store: stored homenets and policies win over defaults."""
+from __future__ import annotations
+
+import logging
+
+from ..config import ConfigError, Homenet, MspConfig, parse_homenet
+from ..policy import Policy, PolicyError, parse_policy
+from ..store import StoredState
+from .msp import MspCore
+
+LOG = logging.getLogger("msp.core")
+
+
+def load_core(config: MspConfig, stored: StoredState) -> MspCore:
+    """The config's homenets (less those deleted at run time, replaced by their stored
+    versions), then the homenets created at run time; every stored policy. A stored record
+    that no longer validates is logged and skipped, never fatal: the rest must serve."""
+    homenets: dict[str, Homenet] = {h.name: h for h in config.homenets if h.name not in stored.deleted}
+    for name, spec in stored.homenets.items():
+        try:
+            homenets[name] = parse_homenet(spec, config, where=f"stored homenet {name}")
+        except ConfigError as err:
+            LOG.error("ignoring stored homenet %s: %s", name, err)
+    policies: dict[str, Policy] = {}
+    for name, body in stored.policies.items():
+        if name in homenets:
+            try:
+                policies[name] = parse_policy(body, homenets[name])
+            except PolicyError as err:
+                LOG.error("ignoring the stored policy of %s: %s", name, err)
+    core = MspCore(config, policies, homenets=[])
+    for homenet in homenets.values():
+        try:
+            core.add_homenet(homenet, 0.0, policies.get(homenet.name))
+        except ConfigError as err:
+            LOG.error("not serving homenet %s: %s", homenet.name, err)
+    return core

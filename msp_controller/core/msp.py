@@ -1,0 +1,684 @@
+"""The controller's decisions, free of Ryu's event loop, one homenet at a time.
+
+Each event method takes the current time and returns Effects: the OpenFlow messages to
+send by datapath id, and the BGP prefixes whose announcements changed. An event about one
+homenet (a port on its boxes, a probe verdict, its policy, its MSPMB connecting) recomputes
+that homenet alone and sends only its messages: to its MSPMB and underlays, and its own
+part of each edge's program. An edge connecting or leaving touches the homenets on that
+edge, once each. Nothing on an event's path iterates over every homenet.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import ipaddress
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import ofmsg
+from ..announce import HomenetAnnouncements, Route, prefix_routes
+from ..choice import EGRESS, INGRESS, choose
+from ..config import ConfigError, Edge, Homenet, MspConfig, edge_tunnel_port
+from ..flows.common import SwitchProgram
+from ..flows.edge import default_route_flow, edge_base_program, edge_homenet_part
+from ..flows.mspmb import host_flow, mspmb_program
+from ..flows.underlay import underlay_program
+from ..neighbors import RouterInterface, destination_of, handle_frame, solicit
+from ..paths import PathPlan, TunnelPath, plan_homenet
+from ..pipeline import MSPMB_DELIVER
+from ..policy import Policy, default_policy, parse_policy
+from ..probe_packet import build_probe, parse_probe
+from ..probes import PathStats, ProbeTracker, SlaJudge
+from ..reconcile import ReportedFlow, reconcile, transition
+from .effects import BgpChanges, Effects
+from .homenet import DIRECTIONS, HomenetState, SlaKey
+from .probing import ProbeScheduler
+from .registry import Kind, Registry, Role
+from .switches import Pending, PortState, SwitchState, union
+
+Messages = dict[int, list[Any]]
+LOG = logging.getLogger("msp.core")
+
+HOST_IDLE_TIMEOUT_S = 600  # a silent host's entry ages out; the next packet re-resolves it
+SOLICIT_INTERVAL_S = 1.0  # at most one ARP/NS per unresolved address per second
+GATEWAY_REFRESH_S = 30.0  # re-ask the upstream router even when its MAC is known
+PROBE_WINDOW_S = 5.0  # RTT, jitter and loss are estimated over this sliding window
+PROBE_TIMEOUT_S = 1.0  # a probe unanswered this long is lost
+PROBE_INTERVAL_S = 0.05
+PROBE_BUDGET_PPS = 2000.0  # all probes of the controller together (see probing.py)
+PATHS_PER_HOMENET = 64  # path ids: homenet id * 64 + the path's index
+OWN = ""  # the part of a switch's program that is its own (not a homenet's part at an edge)
+EMPTY = SwitchProgram()
+
+
+@dataclass(frozen=True)
+class PathChange:
+    at: float
+    homenet: str
+    direction: str
+    old: str | None
+    new: str | None
+    traffic_class: str = "default"
+
+
+@dataclass
+class PortCounters:
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    rx_bytes: int = 0
+
+
+class _Liveness(Mapping[tuple[int, str], bool | None]):
+    """Port liveness read through to the switches' state: nothing is copied per event."""
+
+    def __init__(self, switches: dict[int, SwitchState]) -> None:
+        self._switches = switches
+
+    def __getitem__(self, key: tuple[int, str]) -> bool | None:
+        switch = self._switches.get(key[0])
+        if switch is None or key[1] not in switch.ports:
+            raise KeyError(key)
+        return switch.ports[key[1]].live
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        return ((dpid, name) for dpid, switch in self._switches.items() for name in switch.ports)
+
+    def __len__(self) -> int:
+        return sum(len(switch.ports) for switch in self._switches.values())
+
+
+class MspCore:
+    def __init__(self, config: MspConfig, policies: Mapping[str, Policy] | None = None,
+                 homenets: Iterable[Homenet] | None = None, probe_budget_pps: float = PROBE_BUDGET_PPS) -> None:
+        """config: the MSP's settings (edges, BGP); homenets: the homenets to serve (default:
+        the config's); policies: stored policies by homenet (default: each one's default)."""
+        self.config = config
+        self.registry = Registry(config)
+        self.switches: dict[int, SwitchState] = {}
+        self.homenets: dict[str, HomenetState] = {}
+        self.liveness = _Liveness(self.switches)
+        self.tracker: ProbeTracker[TunnelPath] = ProbeTracker(PROBE_WINDOW_S, PROBE_TIMEOUT_S)
+        self.judge: SlaJudge[SlaKey] = SlaJudge(silence_s=PROBE_TIMEOUT_S)
+        self.prober: ProbeScheduler[TunnelPath] = ProbeScheduler(probe_budget_pps, PROBE_INTERVAL_S)
+        self._to_judge: set[str] = set()
+        self.path_by_id: dict[int, TunnelPath] = {}
+        self.counters: dict[tuple[int, int], PortCounters] = {}
+        self.bgp_routes: dict[str, dict[str, Route]] = {}  # prefix -> neighbor -> route, as announced
+        self._holddowns: list[tuple[float, str]] = []  # (when, homenet): announcements to revisit
+        self.path_changes: collections.deque[PathChange] = collections.deque(maxlen=1000)
+        self.ignored_packets = 0
+        for homenet in (config.homenets if homenets is None else homenets):
+            self.add_homenet(homenet, 0.0, (policies or {}).get(homenet.name))
+
+    # --- homenets as runtime resources ----------------------------------------------------
+
+    def check_homenet(self, homenet: Homenet, replacing: str | None = None) -> None:
+        """ConfigError naming the field if `homenet` clashes with the others; nothing changes."""
+        self.registry.check(homenet, replacing=replacing)
+
+    def add_homenet(self, homenet: Homenet, now: float, policy: Policy | None = None) -> Effects:
+        """Serve a new homenet: program its switches as they connect (those connected now at
+        once), announce its prefixes once a tunnel of it is up. ConfigError on a clash."""
+        self.registry.add(homenet)
+        plan = plan_homenet(self.config, homenet, self.liveness, self._edges_up())
+        state = HomenetState(homenet, policy or default_policy(homenet), plan,
+                             HomenetAnnouncements(self.config.bgp.hold_down_s if self.config.bgp else 0.0))
+        self.homenets[homenet.name] = state
+        self._number_paths(state, now)
+        return self._replan(state, now)
+
+    def replace_homenet(self, homenet: Homenet, now: float, policy: Policy | None = None) -> Effects:
+        """Change a homenet in place: what it keeps is left alone on its switches."""
+        old = self.homenets[homenet.name]
+        self.registry.check(homenet, replacing=homenet.name)
+        effects = Effects()
+        gone = set(self.registry.dpids(old.spec)) - set(self.registry.dpids(homenet))
+        for dpid in gone:
+            effects.merge(self._clear(dpid, OWN))
+            self.switches.pop(dpid, None)  # still connected, but nobody's switch now
+        for edge in set(old.spec.edges) - set(homenet.edges):
+            effects.merge(self._clear(self.registry.edge(edge).dpid, homenet.name))
+        for prefix in set(map(str, old.spec.prefixes)) - set(map(str, homenet.prefixes)):
+            effects.bgp[prefix] = {}
+            self.bgp_routes.pop(prefix, None)
+        self._forget_paths(old)
+        self.registry.remove(homenet.name)
+        self.registry.add(homenet)
+        old.spec = homenet
+        old.policy = policy or old.policy
+        old.plan = plan_homenet(self.config, homenet, self.liveness, self._edges_up())
+        self._number_paths(old, now)
+        effects.merge(self._replan(old, now))
+        effects.bgp.update(self._routes(old))  # the new prefixes, wherever it is announced
+        return effects
+
+    def remove_homenet(self, name: str, now: float) -> Effects:
+        """Stop serving a homenet: its flows and groups go from every switch, its prefixes are
+        withdrawn, its state is forgotten."""
+        state = self.homenets.pop(name)
+        effects = Effects()
+        for dpid in self.registry.dpids(state.spec):
+            effects.merge(self._clear(dpid, OWN))
+            self.switches.pop(dpid, None)  # still connected, but nobody's switch now
+        for edge in state.spec.edges:
+            effects.merge(self._clear(self.registry.edge(edge).dpid, name))
+        for prefix in state.spec.prefixes:
+            effects.bgp[str(prefix)] = {}
+            self.bgp_routes.pop(str(prefix), None)
+        self._forget_paths(state)
+        self.registry.remove(name)
+        self._to_judge.discard(name)
+        LOG.info("%s: removed", name)
+        return effects
+
+    def _clear(self, dpid: int, part: str) -> Effects:
+        """Remove one part of a switch's program; a switch's own part takes its learned
+        neighbour entries with it."""
+        switch = self.switches.get(dpid)
+        if switch is None or switch.parts is None or part not in switch.parts:
+            return Effects()
+        old = switch.parts.pop(part)
+        messages = transition(old, EMPTY)
+        if part == OWN:
+            messages += [ofmsg.flow_delete_strict(f.table, f.priority, ofmsg.parser.OFPMatch(**dict(f.match)), f.cookie)
+                         for f in switch.neighbors.values()]
+            switch.neighbors.clear()
+        return Effects({dpid: messages})
+
+    def _number_paths(self, state: HomenetState, now: float) -> None:
+        state.path_ids = {path: state.spec.id * PATHS_PER_HOMENET + index
+                          for index, path in enumerate(state.plan.paths)}
+        for path, path_id in state.path_ids.items():
+            self.path_by_id[path_id] = path
+        self._schedule_probes(state, now)
+
+    def _schedule_probes(self, state: HomenetState, now: float) -> None:
+        judged = {key[2] for key, _ in state.sla_rules()}
+        for path in state.plan.paths:
+            self.prober.add(path, path in judged, now)
+
+    def _forget_paths(self, state: HomenetState) -> None:
+        for path, path_id in state.path_ids.items():
+            self.path_by_id.pop(path_id, None)
+            self.prober.remove(path)
+            self.tracker.forget(path)
+            for class_name, direction, _ in state.policy.direction_policies():
+                self.judge.forget((class_name, direction, path))
+
+    # --- desired programs -------------------------------------------------------------------
+
+    def role(self, dpid: int) -> Role | None:
+        return self.registry.roles.get(dpid)
+
+    def _ports(self, dpid: int) -> dict[str, int]:
+        switch = self.switches.get(dpid)
+        return switch.port_numbers() if switch else {}
+
+    def _part(self, dpid: int, part: str) -> SwitchProgram:
+        role = self.registry.roles[dpid]
+        ports = self._ports(dpid)
+        if role.kind is Kind.EDGE:
+            edge = self.registry.edge(role.name)
+            if part == OWN:
+                program = edge_base_program(edge, ports)
+            else:
+                state = self.homenets[part]
+                program = edge_homenet_part(self.config, edge, state.spec, ports, state.choices[INGRESS])
+        elif role.kind is Kind.MSPMB:
+            state = self.homenets[role.name]
+            program = mspmb_program(self.config, state.spec, ports, state.choices[EGRESS])
+        else:
+            program = self._underlay_program(role, ports)
+        for flow in program.flows:
+            role.pipeline.check(flow)
+        return program
+
+    def _underlay_program(self, role: Role, ports: dict[str, int]) -> SwitchProgram:
+        if role.edge is not None:
+            edge = self.registry.edge(role.edge)
+            if edge.underlay_port not in ports:
+                return EMPTY
+            return underlay_program(ports[edge.underlay_port], None, [a.ip for a in edge.tunnel_addresses])
+        homenet = self.registry.homenet(role.homenet or "")
+        uplink = next(u for u in homenet.uplinks if role.name.endswith("/" + u.bridge))
+        if uplink.port not in ports:
+            return EMPTY
+        edges = [self.registry.edge(name) for name in homenet.edges]
+        return underlay_program(ports[uplink.port], [e.tunnel_ip(uplink.slot) for e in edges], dhcp_client=True)
+
+    def _parts_of(self, dpid: int) -> dict[str, SwitchProgram]:
+        role = self.registry.roles[dpid]
+        parts = {OWN: self._part(dpid, OWN)}
+        if role.kind is Kind.EDGE:
+            for name in self.registry.homenets_at(role.name):
+                parts[name] = self._part(dpid, name)
+        return parts
+
+    def _update_part(self, dpid: int, part: str) -> Effects:
+        """Move one part of a reconciled switch to what it should be now."""
+        switch = self.switches.get(dpid)
+        if switch is None or switch.parts is None:
+            return Effects()
+        wanted = self._part(dpid, part)
+        installed = switch.parts.get(part, EMPTY)
+        if wanted == installed:
+            return Effects()
+        switch.parts[part] = wanted
+        return Effects({dpid: transition(installed, wanted)})
+
+    # --- one homenet ------------------------------------------------------------------------
+
+    def _edges_up(self) -> dict[str, bool]:
+        """An edge whose switch is not connected is not used (and not announced)."""
+        return {name: edge.dpid in self.switches for name, edge in self.registry.edges.items()}
+
+    def _edges_programmed(self) -> dict[str, bool]:
+        return {name: (s := self.switches.get(edge.dpid)) is not None and s.reconciled
+                for name, edge in self.registry.edges.items()}
+
+    def _replan(self, state: HomenetState, now: float) -> Effects:
+        """Recompute one homenet's paths and class choices; move its parts to match."""
+        state.plan = plan_homenet(self.config, state.spec, self.liveness, self._edges_up())
+        old = state.choices
+        state.choices = {direction: choose(state.policy, state.plan, direction, self._usable)
+                         for direction in DIRECTIONS}
+        self._log_choices(state, old, now)
+        effects = Effects()
+        effects.merge(self._update_part(state.spec.dpid, OWN))
+        for edge_name in state.spec.edges:
+            effects.merge(self._update_part(self.registry.edge(edge_name).dpid, state.name))
+        effects.bgp.update(self._announce(state, now))
+        return effects
+
+    def _usable(self, traffic_class: str, direction: str, path: TunnelPath) -> bool:
+        return self.judge.usable((traffic_class, direction, path))
+
+    def _log_choices(self, state: HomenetState, old: Mapping[str, Any], now: float) -> None:
+        if not old:
+            return  # a homenet's first plan is no change
+        for direction in DIRECTIONS:
+            before = {c.name: c.describe_active() for c in old.get(direction, ())}
+            for choice in state.choices[direction]:
+                was, new = before.get(choice.name, "(start)"), choice.describe_active()
+                if was == new:
+                    continue
+                self.path_changes.append(PathChange(now, state.name, direction, was, new, choice.name))
+                if new is None:
+                    LOG.warning("%s %s %s: no live path left (was %s)", state.name, choice.name, direction, was)
+                else:
+                    LOG.info("%s %s %s now via %s (was %s)", state.name, choice.name, direction, new, was)
+
+    def _announce(self, state: HomenetState, now: float) -> BgpChanges:
+        """Where the homenet's prefixes are announced now; its changed prefixes, if any."""
+        programmed = self._edges_programmed()
+        # Announce only what is known to work: unknown tunnel ends count as dead here.
+        known = plan_homenet(self.config, state.spec, self.liveness, programmed, unknown_is_live=False)
+        if not state.announcements.update(state.spec, known, programmed, now):
+            self._watch_holddown(state)
+            return {}
+        self._watch_holddown(state)
+        return self._routes(state)
+
+    def _routes(self, state: HomenetState) -> BgpChanges:
+        """The homenet's prefixes as announced now (every one, {} where withdrawn)."""
+        announcing = [self.registry.edge(e) for e in state.spec.edges if e in state.announcements.announced]
+        changes = prefix_routes(state.spec, announcing)
+        for prefix, routes in changes.items():
+            if routes:
+                self.bgp_routes[prefix] = routes
+            else:
+                self.bgp_routes.pop(prefix, None)
+        return changes
+
+    def _watch_holddown(self, state: HomenetState) -> None:
+        for edge in state.spec.edges:
+            until = state.announcements.held_until(edge)
+            if until is not None:
+                heapq.heappush(self._holddowns, (until, state.name))
+
+    # --- switch events ----------------------------------------------------------------------
+
+    def _affected(self, role: Role) -> list[HomenetState]:
+        """The homenets whose paths depend on this switch's ports or presence."""
+        if role.homenet is not None:
+            return [self.homenets[role.homenet]]
+        if role.kind is Kind.EDGE:
+            return [self.homenets[name] for name in self.registry.homenets_at(role.name)]
+        return []
+
+    def switch_up(self, dpid: int, ports: dict[str, PortState], now: float) -> Effects:
+        """A switch connected and described its ports: read its tables to reconcile them."""
+        role = self.role(dpid)
+        if role is None:
+            LOG.warning("datapath %016x is not in the config: ignored", dpid)
+            return Effects()
+        LOG.info("%s %s (%016x) connected with %d ports", role.kind.value, role.name, dpid, len(ports))
+        self.switches[dpid] = SwitchState(dict(ports))
+        effects = Effects({dpid: [ofmsg.flow_stats_request(), ofmsg.group_desc_request()]})
+        for state in self._affected(role):
+            effects.merge(self._replan(state, now))
+        return effects
+
+    def switch_down(self, dpid: int, now: float) -> Effects:
+        role = self.role(dpid)
+        if role is None or self.switches.pop(dpid, None) is None:
+            return Effects()
+        LOG.warning("%s %s (%016x) disconnected", role.kind.value, role.name, dpid)
+        effects = Effects()
+        for state in self._affected(role):
+            effects.merge(self._replan(state, now))
+        return effects
+
+    def flow_stats(self, dpid: int, flows: Iterable[ReportedFlow], more: bool, now: float) -> Effects:
+        switch = self.switches.get(dpid)
+        if switch is None or switch.pending is None:
+            return Effects()
+        switch.pending.flows.extend(flows)
+        switch.pending.flows_done = not more
+        return self._maybe_reconcile(dpid, switch, now)
+
+    def group_desc(self, dpid: int, groups: dict[int, tuple[Any, ...]], more: bool, now: float) -> Effects:
+        switch = self.switches.get(dpid)
+        if switch is None or switch.pending is None:
+            return Effects()
+        switch.pending.groups.update(groups)
+        switch.pending.groups_done = not more
+        return self._maybe_reconcile(dpid, switch, now)
+
+    def _maybe_reconcile(self, dpid: int, switch: SwitchState, now: float) -> Effects:
+        pending: Pending | None = switch.pending
+        if pending is None or not pending.done:
+            return Effects()
+        switch.pending = None
+        switch.present_learned = {flow.cookie for flow in pending.flows if flow.is_learned}
+        parts = self._parts_of(dpid)
+        wanted = union(parts)
+        messages = reconcile(wanted, pending.flows, pending.groups)
+        switch.parts = parts
+        role = self.registry.roles[dpid]
+        LOG.info("%s %s reconciled: %d messages (%d flows and %d groups wanted, %d flows found)",
+                 role.kind.value, role.name, len(messages), len(wanted.flows), len(wanted.groups),
+                 len(pending.flows))
+        effects = Effects({dpid: messages})
+        if role.kind is Kind.EDGE:
+            # A programmed edge may now announce the homenets it serves.
+            for name in self.registry.homenets_at(role.name):
+                effects.bgp.update(self._announce(self.homenets[name], now))
+            effects.merge(self._resolve_gateways(self.registry.edge(role.name), now))
+        return effects
+
+    def port_status(self, dpid: int, name: str, port: PortState | None, now: float) -> Effects:
+        """A port was added or changed (port given) or deleted (port None)."""
+        switch = self.switches.get(dpid)
+        role = self.role(dpid)
+        if switch is None or role is None:
+            return Effects()
+        before = switch.ports.get(name)
+        if port is None:
+            switch.ports.pop(name, None)
+        else:
+            switch.ports[name] = port
+        if before != port:
+            LOG.info("%s %s port %s: %s -> %s", role.kind.value, role.name, name, _port_text(before),
+                     _port_text(port))
+        if role.kind is Kind.EDGE:
+            owner = self.registry.tunnel_owner.get((role.name, name))
+            if owner is not None:
+                return self._replan(self.homenets[owner], now)
+            return self._update_part(dpid, OWN)  # the Internet port: the edge's own flows
+        effects = self._update_part(dpid, OWN) if role.kind is Kind.UNDERLAY else Effects()
+        if role.homenet is not None:
+            effects.merge(self._replan(self.homenets[role.homenet], now))
+        return effects
+
+    # --- neighbours -------------------------------------------------------------------------
+
+    def _interface(self, role: Role, in_port: int,
+                   ports: dict[str, int]) -> tuple[RouterInterface, Homenet | Edge] | None:
+        if role.kind is Kind.MSPMB:
+            homenet = self.homenets[role.name].spec
+            if in_port not in {ports.get(name) for name in homenet.lan_ports}:
+                return None
+            return _lan_interface(homenet), homenet
+        if role.kind is Kind.EDGE:
+            edge = self.registry.edge(role.name)
+            if ports.get(edge.internet_port) != in_port:
+                return None
+            return _internet_interface(edge), edge
+        return None
+
+    def packet_in(self, dpid: int, in_port: int, table_id: int, data: bytes, now: float) -> Effects:
+        switch = self.switches.get(dpid)
+        role = self.role(dpid)
+        if switch is None or role is None or not switch.reconciled:
+            return Effects()
+        if role.kind is Kind.MSPMB and table_id == MSPMB_DELIVER:
+            return self._resolve_destination(dpid, switch, role, data, now)
+        ports = switch.port_numbers()
+        if role.kind is Kind.EDGE and self._is_tunnel_port(role, ports, in_port):
+            return self._probe_reply(data, now)
+        found = self._interface(role, in_port, ports)
+        if found is None:
+            self.ignored_packets += 1
+            return Effects()
+        iface, owner = found
+        event = handle_frame(iface, data)
+        if event.ignored:
+            self.ignored_packets += 1
+            LOG.debug("%s %s port %d: ignored packet: %s", role.kind.value, role.name, in_port, event.ignored)
+        messages: list[Any] = []
+        if event.reply is not None:
+            messages.append(ofmsg.packet_out(in_port, event.reply))
+        if event.learned is not None:
+            messages += self._learn(switch, owner, in_port, *event.learned)
+        return Effects({dpid: messages})
+
+    def _is_tunnel_port(self, role: Role, ports: dict[str, int], in_port: int) -> bool:
+        name = next((n for n, number in ports.items() if number == in_port), None)
+        return name is not None and (role.name, name) in self.registry.tunnel_owner
+
+    def _learn(self, switch: SwitchState, owner: Homenet | Edge, port: int, ip: str, mac: str) -> list[Any]:
+        if isinstance(owner, Homenet):
+            flow = host_flow(owner, ip, mac, port, HOST_IDLE_TIMEOUT_S)
+        else:
+            address = ipaddress.ip_address(ip)
+            if address not in (owner.internet_gateway_ipv4, owner.internet_gateway_ipv6):
+                return []
+            flow = default_route_flow(owner, port, mac, ipv6=address.version == 6)
+        if switch.neighbors.get(ip) == flow:
+            return []
+        LOG.info("%s: neighbour %s is %s on port %d", owner.name, ip, mac, port)
+        switch.neighbors[ip] = flow
+        return [] if flow.cookie in switch.present_learned else [ofmsg.flow_add(flow)]
+
+    def flow_removed(self, dpid: int, cookie: int) -> None:
+        """A learned entry aged out: forget it so that the next sighting installs it again."""
+        switch = self.switches.get(dpid)
+        if switch is None:
+            return
+        for ip in [ip for ip, flow in switch.neighbors.items() if flow.cookie == cookie]:
+            del switch.neighbors[ip]
+        switch.present_learned.discard(cookie)
+
+    def _resolve_destination(self, dpid: int, switch: SwitchState, role: Role, data: bytes, now: float) -> Effects:
+        destination = destination_of(data)
+        homenet = self.homenets[role.name].spec
+        if destination is None or not _may_solicit(switch, destination, now):
+            return Effects()
+        frame = solicit(_lan_interface(homenet), destination)
+        if frame is None:
+            return Effects()
+        ports = switch.port_numbers()
+        return Effects({dpid: [ofmsg.packet_out(ports[name], frame) for name in homenet.lan_ports if name in ports]})
+
+    def _resolve_gateways(self, edge: Edge, now: float) -> Effects:
+        switch = self.switches.get(edge.dpid)
+        if switch is None or not switch.reconciled or edge.internet_port not in switch.ports:
+            return Effects()
+        iface = _internet_interface(edge)
+        messages = []
+        for gateway in (edge.internet_gateway_ipv4, edge.internet_gateway_ipv6):
+            if gateway is None:
+                continue
+            interval = GATEWAY_REFRESH_S if str(gateway) in switch.neighbors else SOLICIT_INTERVAL_S
+            if _may_solicit(switch, str(gateway), now, interval):
+                frame = solicit(iface, str(gateway))
+                if frame is not None:
+                    messages.append(ofmsg.packet_out(switch.ports[edge.internet_port].number, frame))
+        return Effects({edge.dpid: messages})
+
+    def tick(self, now: float) -> Effects:
+        """Periodic work: keep the edges' upstream routers resolved; end BGP hold-downs."""
+        effects = Effects()
+        for edge in self.registry.edges.values():
+            effects.merge(self._resolve_gateways(edge, now))
+        while self._holddowns and self._holddowns[0][0] <= now:
+            _, name = heapq.heappop(self._holddowns)
+            if name in self.homenets:
+                effects.bgp.update(self._announce(self.homenets[name], now))
+        return effects
+
+    # --- policy -----------------------------------------------------------------------------
+
+    def set_policy(self, homenet: str, body: object, now: float) -> tuple[Policy, Effects]:
+        """Validate and apply a homenet's policy. PolicyError (nothing changed) if it is bad."""
+        state = self.homenets[homenet]
+        policy = parse_policy(body, state.spec)
+        return policy, self.apply_policy(homenet, policy, now)
+
+    def apply_policy(self, homenet: str, policy: Policy, now: float) -> Effects:
+        state = self.homenets[homenet]
+        old = state.policy
+        state.policy = policy
+        LOG.info("%s: policy changed (%d classes)", homenet, len(policy.classes))
+        try:
+            self._schedule_probes(state, now)
+            return self._replan(state, now)
+        except Exception:
+            state.policy = old  # a compile bug must not leave a half-applied policy
+            self._schedule_probes(state, now)
+            self._replan(state, now)
+            raise
+
+    # --- probes -----------------------------------------------------------------------------
+
+    def probe_tick(self, now: float) -> Effects:
+        """Send the probes that are due (within the budget); judge the SLAs they inform."""
+        effects = Effects()
+        for path in self.prober.due(now):
+            state = self.homenets.get(path.homenet)
+            if state is None:
+                continue
+            edge = self.registry.edge(path.edge)
+            switch = self.switches.get(edge.dpid)
+            port = switch.ports.get(edge_tunnel_port(state.spec, state.spec.uplink(path.uplink))) if switch else None
+            if switch is None or not switch.reconciled or port is None:
+                continue
+            sequence = self.tracker.next_sequence(path)
+            frame = build_probe(state.path_ids[path], sequence, int(now * 1e9), edge.internet_mac,
+                                state.spec.gateway_mac, str(edge.internet_ipv4.ip), str(state.spec.lan_ipv4.ip))
+            self.tracker.sent(path, sequence, now)
+            effects.add(edge.dpid, [ofmsg.packet_out(port.number, frame)])
+            if self.prober.sla.get(path):
+                self._to_judge.add(path.homenet)
+        return effects.merge(self._judge_sla(now))
+
+    def _probe_reply(self, data: bytes, now: float) -> Effects:
+        probe = parse_probe(data)
+        path = self.path_by_id.get(probe.path_id) if probe is not None else None
+        if probe is None or path is None:
+            self.ignored_packets += 1
+            return Effects()
+        self.tracker.received(path, probe.sequence, now)
+        return Effects()
+
+    def path_stats(self, path: TunnelPath, now: float) -> PathStats:
+        return self.tracker.stats(path, now)
+
+    def _judge_sla(self, now: float) -> Effects:
+        """Judge the homenets whose sla paths were probed since the last tick."""
+        judged, self._to_judge = self._to_judge, set()
+        moved = set()
+        for name in judged:
+            state = self.homenets.get(name)
+            if state is None:
+                continue
+            for key, thresholds in state.sla_rules():
+                self.judge.update(key, self.tracker.stats(key[2], now), thresholds, now)
+        for change in self.judge.pop_changes():
+            class_name, direction, path = change.key
+            LOG.info("%s %s %s: path %s %s (%s)", path.homenet, class_name, direction, path,
+                     "meets its SLA again" if change.usable else "breaks its SLA", change.reason)
+            moved.add(path.homenet)
+        effects = Effects()
+        for name in moved:
+            if name in self.homenets:
+                effects.merge(self._replan(self.homenets[name], now))
+        return effects
+
+    # --- BGP ----------------------------------------------------------------------------------
+
+    def bgp_desired(self) -> dict[str, dict[str, Route]]:
+        """Everything announced now, per neighbor (for a speaker that starts or restarts)."""
+        desired: dict[str, dict[str, Route]] = {str(n.address): {} for edge in self.registry.edges.values()
+                                                for n in edge.bgp_neighbors}
+        for prefix, routes in self.bgp_routes.items():
+            for neighbor, route in routes.items():
+                desired[neighbor][prefix] = route
+        return desired
+
+    def announced_at(self, homenet: str) -> list[str]:
+        return sorted(self.homenets[homenet].announcements.announced)
+
+    # --- counters -----------------------------------------------------------------------------
+
+    def counted_switches(self) -> list[int]:
+        """Switches whose port counters the API reports (MSPMBs and edges)."""
+        return [dpid for dpid, switch in self.switches.items()
+                if switch.reconciled and (role := self.role(dpid)) is not None and role.kind is not Kind.UNDERLAY]
+
+    def port_counters(self, dpid: int, counters: dict[int, PortCounters]) -> None:
+        for port, value in counters.items():
+            self.counters[(dpid, port)] = value
+
+    # --- status -------------------------------------------------------------------------------
+
+    def switch_status(self) -> dict[str, dict[str, Any]]:
+        """Each configured switch by datapath id (hex): role, name, connected, reconciled."""
+        return {f"{dpid:016x}": {"role": role.kind.value, "name": role.name, "connected": dpid in self.switches,
+                                 "reconciled": (s := self.switches.get(dpid)) is not None and s.reconciled}
+                for dpid, role in self.registry.roles.items()}
+
+    def plan(self, homenet: str) -> PathPlan:
+        return self.homenets[homenet].plan
+
+    def homenet_spec(self, name: str) -> Homenet:
+        state = self.homenets.get(name)
+        if state is None:
+            raise ConfigError("homenet", f"no homenet named {name!r}")
+        return state.spec
+
+
+def _may_solicit(switch: SwitchState, target: str, now: float, interval: float = SOLICIT_INTERVAL_S) -> bool:
+    last = switch.solicited.get(target)
+    if last is not None and now - last < interval:
+        return False
+    switch.solicited[target] = now
+    return True
+
+
+def _port_text(port: PortState | None) -> str:
+    if port is None:
+        return "absent"
+    return f"#{port.number} {'live' if port.live else 'down'}"
+
+
+def _lan_interface(homenet: Homenet) -> RouterInterface:
+    return RouterInterface(homenet.gateway_mac, homenet.lan_ipv4, homenet.lan_ipv6, proxy=True)
+
+
+def _internet_interface(edge: Edge) -> RouterInterface:
+    return RouterInterface(edge.internet_mac, edge.internet_ipv4, edge.internet_ipv6)

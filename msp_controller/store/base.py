@@ -1,0 +1,27 @@
+"""The store's interface: small on purpose, so that a replicated backend can follow."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class StoredState:
+    homenets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> spec as the API took it
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> policy (API JSON)
+    deleted: frozenset[str] = frozenset()  # deleted at run time: not seeded from the config again
+
+
+class Store(Protocol):
+    """Every write is atomic and durable when it returns: a crash leaves the old or the new
+    state, never a mix."""
+
+    def load(self) -> StoredState: ...
+
+    def put_homenet(self, name: str, spec: dict[str, Any], policy: dict[str, Any] | None) -> None: ...
+
+    def delete_homenet(self, name: str) -> None: ...
+
+    def put_policy(self, name: str, policy: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...

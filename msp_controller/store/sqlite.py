@@ -1,0 +1,96 @@
+"""The embedded default store: one SQLite file (the standard library's sqlite3).
+
+Each write is one transaction with synchronous=FULL in WAL mode: when it returns, the
+change survives a crash or power loss, and a crash during it leaves the previous state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from typing import Any
+
+from .base import StoredState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS homenets (name TEXT PRIMARY KEY, spec TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS policies (name TEXT PRIMARY KEY, policy TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deleted (name TEXT PRIMARY KEY);
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def load(self) -> StoredState:
+        homenets = {name: json.loads(spec) for name, spec in self._db.execute("SELECT name, spec FROM homenets")}
+        policies = {name: json.loads(p) for name, p in self._db.execute("SELECT name, policy FROM policies")}
+        deleted = frozenset(name for (name,) in self._db.execute("SELECT name FROM deleted"))
+        return StoredState(homenets, policies, deleted)
+
+    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in statements:
+                self._db.execute(sql, args)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def put_homenet(self, name: str, spec: dict[str, Any], policy: dict[str, Any] | None) -> None:
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            ("INSERT OR REPLACE INTO homenets (name, spec) VALUES (?, ?)", (name, json.dumps(spec, sort_keys=True))),
+            ("DELETE FROM deleted WHERE name = ?", (name,)),
+        ]
+        if policy is not None:
+            statements.append(("INSERT OR REPLACE INTO policies (name, policy) VALUES (?, ?)",
+                               (name, json.dumps(policy, sort_keys=True))))
+        self._write(statements)
+
+    def delete_homenet(self, name: str) -> None:
+        self._write([("DELETE FROM homenets WHERE name = ?", (name,)),
+                     ("DELETE FROM policies WHERE name = ?", (name,)),
+                     ("INSERT OR REPLACE INTO deleted (name) VALUES (?)", (name,))])
+
+    def put_policy(self, name: str, policy: dict[str, Any]) -> None:
+        self._write([("INSERT OR REPLACE INTO policies (name, policy) VALUES (?, ?)",
+                      (name, json.dumps(policy, sort_keys=True)))])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class MemoryStore:
+    """No durability: for a controller started without a state path (and for unit tests)."""
+
+    def __init__(self) -> None:
+        self.state = StoredState()
+
+    def load(self) -> StoredState:
+        return StoredState(dict(self.state.homenets), dict(self.state.policies), self.state.deleted)
+
+    def put_homenet(self, name: str, spec: dict[str, Any], policy: dict[str, Any] | None) -> None:
+        policies = dict(self.state.policies)
+        if policy is not None:
+            policies[name] = policy
+        self.state = StoredState({**self.state.homenets, name: spec}, policies, self.state.deleted - {name})
+
+    def delete_homenet(self, name: str) -> None:
+        self.state = StoredState({k: v for k, v in self.state.homenets.items() if k != name},
+                                 {k: v for k, v in self.state.policies.items() if k != name},
+                                 self.state.deleted | {name})
+
+    def put_policy(self, name: str, policy: dict[str, Any]) -> None:
+        self.state = StoredState(self.state.homenets, {**self.state.policies, name: policy}, self.state.deleted)
+
+    def close(self) -> None:
+        pass
