@@ -2,6 +2,7 @@
 
     mspctl [--url URL] health | homenets | show NAME
            | policy get NAME | policy set NAME FILE|- | openapi
+           | homenet create FILE|- | homenet replace NAME FILE|- | homenet delete NAME
 
 URL: --url, else $MSP_URL, else http://127.0.0.1:8080 (the reference topology's controller,
 in its own namespace, answers on http://198.19.255.2:8080).
@@ -51,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     put = actions.add_parser("set", help="replace the policy with a JSON file")
     put.add_argument("name")
     put.add_argument("file", help="JSON policy file, or - for standard input")
+    homenet = commands.add_parser("homenet", help="create, replace or delete a homenet (stored by the controller)")
+    changes = homenet.add_subparsers(dest="action", required=True, metavar="ACTION")
+    changes.add_parser("create", help="serve a new homenet described by a JSON file").add_argument(
+        "file", help="JSON homenet (the fields of a [[homenets]] table), or - for standard input")
+    replace = changes.add_parser("replace", help="change a homenet to the JSON file's description")
+    replace.add_argument("name")
+    replace.add_argument("file", help="JSON homenet, or - for standard input")
+    changes.add_parser("delete", help="stop serving a homenet (flows, groups and routes go)").add_argument("name")
     return parser
 
 
@@ -68,6 +77,12 @@ def _request(args: argparse.Namespace) -> tuple[str, str, bytes | None]:
         return "GET", _homenet(args.name), None
     if args.command == "openapi":
         return "GET", "/openapi.json", None
+    if args.command == "homenet":
+        if args.action == "create":
+            return "POST", "/homenets", _read_policy(args.file)
+        if args.action == "replace":
+            return "PUT", _homenet(args.name), _read_policy(args.file)
+        return "DELETE", _homenet(args.name), None
     if args.action == "get":
         return "GET", _homenet(args.name) + "/policy", None
     return "PUT", _homenet(args.name) + "/policy", _read_policy(args.file)
@@ -138,7 +153,7 @@ def _warn_pending(status: int, body: bytes) -> None:
         pending = ", ".join(map(str, json.loads(body).get("pending", [])))
     except (ValueError, AttributeError):
         pending = "?"
-    print(f"mspctl: policy accepted, applied when these switches connect: {pending}", file=sys.stderr)
+    print(f"mspctl: accepted, applied when these switches connect: {pending}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

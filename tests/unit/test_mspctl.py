@@ -104,6 +104,18 @@ def test_policy_set_pending_warns(url: str, capsys: pytest.CaptureFixture[str], 
     assert "00000000000000e1" in err and "when these switches connect" in err
 
 
+def test_homenet_create_and_delete(url: str, capsys: pytest.CaptureFixture[str], service: FakeService,
+                                   tmp_path: pathlib.Path) -> None:
+    spec = tmp_path / "home3.json"
+    spec.write_text(json.dumps({"name": "home3"}))
+    assert main(["--url", url, "homenet", "create", str(spec)]) == 0
+    assert json.loads(capsys.readouterr().out)["applied"] is True and "home3" in service.policies
+    assert main(["--url", url, "homenet", "create", str(spec)]) == 1
+    assert "400: homenet.name: a homenet named 'home3' exists" in capsys.readouterr().err
+    assert main(["--url", url, "homenet", "delete", "home3"]) == 0
+    assert "home3" not in service.policies
+
+
 def test_openapi(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--url", url, "openapi")
     assert code == 0 and json.loads(out) == openapi_document()

@@ -139,6 +139,26 @@ class FakeService:
             return {"applied": False, "pending": ["00000000000000e1"]}
         return {"policy": policy, "applied": True, "applied_ms": 3.25}
 
+    def create_homenet(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise BadRequest("homenet.name", "is required")
+        if name in self.policies:
+            raise BadRequest("homenet.name", f"a homenet named {name!r} exists")
+        self.policies[name] = {"classes": [], "default": {"egress": FAILOVER_AB, "ingress": FAILOVER_AB}}
+        if not self.connected:
+            return {"applied": False, "pending": ["0000000000000201"]}
+        return {"homenet": {"name": name}, "applied": True, "applied_ms": 1.0}
+
+    def replace_homenet(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._check(name)
+        return {"homenet": {"name": name}, "applied": True, "applied_ms": 1.0}
+
+    def delete_homenet(self, name: str) -> dict[str, Any]:
+        self._check(name)
+        del self.policies[name]
+        return {"deleted": name, "applied": True, "applied_ms": 1.0}
+
 
 @pytest.fixture
 def service() -> FakeService:
@@ -265,6 +285,19 @@ def test_names_outside_the_alphabet_are_404(api: RestApi, service: FakeService, 
     for method in ("GET", "PUT"):
         error_of(request(api, method, f"{API_PREFIX}/homenets/{name}{suffix}", GOOD), 404)
     assert service.put_calls == 0
+
+
+def test_homenets_are_created_replaced_and_deleted(api: RestApi, service: FakeService) -> None:
+    created = request(api, "POST", f"{API_PREFIX}/homenets", {"name": "home3"})
+    assert created.status_int == 201 and json.loads(created.body)["applied"] is True
+    clash = error_of(request(api, "POST", f"{API_PREFIX}/homenets", {"name": "home3"}), 400)
+    assert clash["where"] == "homenet.name" and "exists" in clash["message"]
+    assert request(api, "PUT", f"{API_PREFIX}/homenets/home3", {"name": "home3"}).status_int == 200
+    service.connected = False
+    assert request(api, "POST", f"{API_PREFIX}/homenets", {"name": "home4"}).status_int == 202
+    assert json.loads(request(api, "DELETE", f"{API_PREFIX}/homenets/home3").body)["deleted"] == "home3"
+    error_of(request(api, "DELETE", f"{API_PREFIX}/homenets/home3"), 404)
+    error_of(request(api, "POST", f"{API_PREFIX}/homenets", raw=b"[1]"), 400)
 
 
 @pytest.mark.parametrize("method,path,allow", [
