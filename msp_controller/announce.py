@@ -26,15 +26,19 @@ class Route:
 Desired = dict[str, dict[str, Route]]  # neighbor address -> prefix -> route
 
 
-def edge_can_serve(homenet: Homenet, edge: str, plan: PathPlan, edges_up: Mapping[str, bool]) -> bool:
-    """Would traffic for the homenet that arrives at this edge reach it?"""
+def edge_can_serve(homenet: Homenet, edge: str, plan: PathPlan, edges_up: Mapping[str, bool],
+                   ever_reached: bool = True) -> bool:
+    """Would traffic for the homenet that arrives at this edge reach it?
+
+    ever_reached: has any tunnel of the homenet been up (since this controller started)? A
+    homenet that has never been reached is not promised to the Internet at all."""
     if not edges_up.get(edge, False):
         return False
     if any(path.edge == edge for path in plan.live):
         return True
     # No edge reaches the homenet: keep announcing where the switch is up, so that traffic
     # flows the moment a tunnel comes back.
-    return not any(edges_up.get(path.edge, False) for path in plan.live)
+    return ever_reached and not any(edges_up.get(path.edge, False) for path in plan.live)
 
 
 def routes_at(homenet: Homenet, edge: Edge) -> dict[str, Route]:
@@ -55,6 +59,7 @@ class HomenetAnnouncements:
 
     hold_down_s: float
     announced: set[str] = field(default_factory=set)  # edge names
+    ever_reached: bool = False  # a tunnel of it has been known up: announce from then on
     fit_since: dict[str, float] = field(default_factory=dict)
     withdrawn_at: dict[str, float] = field(default_factory=dict)
 
@@ -82,8 +87,9 @@ class HomenetAnnouncements:
     def update(self, homenet: Homenet, plan: PathPlan, edges_up: Mapping[str, bool], now: float) -> bool:
         """Step every edge of the homenet; True if the set of announcing edges changed."""
         before = set(self.announced)
+        self.ever_reached = self.ever_reached or any(edges_up.get(path.edge, False) for path in plan.live)
         for edge in homenet.edges:
-            self.step(edge, edge_can_serve(homenet, edge, plan, edges_up), now)
+            self.step(edge, edge_can_serve(homenet, edge, plan, edges_up, self.ever_reached), now)
         return self.announced != before
 
 

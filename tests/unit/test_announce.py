@@ -63,12 +63,22 @@ def test_disconnected_edge_withdraws(config):
 
 def test_homenet_with_no_live_path_stays_announced_where_switches_are_up(config):
     every = [("ispA", "edge1"), ("ispB", "edge1"), ("ispA", "edge2"), ("ispB", "edge2")]
-    desired = _plan(AnnouncementPlanner(config), config, 0.0, dead_home=every)
+    planner = AnnouncementPlanner(config)
+    _plan(planner, config, 0.0)  # it has been reached
+    desired = _plan(planner, config, 1.0, dead_home=every)
     assert set(desired[UP1]) == {V4, V6} and set(desired[UP2]) == {V4, V6}
     # ...but not where the switch itself is gone.
-    desired = _plan(AnnouncementPlanner(config), config, 0.0, edges_up={"edge1": False, "edge2": True},
-                    dead_home=every)
+    desired = _plan(planner, config, 2.0, edges_up={"edge1": False, "edge2": True}, dead_home=every)
     assert desired[UP1] == {} and set(desired[UP2]) == {V4, V6}
+
+
+def test_a_homenet_never_reached_is_not_announced(config):
+    every = [("ispA", "edge1"), ("ispB", "edge1"), ("ispA", "edge2"), ("ispB", "edge2")]
+    planner = AnnouncementPlanner(config)
+    desired = _plan(planner, config, 0.0, dead_home=every)
+    assert desired[UP1] == {} and desired[UP2] == {}
+    desired = _plan(planner, config, 1.0, dead_home=every[1:])  # one tunnel to edge1 comes up
+    assert set(desired[UP1]) == {V4, V6} and desired[UP2] == {}
 
 
 def test_recovery_waits_for_the_hold_down_without_flapping(config):
