@@ -2,7 +2,7 @@
 
 ProbeTracker turns probe send and reply times into PathStats over a sliding window.
 SlaJudge turns PathStats into a usable/unusable verdict per (class, path) with hysteresis,
-and choose_sla_path picks the path a class should use. Everything is a pure function of
+(choice.py then orders each class's paths by them). Everything is a pure function of
 the calls made and the `now` (seconds, monotonic) passed in: nothing here reads a clock.
 """
 from __future__ import annotations
@@ -10,8 +10,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -263,10 +262,3 @@ def _clearly_good(stats: PathStats, thresholds: SlaThresholds) -> bool:
         if value is None or not (value < bound or (bound <= 0 and value <= bound)):
             return False
     return True
-
-
-def choose_sla_path(order: Sequence[P], usable: Mapping[P, bool], live: AbstractSet[P]) -> P | None:
-    """The first live path in order that is usable (paths without a verdict are); if
-    none is, the first live one, as a degraded path beats a dead one; None if none is live."""
-    live_in_order = [path for path in order if path in live]
-    return next((p for p in live_in_order if usable.get(p, True)), next(iter(live_in_order), None))

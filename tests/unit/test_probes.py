@@ -18,7 +18,6 @@ from msp_controller.probes import (
     ProbeTracker,
     SlaJudge,
     SlaThresholds,
-    choose_sla_path,
 )
 
 INTERVAL = 0.1
@@ -452,23 +451,3 @@ def test_no_loss_never_flips():
     Stream(tracker, rtt=lambda tick, now: 0.020 + jittery.random() * 0.0005).run(
         seconds(0, 300), on_tick=lambda tick, now: flips.feed(tracker.stats(PATH, now), now))
     assert flips.count == 0
-
-
-# --- choose_sla_path --------------------------------------------------------------------
-
-def test_choose_the_first_usable_live_path():
-    order = ["a", "b", "c"]
-    assert choose_sla_path(order, {"a": False, "b": True, "c": True}, {"a", "b", "c"}) == "b"
-    assert choose_sla_path(order, {"a": True, "b": True}, {"b", "c"}) == "b"
-
-
-def test_paths_without_a_verdict_count_as_usable():
-    assert choose_sla_path(["a", "b"], {}, {"b"}) == "b"
-
-
-def test_a_degraded_path_beats_a_dead_one():
-    assert choose_sla_path(["a", "b", "c"], {"a": False, "b": False, "c": False}, {"b", "c"}) == "b"
-
-
-def test_no_live_path_means_none():
-    assert choose_sla_path(["a", "b"], {"a": True, "b": True}, frozenset()) is None
