@@ -8,9 +8,10 @@ the calls made and the `now` (seconds, monotonic) passed in: nothing here reads 
 from __future__ import annotations
 
 import itertools
+import secrets
 import statistics
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -57,11 +58,15 @@ class ProbeTracker(Generic[P]):
     path is bounded by the probes sent in one window.
     """
 
-    def __init__(self, window_s: float = 5.0, timeout_s: float = 1.0) -> None:
+    def __init__(self, window_s: float = 5.0, timeout_s: float = 1.0,
+                 first_sequence: Callable[[], int] = lambda: secrets.randbits(64)) -> None:
+        """first_sequence: where a path's sequence numbers start. Random by default: a box
+        sees only its own paths' probes, so it cannot forge a reply for another path."""
         if not 0 < timeout_s < window_s:
             raise ValueError(f"need 0 < timeout_s ({timeout_s}) < window_s ({window_s})")
         self.window_s = window_s
         self.timeout_s = timeout_s
+        self.first_sequence = first_sequence
         self._paths: dict[P, _PathRecord] = {}
 
     def next_sequence(self, path: P) -> int:
@@ -121,7 +126,10 @@ class ProbeTracker(Generic[P]):
         return len(record.probes) if record else 0
 
     def _record(self, path: P) -> _PathRecord:
-        return self._paths.setdefault(path, _PathRecord())
+        record = self._paths.get(path)
+        if record is None:
+            record = self._paths[path] = _PathRecord(next_sequence=self.first_sequence() % SEQUENCE_MODULUS)
+        return record
 
     def _forget_old(self, record: _PathRecord, now: float) -> None:
         horizon = now - self.window_s

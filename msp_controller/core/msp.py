@@ -459,7 +459,7 @@ class MspCore:
             return self._resolve_destination(dpid, switch, role, data, now)
         ports = switch.port_numbers()
         if role.kind is Kind.EDGE and self._is_tunnel_port(role, ports, in_port):
-            return self._probe_reply(data, now)
+            return self._probe_reply(dpid, in_port, data, now)
         found = self._interface(role, in_port, ports)
         if found is None:
             self.ignored_packets += 1
@@ -586,14 +586,26 @@ class MspCore:
                 self._to_judge.add(path.homenet)
         return effects.merge(self._judge_sla(now))
 
-    def _probe_reply(self, data: bytes, now: float) -> Effects:
+    def _probe_reply(self, dpid: int, in_port: int, data: bytes, now: float) -> Effects:
+        """A reflected probe counts only on its own path's tunnel port: a box can reach the
+        controller only through its own tunnels, so it cannot speak for another's path."""
         probe = parse_probe(data)
         path = self.path_by_id.get(probe.path_id) if probe is not None else None
-        if probe is None or path is None:
+        if probe is None or path is None or self._probe_port(path) != (dpid, in_port):
             self.ignored_packets += 1
             return Effects()
         self.tracker.received(path, probe.sequence, now)
         return Effects()
+
+    def _probe_port(self, path: TunnelPath) -> tuple[int, int] | None:
+        """(edge dpid, port number) where the path's probes go out and come back."""
+        state = self.homenets.get(path.homenet)
+        edge = self.registry.edge(path.edge)
+        switch = self.switches.get(edge.dpid)
+        if state is None or switch is None:
+            return None
+        port = switch.ports.get(edge_tunnel_port(state.spec, state.spec.uplink(path.uplink)))
+        return (edge.dpid, port.number) if port is not None else None
 
     def path_stats(self, path: TunnelPath, now: float) -> PathStats:
         return self.tracker.stats(path, now)

@@ -143,3 +143,20 @@ def test_edge1_lost_moves_both_directions_to_edge2(net, config):
     edge2_mac = config.edge("edge2").internet_mac
     results = net.network.trace(EDGE2, 1, udp4(SERVER4, H1_4, UPSTREAM_MAC, edge2_mac))
     assert [(dpid, out.port) for dpid, out in results] == [(HOME, 1)]
+
+
+def test_a_probe_reply_counts_only_on_its_own_paths_port(net):
+    """A box can answer only through its own tunnels: a reply for path A that comes back on
+    path B's port (a forgery, or a misrouted packet) is not taken as A's health."""
+    path_a = next(p for p in net.core.plan("home1").paths if p.uplink == "ispA" and p.edge == "edge1")
+    for _ in range(20):
+        net.now += 0.05
+        messages = net.core.probe_tick(net.now)
+        for message in messages.get(EDGE, []):
+            if hasattr(message, "data") and message.actions[0].port == EDGE_TUNNEL_A:
+                ignored = net.core.ignored_packets
+                net.apply(net.core.packet_in(EDGE, EDGE_TUNNEL_B, 0, bytes(message.data), net.now + 0.002))
+                assert net.core.ignored_packets == ignored + 1
+    net.now += 2.0
+    stats = net.core.path_stats(path_a, net.now)
+    assert stats.rtt_ms is None and stats.loss_pct == 100.0

@@ -79,10 +79,14 @@ def seconds(start: float, end: float) -> range:
 
 # --- ProbeTracker -----------------------------------------------------------------------
 
-def test_sequences_count_up_per_path():
+def test_sequences_count_up_per_path_from_a_secret_start():
     tracker: ProbeTracker[str] = ProbeTracker()
-    assert [tracker.next_sequence("a") for _ in range(3)] == [0, 1, 2]
-    assert tracker.next_sequence("b") == 0
+    first = tracker.next_sequence("a")
+    assert [tracker.next_sequence("a") for _ in range(2)] == [(first + 1) % 2**64, (first + 2) % 2**64]
+    starts = {ProbeTracker().next_sequence("a") for _ in range(8)}
+    assert len(starts) == 8  # unpredictable: 64 random bits each time
+    fixed: ProbeTracker[str] = ProbeTracker(first_sequence=lambda: 0)
+    assert [fixed.next_sequence("b") for _ in range(2)] == [0, 1]
 
 
 def test_rtt_is_measured_from_send_to_reply():
