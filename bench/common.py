@@ -12,11 +12,16 @@ DEFAULT_POLICY = {"egress": {"mode": "failover", "order": ["ispA", "ispB"]},
                   "ingress": {"mode": "failover", "order": ["ispA", "ispB"]}}
 
 
-def api(controller: Controller, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def api(controller: Controller, method: str, path: str, body: Any = None,
+        token: str | None = None) -> tuple[int, Any]:
+    """One REST call with the controller's operator token (or `token`; "" for none)."""
     # bytes are sent as they are (a test's malformed body); anything else as JSON.
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(controller.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    token = controller.token if token is None else token
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(controller.url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())

@@ -8,6 +8,7 @@ else by msp.state_path in the config.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
 from ryu.controller import ofp_event
@@ -24,6 +26,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from . import ofmsg
+from .auth import Authorizer
 from .bgp_speaker import BgpAnnouncer, Neighbor
 from .bgp_speaker import Route as BgpRoute
 from .config import ConfigError, MspConfig, load_config
@@ -37,6 +40,13 @@ LOG = logging.getLogger("msp.app")
 TICK_S = 1.0
 PROBE_INTERVAL_S = 0.05  # each tunnel path is probed this often (100 probes per 5 s window)
 CONFIRM_TIMEOUT_S = 2.0  # how long a REST change waits for the switches' barrier replies
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def port_state(port: Any) -> PortState:
@@ -75,8 +85,13 @@ class MspApp(app_manager.RyuApp):
         self.bgp = self._bgp_announcer(config)
         self._bgp_ready = False
         self._bgp_pending: BgpChanges = {}
+        auth = Authorizer(config.api_tokens)
+        wsapi_host = str(getattr(cfg.CONF, "wsapi_host", "0.0.0.0"))
+        if auth.open and not _is_loopback(wsapi_host):
+            sys.exit(f"msp: the REST API would listen on {wsapi_host} with no token: configure [api] tokens "
+                     "(see `mspctl token`) or give --wsapi-host 127.0.0.1")
         mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm, bgp_sessions=self._bgp_sessions,
-                                          store=self.store))
+                                          store=self.store), auth)
         LOG.info("msp: %d edges, %d homenets (%s; state in %s)", len(config.edges), len(self.core.homenets),
                  path, state_path)
         self._ticker = hub.spawn(self._every, TICK_S, "periodic tick", self._tick)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .auth import ApiToken, Role
+
 IPv4Interface = ipaddress.IPv4Interface
 IPv6Interface = ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -142,6 +144,7 @@ class MspConfig:
     vxlan_port: int = 4789
     bgp: BgpConfig | None = None
     state_path: str = DEFAULT_STATE_PATH  # the SQLite store of runtime homenets and policies
+    api_tokens: tuple[ApiToken, ...] = ()  # none: the REST API is open (loopback only)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def edge(self, name: str) -> Edge:
@@ -478,6 +481,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
         index.add(homenet)
         homenets.append(homenet)
     bgp = _parse_bgp(root)
+    api_tokens = _parse_api(root)
     if bgp is None:
         for edge in edges:
             if edge.bgp_neighbors:
@@ -491,6 +495,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
         controller_port=controller_port,
         bgp=bgp,
         state_path=state_path,
+        api_tokens=api_tokens,
     )
 
 
@@ -498,6 +503,33 @@ def parse_homenet(data: Any, config: MspConfig, where: str = "homenet") -> Homen
     """One homenet (a REST body or a stored record), validated against the MSP's edges.
     Clashes with other homenets are the caller's to check (homenet_index.HomenetIndex)."""
     return _parse_homenet(_Table(data, where), {edge.name: edge for edge in config.edges})
+
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _parse_api(root: _Table) -> tuple[ApiToken, ...]:
+    raw = root.get("api", default=None, required=False)
+    if raw is None:
+        return ()
+    api = _Table(raw, "api")
+    tokens = []
+    for table in api.tables("tokens"):
+        role_name = table.string("role")
+        try:
+            role = Role(role_name)
+        except ValueError:
+            raise ConfigError(table.path("role"), f"{role_name!r} is not a role (operator, owner)") from None
+        homenet = table.string("homenet", HOMENET_NAME, required=role is Role.OWNER) or None
+        if role is Role.OPERATOR and homenet:
+            raise ConfigError(table.path("homenet"), "an operator token is for every homenet: leave it out")
+        tokens.append(ApiToken(name=table.string("name", HOMENET_NAME), role=role,
+                               sha256=table.string("sha256", SHA256_HEX), homenet=homenet))
+        table.check_unknown()
+    api.check_unknown()
+    _unique([t.name for t in tokens], "api.tokens", "token name")
+    _unique([t.sha256 for t in tokens], "api.tokens", "token digest")
+    return tuple(tokens)
 
 
 def load_config(path: str) -> MspConfig:

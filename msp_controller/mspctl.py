@@ -3,7 +3,10 @@
     mspctl [--url URL] health | homenets | show NAME
            | policy get NAME | policy set NAME FILE|- | openapi
            | homenet create FILE|- | homenet replace NAME FILE|- | homenet delete NAME
+    mspctl token [--role operator|owner] [--homenet NAME] [--name NAME]   (offline)
 
+Token: --token-file, else $MSP_TOKEN, else the file named by $MSP_TOKEN_FILE (sent as
+"Authorization: Bearer ..."; the reference topology's is etc/reference-operator.token).
 URL: --url, else $MSP_URL, else http://127.0.0.1:8080 (the reference topology's controller,
 in its own namespace, answers on http://198.19.255.2:8080).
 
@@ -23,6 +26,7 @@ import urllib.request
 from collections.abc import Sequence
 from urllib.parse import quote
 
+from .auth import digest, new_token
 from .openapi import API_PREFIX
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -39,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mspctl", description="Talk to the MSP controller's REST API.")
     parser.add_argument("--url", default=os.environ.get(URL_ENV, DEFAULT_URL),
                         help=f"the controller's API (default ${URL_ENV}, else {DEFAULT_URL})")
+    parser.add_argument("--token-file", help="file holding the API token (default $MSP_TOKEN, $MSP_TOKEN_FILE)")
     parser.add_argument("--json", action="store_true", help="print the API's JSON as it came")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -60,7 +65,39 @@ def _parser() -> argparse.ArgumentParser:
     replace.add_argument("name")
     replace.add_argument("file", help="JSON homenet, or - for standard input")
     changes.add_parser("delete", help="stop serving a homenet (flows, groups and routes go)").add_argument("name")
+    token = commands.add_parser("token", help="make a new API token and the config line that admits it")
+    token.add_argument("--role", choices=["operator", "owner"], default="operator")
+    token.add_argument("--homenet", help="the owner's homenet")
+    token.add_argument("--name", help="who holds it (default: the role, or <homenet>-owner)")
     return parser
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token_file:
+        path = args.token_file
+    elif os.environ.get("MSP_TOKEN"):
+        return os.environ["MSP_TOKEN"].strip()
+    elif os.environ.get("MSP_TOKEN_FILE"):
+        path = os.environ["MSP_TOKEN_FILE"]
+    else:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError as err:
+        raise CtlError(f"cannot read the token file {path}: {err.strerror or err}", 2) from None
+
+
+def _new_token(args: argparse.Namespace) -> int:
+    if (args.role == "owner") != bool(args.homenet):
+        print("mspctl: an owner token needs --homenet, an operator token none", file=sys.stderr)
+        return 2
+    token = new_token()
+    name = args.name or (f"{args.homenet}-owner" if args.homenet else "operator")
+    homenet = f', homenet = "{args.homenet}"' if args.homenet else ""
+    print(f"token (keep it secret; the controller keeps only its digest): {token}")
+    print(f'[api] tokens entry: {{ name = "{name}", role = "{args.role}"{homenet}, sha256 = "{digest(token)}" }}')
+    return 0
 
 
 def _homenet(name: str) -> str:
@@ -99,9 +136,12 @@ def _read_policy(path: str) -> bytes:
         raise CtlError(f"cannot read {path}: {err.strerror or err}", 1) from None
 
 
-def _call(base: str, method: str, path: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
+def _call(base: str, method: str, path: str, body: bytes | None, timeout: float,
+          token: str | None = None) -> tuple[int, bytes]:
     url = base.rstrip("/") + API_PREFIX + path
     headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     if body is not None:
         headers["Content-Type"] = "application/json"
     try:
@@ -161,9 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # usage errors and --help: argparse has already printed
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+    if args.command == "token":
+        return _new_token(args)
     try:
         method, path, body = _request(args)
-        status, answer = _call(args.url, method, path, body, args.timeout)
+        status, answer = _call(args.url, method, path, body, args.timeout, _token(args))
         _show(answer, args.json)
         _warn_pending(status, answer)
     except CtlError as err:

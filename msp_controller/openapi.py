@@ -224,6 +224,8 @@ def _json(schema: Schema, description: str) -> Schema:
 
 ERROR_RESPONSES = {
     "400": "the request body is not JSON, not an object, or not a valid policy",
+    "401": "no token, or an unknown one (the API has tokens configured)",
+    "403": "the token's role may not do this (a homenet's owner: only that homenet and its policy)",
     "404": "no such homenet, or no such path",
     "405": "method not allowed here (see the Allow header)",
     "411": "a chunked request body on a server that cannot read one: send Content-Length",
@@ -252,11 +254,15 @@ def _name_parameter() -> Schema:
             "schema": {"type": "string", "pattern": NAME_PATTERN}}
 
 
-def _get(operation_id: str, summary: str, ok: Schema, named: bool) -> Schema:
-    return {
+def _get(operation_id: str, summary: str, ok: Schema, named: bool, public: bool = False) -> Schema:
+    operation: Schema = {
         "operationId": operation_id, "summary": summary,
-        "responses": _responses({"200": ok}, (["404"] if named else []) + ["405", "500"]),
+        "responses": _responses({"200": ok}, ([] if public else ["401", "403"]) + (["404"] if named else [])
+                                + ["405", "500"]),
     }
+    if public:
+        operation["security"] = []
+    return operation
 
 
 def _change(operation_id: str, summary: str, ok: str, ok_text: str, body: bool = False,
@@ -266,7 +272,7 @@ def _change(operation_id: str, summary: str, ok: str, ok_text: str, body: bool =
         "responses": _responses({
             ok: _json(_ref("HomenetResult"), ok_text),
             "202": _json(_ref("HomenetResult"), "accepted and stored; applied when the pending switches connect"),
-        }, ["400"] + (["404"] if named else []) + ["405", "411", "413", "415", "500"]),
+        }, ["400", "401", "403"] + (["404"] if named else []) + ["405", "411", "413", "415", "500"]),
     }
     if body:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref("HomenetSpec")}}}
@@ -302,10 +308,11 @@ def _paths() -> dict[str, Schema]:
                 "responses": _responses({
                     "200": _json(_ref("PolicyResult"), "applied: in the data plane"),
                     "202": _json(_ref("PolicyResult"), "accepted; applied when the pending switches connect"),
-                }, ["400", "404", "405", "411", "413", "415", "500"]),
+                }, ["400", "401", "403", "404", "405", "411", "413", "415", "500"]),
             }},
         f"{API_PREFIX}/openapi.json": {
-            "get": _get("getOpenApi", "This document", _json({"type": "object"}, "OpenAPI 3.0.3"), False)},
+            "get": _get("getOpenApi", "This document", _json({"type": "object"}, "OpenAPI 3.0.3"), False,
+                        public=True)},
     }
 
 
@@ -320,8 +327,12 @@ def openapi_document() -> dict[str, Any]:
                            "Every error is JSON: {\"error\": {\"status\", \"where\", \"message\"}}.",
         },
         "paths": _paths(),
+        # Every operation needs a bearer token when the controller has tokens configured.
+        "security": [{"bearer": []}],
         "components": {
             "schemas": {**_policy_schemas(), **_status_schemas()},
             "responses": _error_responses(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "a token from `mspctl token`; the config keeps its SHA-256"}},
         },
     }

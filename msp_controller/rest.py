@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import webob
 from webob.request import DisconnectionError
 
+from .auth import AuthError, Authorizer
 from .openapi import (
     API_PREFIX,
     MAX_BODY_BYTES,
@@ -268,6 +269,7 @@ Handler = Callable[[webob.Request, dict[str, str]], webob.Response]
 class Route:
     template: str  # as in the OpenAPI document: /api/v1/homenets/{name}
     methods: dict[str, Handler]
+    public: bool = False  # served without a token (the API's own description)
     pattern: re.Pattern[str] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -279,8 +281,9 @@ class Route:
 class RestApi:
     """The WSGI application. `handle` is the same without the WSGI plumbing, for tests."""
 
-    def __init__(self, service: MspService) -> None:
+    def __init__(self, service: MspService, auth: Authorizer | None = None) -> None:
         self.service = service
+        self.auth = auth or Authorizer(())
         self._document = openapi_document()
         named = f"{API_PREFIX}/homenets/{{name}}"
         self.routes: tuple[Route, ...] = (
@@ -288,7 +291,7 @@ class RestApi:
             Route(f"{API_PREFIX}/homenets", {"GET": self._homenets, "POST": self._create_homenet}),
             Route(named, {"GET": self._homenet, "PUT": self._replace_homenet, "DELETE": self._delete_homenet}),
             Route(f"{named}/policy", {"GET": self._get_policy, "PUT": self._put_policy}),
-            Route(f"{API_PREFIX}/openapi.json", {"GET": self._openapi}),
+            Route(f"{API_PREFIX}/openapi.json", {"GET": self._openapi}, public=True),
         )
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -322,6 +325,15 @@ class RestApi:
                 allow = ", ".join(route.methods)
                 raise ApiError(405, f"{request.method} is not allowed here; use {allow}",
                                headers={"Allow": allow})
+            if route.public:
+                return handler(request, params)
+            try:
+                principal = self.auth.authenticate(request.headers.get("Authorization"))
+                self.auth.authorize(principal, request.method, route.template, name)
+            except AuthError as err:
+                headers = {"WWW-Authenticate": 'Bearer realm="msp"'} if err.status == 401 else {}
+                raise ApiError(err.status, err.message, headers=headers) from None
+            params["_homenet_scope"] = principal.homenet or ""
             return handler(request, params)
         raise ApiError(404, f"no such path {_readable(path)[:200]!r}; see {API_PREFIX}/openapi.json")
 
@@ -331,6 +343,9 @@ class RestApi:
         return _serve(self.service.health)
 
     def _homenets(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
+        scope = params.get("_homenet_scope")
+        if scope:  # an owner sees their own homenet only
+            return _serve(lambda: [h for h in self.service.list_homenets() if h.get("name") == scope])
         return _serve(self.service.list_homenets)
 
     def _homenet(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
@@ -414,8 +429,8 @@ def _ryu_controller() -> type:
     return MspRestController
 
 
-def mount(wsgi_app: Any, service: MspService) -> RestApi:
+def mount(wsgi_app: Any, service: MspService, auth: Authorizer | None = None) -> RestApi:
     """Serve the API on Ryu's WSGIApplication (the RyuApp's "wsgi" context)."""
-    api = RestApi(service)
+    api = RestApi(service, auth)
     wsgi_app.register(_ryu_controller(), {"api": api})
     return api

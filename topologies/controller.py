@@ -33,6 +33,7 @@ class Controller:
         self.config_path = str(config_path)
         self.log_path = pathlib.Path(log_path)
         self.state_path = pathlib.Path(state_path) if state_path else self.log_path.parent / "state.sqlite"
+        self.token = operator_token(self.config_path)
         self.listen_host = controller_address(self.config_path)
         self.port = port
         self.rest_port = rest_port
@@ -111,3 +112,15 @@ def controller_address(config_path: str) -> str:
     except (OSError, tomllib.TOMLDecodeError):
         address = None
     return address if isinstance(address, str) else "198.19.0.1"
+
+
+def operator_token(config_path: str) -> str | None:
+    """The REST token a run uses: $MSP_TOKEN, else <config>-operator.token beside the config
+    (etc/reference-operator.token for the reference topology), else none."""
+    if os.environ.get("MSP_TOKEN"):
+        return os.environ["MSP_TOKEN"]
+    path = pathlib.Path(config_path)
+    try:
+        return path.with_name(f"{path.stem}-operator.token").read_text().strip() or None
+    except OSError:
+        return None

@@ -13,7 +13,7 @@ pytest.importorskip("mininet")
 from bench.common import DEFAULT_POLICY, api
 from topologies.controller import wait_for
 from topologies.measure import H1_4, SERVER4, UdpStream, wait_reachable
-from topologies.scenario import carries_traffic, running, wait_path
+from topologies.scenario import REPO, carries_traffic, running, wait_path
 
 B_FIRST = {"egress": {"mode": "failover", "order": ["ispB", "ispA"]},
            "ingress": {"mode": "failover", "order": ["ispB", "ispA"]}}
@@ -93,3 +93,18 @@ def test_a_homenet_created_by_rest_is_programmed_then_deleted_everywhere(msp):
     assert _edge_flows_for(net, SPARE_PREFIX) == []
     assert api(controller, "GET", "/api/v1/homenets/home9")[0] == 404
     assert carries_traffic(net, "ispA")
+
+
+def test_the_api_wants_a_token_and_owners_see_only_their_homenet(msp):
+    _, controller = msp
+    owner = (REPO / "etc" / "reference-home1.token").read_text().strip()
+    status, answer = api(controller, "GET", "/api/v1/health", token="")
+    assert status == 401 and answer["error"]["status"] == 401
+    assert api(controller, "GET", "/api/v1/health", token="not-a-token")[0] == 401
+    assert api(controller, "GET", "/api/v1/health", token=owner)[0] == 403
+    assert api(controller, "GET", "/api/v1/homenets/home1", token=owner)[0] == 200
+    status, answer = api(controller, "PUT", "/api/v1/homenets/home1/policy", {"classes": [], "default": DEFAULT_POLICY},
+                         token=owner)
+    assert status == 200 and answer["applied"] is True
+    assert api(controller, "DELETE", "/api/v1/homenets/home1", token=owner)[0] == 403
+    assert api(controller, "GET", "/api/v1/openapi.json", token="")[0] == 200

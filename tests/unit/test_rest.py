@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import webob
 
+from msp_controller.auth import ApiToken, Authorizer, Role, digest
 from msp_controller.openapi import API_PREFIX, MAX_BODY_BYTES, openapi_document
 from msp_controller.rest import BadRequest, NotFound, RestApi, mount
 
@@ -760,3 +761,49 @@ def test_policy_schema_accepts_good_policies_and_rejects_typos(service: FakeServ
     wrong.append(one_class(ingress=None))
     for bad in wrong:
         assert not validator.is_valid(bad), bad
+
+
+# --- tokens and roles ---------------------------------------------------------------------------
+
+OPERATOR_TOKEN, OWNER_TOKEN = "operator-secret", "owner-secret"
+
+
+@pytest.fixture
+def guarded(service: FakeService) -> RestApi:
+    return RestApi(service, Authorizer([ApiToken("ops", Role.OPERATOR, digest(OPERATOR_TOKEN)),
+                                        ApiToken("alice", Role.OWNER, digest(OWNER_TOKEN), homenet="home1")]))
+
+
+def _as(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_without_a_valid_token_the_answer_is_401(guarded: RestApi, service: FakeService) -> None:
+    for headers in ({}, _as("guess"), {"Authorization": "Basic b3BzOnNlY3JldA=="}):
+        response = request(guarded, "PUT", POLICY, GOOD, **headers)
+        error_of(response, 401)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert service.put_calls == 0
+    assert request(guarded, "GET", f"{API_PREFIX}/openapi.json").status_int == 200  # public
+
+
+def test_the_operator_may_do_everything(guarded: RestApi) -> None:
+    assert request(guarded, "GET", f"{API_PREFIX}/health", **_as(OPERATOR_TOKEN)).status_int == 200
+    assert request(guarded, "PUT", POLICY, GOOD, **_as(OPERATOR_TOKEN)).status_int == 200
+    created = request(guarded, "POST", f"{API_PREFIX}/homenets", {"name": "home7"}, **_as(OPERATOR_TOKEN))
+    assert created.status_int == 201
+
+
+def test_an_owner_reads_and_steers_only_their_homenet(guarded: RestApi, service: FakeService) -> None:
+    owner = _as(OWNER_TOKEN)
+    assert request(guarded, "GET", f"{API_PREFIX}/homenets/home1", **owner).status_int == 200
+    assert request(guarded, "PUT", POLICY, GOOD, **owner).status_int == 200
+    listed = json.loads(request(guarded, "GET", f"{API_PREFIX}/homenets", **owner).body)
+    assert [h["name"] for h in listed] == ["home1"]
+    for method, path, body in (("GET", f"{API_PREFIX}/homenets/home.2_x-y", None),
+                               ("PUT", f"{API_PREFIX}/homenets/home.2_x-y/policy", GOOD),
+                               ("GET", f"{API_PREFIX}/health", None),
+                               ("DELETE", f"{API_PREFIX}/homenets/home1", None),
+                               ("POST", f"{API_PREFIX}/homenets", {"name": "mine"})):
+        error_of(request(guarded, method, path, body, **owner), 403)
+    assert "home1" in service.policies and "mine" not in service.policies
