@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale lint
 
 install:
 	bash scripts/install.sh
@@ -38,6 +38,9 @@ bench-edge-failover: install
 bench-containment: install
 	$(PY) -m bench.containment --runs 5
 	$(PY) -m bench.containment --runs 3 --network-first
+
+bench-scale: install
+	$(PY) -m bench.scale
 
 lint: install
 	$(VENV)/bin/pip install -q mypy ruff

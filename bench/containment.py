@@ -19,7 +19,7 @@ from bench.common import api
 from topologies import control_ns
 from topologies.controller import Controller, controller_address, wait_for
 from topologies.leak_guard import LeakGuard
-from topologies.reference import ReferenceNetwork
+from topologies.network import ReferenceNetwork
 from topologies.scenario import REFERENCE_CONFIG, running
 
 

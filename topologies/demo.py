@@ -78,8 +78,8 @@ def main() -> int:
     guard = LeakGuard()
     with running(run_dir, guard=guard) as (net, controller):
         line(f"  network and controller up in {time.monotonic() - started:.1f} s; the controller runs in "
-             f"namespace {control_ns.NAMESPACE}, REST on {controller.url}\n  (MSP_TOKEN_FILE=etc/reference-operator.token "
-             f"mspctl --url {controller.url} show home1)")
+             f"namespace {control_ns.NAMESPACE}, REST on {controller.url}\n"
+             f"  (MSP_TOKEN_FILE=etc/reference-operator.token mspctl --url {controller.url} show home1)")
         wait_reachable(net["h1"], SERVER4, timeout=60)
         line("\n1. Reachability from the PI prefixes (the ISPs only ever see tunnel packets)")
         for source, destination, label in (("h1", SERVER4, "h1 -> server  IPv4"), ("h1", SERVER6, "h1 -> server  IPv6"),

@@ -182,7 +182,8 @@ def unwatch_inner_udp(node: Node) -> None:
 
 
 # --- MSP edge failures -------------------------------------------------------------------------
-# `net` is a topologies.reference.ReferenceNetwork (not imported here: it imports this module).
+# `net` is a topologies.network.ReferenceNetwork (not imported here: it imports this module,
+# through topologies.nodes).
 
 
 def stop_edge(net: Any, edge: str) -> None:

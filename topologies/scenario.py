@@ -17,7 +17,8 @@ from .controller import Controller, controller_address, wait_for
 from .faults import inner_icmp_counts, isp_blackhole, watch_inner_icmp
 from .leak_guard import LeakGuard
 from .measure import H1_4, SERVER4, StreamResult, TcpResult, TcpTransfer, UdpStream, after, ping
-from .reference import DEFAULT_ISP_RATE_MBIT, ReferenceNetwork
+from .network import ReferenceNetwork
+from .reference import DEFAULT_ISP_RATE_MBIT
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 REFERENCE_CONFIG = REPO / "etc" / "reference.toml"

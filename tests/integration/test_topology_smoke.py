@@ -43,12 +43,10 @@ from topologies.faults import (
     start_edge,
     stop_edge,
 )
+from topologies.network import ReferenceNetwork
 from topologies.ovsbox import CommandError, link_exists, process_alive, run, wait_for
-from topologies.reference import (
-    DEFAULT_CONFIG,
-    ReferenceNetwork,
-    leftovers,
-)
+from topologies.plan import DEFAULT_CONFIG
+from topologies.preflight import leftovers
 
 MGMT_LINK = re.compile(r"^\d+: (m-[^:@]+|msp-mgmt)[:@]", re.MULTILINE)
 EDGES = ("edge1", "edge2")

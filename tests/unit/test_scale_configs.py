@@ -1,6 +1,7 @@
 """The scale benchmark's generated configs are valid, distinct per homenet, and survive TOML."""
 from __future__ import annotations
 
+import pathlib
 import tomllib
 
 from bench.scale_configs import (
@@ -13,7 +14,9 @@ from bench.scale_configs import (
     sla_homenets,
     to_toml,
 )
-from msp_controller.config import parse_config, parse_homenet
+from bench.scale_real import write_config
+from msp_controller.auth import digest
+from msp_controller.config import load_config, parse_config, parse_homenet
 from msp_controller.core import MspCore
 from msp_controller.homenet_index import HomenetIndex
 from msp_controller.policy import parse_policy
@@ -52,3 +55,10 @@ def test_policies_are_valid_and_one_in_ten_has_sla() -> None:
     assert sla_homenets(h.name for h in config.homenets) == ["hn10", "hn20"]
     core = MspCore(config, {h.name: parse_policy(SLA_POLICY, h) for h in config.homenets[9::10]})
     assert core.prober.sla_count() > 0
+
+
+def test_real_config_file_admits_its_token(tmp_path: pathlib.Path) -> None:
+    path, _, token = write_config(tmp_path, 3)
+    config = load_config(str(path))
+    assert [t.sha256 for t in config.api_tokens] == [digest(token)]
+    assert (tmp_path / "msp-operator.token").read_text().strip() == token
