@@ -41,6 +41,9 @@ class PathPlan:
     egress: tuple[TunnelPath, ...]  # live paths in the config's order, then the others
     ingress: tuple[TunnelPath, ...]
     live: frozenset[TunnelPath]
+    # Live by what both tunnel ends have reported (an end not heard from counts as dead):
+    # what may be promised to the Internet by BGP.
+    known_live: frozenset[TunnelPath] = frozenset()
 
     @property
     def active_egress(self) -> TunnelPath | None:
@@ -69,34 +72,35 @@ def homenet_graph(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
             edge_end = liveness.get((edge.dpid, edge_tunnel_port(homenet, uplink)))
             # A tunnel is dead only when one of its ends says so: an end we cannot see yet
             # (switch reconnecting) must not make us move traffic that is flowing.
-            if unknown_is_live:
-                live = home_end is not False and edge_end is not False
-            else:
-                live = bool(home_end) and bool(edge_end)
-            graph.add_edge(isp, ("edge", edge.name), live=live)
+            known = bool(home_end) and bool(edge_end)
+            live = (home_end is not False and edge_end is not False) if unknown_is_live else known
+            graph.add_edge(isp, ("edge", edge.name), live=live, known=known)
     for edge_name in homenet.edges:
-        graph.add_edge(("edge", edge_name), INTERNET, live=(edges_up or {}).get(edge_name, True))
+        up = (edges_up or {}).get(edge_name, True)
+        graph.add_edge(("edge", edge_name), INTERNET, live=up, known=up)
     return graph
 
 
-def _paths(graph: nx.DiGraph, homenet: Homenet) -> list[tuple[TunnelPath, bool]]:
+def _paths(graph: nx.DiGraph, homenet: Homenet) -> list[tuple[TunnelPath, bool, bool]]:
+    """Every path with whether it is live and whether it is known live."""
     found = []
     for nodes in nx.all_simple_paths(graph, ("mspmb", homenet.name), INTERNET):
-        live = all(graph.edges[a, b]["live"] for a, b in itertools.pairwise(nodes))
+        links = [graph.edges[a, b] for a, b in itertools.pairwise(nodes)]
         isp = next(n[1] for n in nodes if isinstance(n, tuple) and n[0] == "isp")
         edge = next(n[1] for n in nodes if isinstance(n, tuple) and n[0] == "edge")
-        found.append((TunnelPath(homenet.name, isp, edge), live))
+        found.append((TunnelPath(homenet.name, isp, edge), all(link["live"] for link in links),
+                      all(link.get("known", link["live"]) for link in links)))
     # Preferred edge first, then the uplinks' order: the order everything else builds on.
     slots = {uplink.name: uplink.slot for uplink in homenet.uplinks}
     return sorted(found, key=lambda item: (homenet.edges.index(item[0].edge), slots[item[0].uplink]))
 
 
-def _ordered(paths: list[tuple[TunnelPath, bool]], order: tuple[str, ...],
+def _ordered(paths: list[tuple[TunnelPath, bool, bool]], order: tuple[str, ...],
              edges: tuple[str, ...]) -> tuple[TunnelPath, ...]:
     rank = {isp: i for i, isp in enumerate(order)}
     unranked = len(order)
     # The preferred edge first (it is where BGP brings the traffic in), then the ISP order.
-    return tuple(path for path, _ in sorted(
+    return tuple(path for path, _, _ in sorted(
         paths, key=lambda item: (not item[1], edges.index(item[0].edge), rank.get(item[0].uplink, unranked))))
 
 
@@ -108,10 +112,11 @@ def plan_homenet(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
     paths = _paths(homenet_graph(config, homenet, liveness, edges_up, unknown_is_live), homenet)
     return PathPlan(
         homenet=homenet.name,
-        paths=tuple(path for path, _ in paths),
+        paths=tuple(path for path, _, _ in paths),
         egress=_ordered(paths, homenet.egress_order, homenet.edges),
         ingress=_ordered(paths, homenet.ingress_order, homenet.edges),
-        live=frozenset(path for path, live in paths if live),
+        live=frozenset(path for path, live, _ in paths if live),
+        known_live=frozenset(path for path, _, known in paths if known),
     )
 
 

@@ -8,6 +8,7 @@ from ..choice import EGRESS, INGRESS, DirectionChoice
 from ..config import Homenet
 from ..paths import PathPlan, TunnelPath
 from ..policy import SLA, Policy
+from ..probe_packet import ProbeTemplate
 from ..probes import SlaThresholds
 
 Choices = dict[str, tuple[DirectionChoice, ...]]  # direction -> the classes, default first
@@ -22,6 +23,7 @@ class HomenetState:
     announcements: HomenetAnnouncements
     choices: Choices = field(default_factory=dict)
     path_ids: dict[TunnelPath, int] = field(default_factory=dict)
+    probe_templates: dict[TunnelPath, ProbeTemplate] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -10,6 +10,7 @@ edge, once each. Nothing on an event's path iterates over every homenet.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import heapq
 import ipaddress
 import logging
@@ -29,7 +30,7 @@ from ..neighbors import RouterInterface, destination_of, handle_frame, solicit
 from ..paths import PathPlan, TunnelPath, plan_homenet
 from ..pipeline import MSPMB_DELIVER
 from ..policy import Policy, default_policy, parse_policy
-from ..probe_packet import build_probe, parse_probe
+from ..probe_packet import ProbeTemplate, parse_probe
 from ..probes import PathStats, ProbeTracker, SlaJudge
 from ..reconcile import ReportedFlow, reconcile, transition
 from .effects import BgpChanges, Effects
@@ -110,6 +111,7 @@ class MspCore:
         self._holddowns: list[tuple[float, str]] = []  # (when, homenet): announcements to revisit
         self.path_changes: collections.deque[PathChange] = collections.deque(maxlen=1000)
         self.ignored_packets = 0
+        self.strangers: dict[int, dict[str, PortState]] = {}  # connected, owned by no homenet (yet)
         for homenet in (config.homenets if homenets is None else homenets):
             self.add_homenet(homenet, 0.0, (policies or {}).get(homenet.name))
 
@@ -128,7 +130,18 @@ class MspCore:
                              HomenetAnnouncements(self.config.bgp.hold_down_s if self.config.bgp else 0.0))
         self.homenets[homenet.name] = state
         self._number_paths(state, now)
-        return self._replan(state, now)
+        return self._adopt(homenet, now).merge(self._replan(state, now))
+
+    def _adopt(self, homenet: Homenet, now: float) -> Effects:
+        """The homenet's switches that connected before it existed: reconcile them now."""
+        effects = Effects()
+        for dpid in self.registry.dpids(homenet):
+            ports = self.strangers.pop(dpid, None)
+            if ports is not None:
+                LOG.info("datapath %016x is %s's: reconciling it", dpid, homenet.name)
+                self.switches[dpid] = SwitchState(ports)
+                effects.add(dpid, [ofmsg.flow_stats_request(), ofmsg.group_desc_request()])
+        return effects
 
     def replace_homenet(self, homenet: Homenet, now: float, policy: Policy | None = None) -> Effects:
         """Change a homenet in place: what it keeps is left alone on its switches."""
@@ -151,6 +164,7 @@ class MspCore:
         old.policy = policy or old.policy
         old.plan = plan_homenet(self.config, homenet, self.liveness, self._edges_up())
         self._number_paths(old, now)
+        effects.merge(self._adopt(homenet, now))
         effects.merge(self._replan(old, now))
         effects.bgp.update(self._routes(old))  # the new prefixes, wherever it is announced
         return effects
@@ -181,6 +195,7 @@ class MspCore:
         if switch is None or switch.parts is None or part not in switch.parts:
             return Effects()
         old = switch.parts.pop(part)
+        switch.inputs.pop(part, None)
         messages = transition(old, EMPTY)
         if part == OWN:
             messages += [ofmsg.flow_delete_strict(f.table, f.priority, ofmsg.parser.OFPMatch(**dict(f.match)), f.cookie)
@@ -189,6 +204,7 @@ class MspCore:
         return Effects({dpid: messages})
 
     def _number_paths(self, state: HomenetState, now: float) -> None:
+        state.probe_templates.clear()
         state.path_ids = {path: state.spec.id * PATHS_PER_HOMENET + index
                           for index, path in enumerate(state.plan.paths)}
         for path, path_id in state.path_ids.items():
@@ -257,11 +273,28 @@ class MspCore:
                 parts[name] = self._part(dpid, name)
         return parts
 
+    def _inputs(self, dpid: int, part: str, switch: SwitchState) -> tuple[Any, ...]:
+        """Everything a part is compiled from: equal inputs, equal part (no compile needed)."""
+        role = self.registry.roles[dpid]
+        if part != OWN:
+            state = self.homenets[part]
+            ports = tuple(switch.numbers.get(edge_tunnel_port(state.spec, u)) for u in state.spec.uplinks)
+            return state.spec, state.choices[INGRESS], ports
+        if role.kind is Kind.MSPMB:
+            state = self.homenets[role.name]
+            return state.spec, state.choices[EGRESS], tuple(sorted(switch.numbers.items()))
+        return (role, tuple(sorted(switch.numbers.items())) if role.kind is Kind.UNDERLAY
+                else switch.numbers.get(self.registry.edge(role.name).internet_port))
+
     def _update_part(self, dpid: int, part: str) -> Effects:
         """Move one part of a reconciled switch to what it should be now."""
         switch = self.switches.get(dpid)
         if switch is None or switch.parts is None:
             return Effects()
+        inputs = self._inputs(dpid, part, switch)
+        if switch.inputs.get(part) == inputs:
+            return Effects()
+        switch.inputs[part] = inputs
         wanted = self._part(dpid, part)
         installed = switch.parts.get(part, EMPTY)
         if wanted == installed:
@@ -314,8 +347,10 @@ class MspCore:
     def _announce(self, state: HomenetState, now: float) -> BgpChanges:
         """Where the homenet's prefixes are announced now; its changed prefixes, if any."""
         programmed = self._edges_programmed()
-        # Announce only what is known to work: unknown tunnel ends count as dead here.
-        known = plan_homenet(self.config, state.spec, self.liveness, programmed, unknown_is_live=False)
+        # Announce only what is known to work: unknown tunnel ends count as dead here, and
+        # an edge counts once it is programmed, not merely connected.
+        live = frozenset(path for path in state.plan.known_live if programmed[path.edge])
+        known = dataclasses.replace(state.plan, live=live)
         if not state.announcements.update(state.spec, known, programmed, now):
             self._watch_holddown(state)
             return {}
@@ -342,8 +377,9 @@ class MspCore:
     # --- switch events ----------------------------------------------------------------------
 
     def _affected(self, role: Role) -> list[HomenetState]:
-        """The homenets whose paths depend on this switch's ports or presence."""
-        if role.homenet is not None:
+        """The homenets whose paths depend on this switch's ports or presence (an underlay's
+        ports carry no tunnel: its events change its own program only)."""
+        if role.kind is Kind.MSPMB and role.homenet is not None:
             return [self.homenets[role.homenet]]
         if role.kind is Kind.EDGE:
             return [self.homenets[name] for name in self.registry.homenets_at(role.name)]
@@ -353,7 +389,9 @@ class MspCore:
         """A switch connected and described its ports: read its tables to reconcile them."""
         role = self.role(dpid)
         if role is None:
-            LOG.warning("datapath %016x is not in the config: ignored", dpid)
+            # Kept (ports only) in case a homenet created later owns it: then it is reconciled.
+            LOG.warning("datapath %016x is nobody's (yet): not programmed", dpid)
+            self.strangers[dpid] = dict(ports)
             return Effects()
         LOG.info("%s %s (%016x) connected with %d ports", role.kind.value, role.name, dpid, len(ports))
         self.switches[dpid] = SwitchState(dict(ports))
@@ -363,6 +401,7 @@ class MspCore:
         return effects
 
     def switch_down(self, dpid: int, now: float) -> Effects:
+        self.strangers.pop(dpid, None)
         role = self.role(dpid)
         if role is None or self.switches.pop(dpid, None) is None:
             return Effects()
@@ -398,6 +437,7 @@ class MspCore:
         wanted = union(parts)
         messages = reconcile(wanted, pending.flows, pending.groups)
         switch.parts = parts
+        switch.inputs = {part: self._inputs(dpid, part, switch) for part in parts}
         role = self.registry.roles[dpid]
         LOG.info("%s %s reconciled: %d messages (%d flows and %d groups wanted, %d flows found)",
                  role.kind.value, role.name, len(messages), len(wanted.flows), len(wanted.groups),
@@ -418,9 +458,9 @@ class MspCore:
             return Effects()
         before = switch.ports.get(name)
         if port is None:
-            switch.ports.pop(name, None)
+            switch.remove_port(name)
         else:
-            switch.ports[name] = port
+            switch.set_port(name, port)
         if before != port:
             LOG.info("%s %s port %s: %s -> %s", role.kind.value, role.name, name, _port_text(before),
                      _port_text(port))
@@ -429,10 +469,9 @@ class MspCore:
             if owner is not None:
                 return self._replan(self.homenets[owner], now)
             return self._update_part(dpid, OWN)  # the Internet port: the edge's own flows
-        effects = self._update_part(dpid, OWN) if role.kind is Kind.UNDERLAY else Effects()
-        if role.homenet is not None:
-            effects.merge(self._replan(self.homenets[role.homenet], now))
-        return effects
+        if role.kind is Kind.UNDERLAY:
+            return self._update_part(dpid, OWN)
+        return self._replan(self.homenets[role.name], now)
 
     # --- neighbours -------------------------------------------------------------------------
 
@@ -458,7 +497,7 @@ class MspCore:
         if role.kind is Kind.MSPMB and table_id == MSPMB_DELIVER:
             return self._resolve_destination(dpid, switch, role, data, now)
         ports = switch.port_numbers()
-        if role.kind is Kind.EDGE and self._is_tunnel_port(role, ports, in_port):
+        if role.kind is Kind.EDGE and self._is_tunnel_port(role, switch, in_port):
             return self._probe_reply(dpid, in_port, data, now)
         found = self._interface(role, in_port, ports)
         if found is None:
@@ -476,8 +515,8 @@ class MspCore:
             messages += self._learn(switch, owner, in_port, *event.learned)
         return Effects({dpid: messages})
 
-    def _is_tunnel_port(self, role: Role, ports: dict[str, int], in_port: int) -> bool:
-        name = next((n for n, number in ports.items() if number == in_port), None)
+    def _is_tunnel_port(self, role: Role, switch: SwitchState, in_port: int) -> bool:
+        name = switch.names.get(in_port)
         return name is not None and (role.name, name) in self.registry.tunnel_owner
 
     def _learn(self, switch: SwitchState, owner: Homenet | Edge, port: int, ip: str, mac: str) -> list[Any]:
@@ -578,8 +617,12 @@ class MspCore:
             if switch is None or not switch.reconciled or port is None:
                 continue
             sequence = self.tracker.next_sequence(path)
-            frame = build_probe(state.path_ids[path], sequence, int(now * 1e9), edge.internet_mac,
-                                state.spec.gateway_mac, str(edge.internet_ipv4.ip), str(state.spec.lan_ipv4.ip))
+            template = state.probe_templates.get(path)
+            if template is None:
+                template = state.probe_templates[path] = ProbeTemplate(
+                    state.path_ids[path], edge.internet_mac, state.spec.gateway_mac, str(edge.internet_ipv4.ip),
+                    str(state.spec.lan_ipv4.ip))
+            frame = template.frame(sequence, int(now * 1e9))
             self.tracker.sent(path, sequence, now)
             effects.add(edge.dpid, [ofmsg.packet_out(port.number, frame)])
             if self.prober.sla.get(path):

@@ -31,21 +31,46 @@ class Pending:
 
 @dataclass
 class SwitchState:
-    ports: dict[str, PortState]
+    ports: dict[str, PortState]  # change it through set_port / remove_port only
     pending: Pending | None = field(default_factory=Pending)
     # The program we installed, in parts ("" the switch's own, else a homenet's part at an
     # edge); None until the switch is reconciled. Each part changes on its own.
     parts: dict[str, SwitchProgram] | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)  # what each part was compiled from
     present_learned: set[int] = field(default_factory=set)  # learned cookies found at reconnect
     neighbors: dict[str, ofmsg.Flow] = field(default_factory=dict)  # ip -> learned flow
     solicited: dict[str, float] = field(default_factory=dict)  # ip -> when we last asked
+
+    # name -> number and back, kept with the ports: an edge has two ports per homenet, so
+    # nothing on an event's path may rebuild these.
+    numbers: dict[str, int] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.numbers = {name: port.number for name, port in self.ports.items()}
+        self.names = {port.number: name for name, port in self.ports.items()}
 
     @property
     def reconciled(self) -> bool:
         return self.parts is not None
 
+    def set_port(self, name: str, port: PortState) -> None:
+        old = self.ports.get(name)
+        if old is not None and self.names.get(old.number) == name:
+            del self.names[old.number]
+        self.ports[name] = port
+        self.numbers[name] = port.number
+        self.names[port.number] = name
+
+    def remove_port(self, name: str) -> None:
+        old = self.ports.pop(name, None)
+        self.numbers.pop(name, None)
+        if old is not None and self.names.get(old.number) == name:
+            del self.names[old.number]
+
     def port_numbers(self) -> dict[str, int]:
-        return {name: port.number for name, port in self.ports.items()}
+        """Port name -> number (the live map: do not change it)."""
+        return self.numbers
 
 
 def union(parts: dict[str, SwitchProgram]) -> SwitchProgram:

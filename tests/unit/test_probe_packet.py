@@ -11,6 +11,7 @@ from msp_controller.probe_packet import (
     PROBE_PAYLOAD_LENGTH,
     PROBE_UDP_PORT,
     Probe,
+    ProbeTemplate,
     build_probe,
     decode_payload,
     encode_payload,
@@ -157,3 +158,15 @@ def _ones_complement_sum(data: bytes) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total
+
+
+def test_a_template_makes_the_same_probe_with_its_fields_patched():
+    template = ProbeTemplate(7, "02:00:00:00:00:01", "02:00:00:00:00:02", "198.18.20.2", "198.51.100.1")
+    frame = template.frame(2**64 - 1, 123456789)
+    built = build_probe(7, 2**64 - 1, 123456789, "02:00:00:00:00:01", "02:00:00:00:00:02",
+                        "198.18.20.2", "198.51.100.1")
+    assert frame[:40] == built[:40] and frame[42:] == built[42:]  # all but the UDP checksum
+    assert frame[40:42] == b"\0\0"  # none: allowed for UDP over IPv4
+    assert parse_probe(frame) == Probe(path_id=7, sequence=2**64 - 1, sent_at_ns=123456789)
+    with pytest.raises(ValueError):
+        template.frame(-1, 0)

@@ -185,3 +185,16 @@ def test_deleting_survives_a_restart_even_for_a_homenet_of_the_config(config, tm
     service = CoreService(load_core(config, store.load()), confirm=lambda effects: [], store=store)
     service.delete_homenet("home1")
     assert set(load_core(config, store.load()).homenets) == set()
+
+
+def test_a_box_that_connected_before_its_homenet_existed_is_programmed_when_it_is_created(two, reference_data):
+    for dpid in HOME2_BOXES:
+        two.connect(dpid)  # nobody's yet: the core keeps its ports and programs nothing
+    assert two.switch(HOME2).flows() == []
+    effects = _create(two, reference_data)
+    requests = [m for m in effects.get(HOME2, []) if isinstance(m, ofmsg.parser.OFPMultipartRequest)]
+    assert len(requests) == 2  # it reads the box's tables, then reconciles it
+    for dpid in HOME2_BOXES:  # the stats replies the (empty) boxes send back: no reconnect
+        two.apply(two.core.flow_stats(dpid, [], False, two.now))
+        two.apply(two.core.group_desc(dpid, {}, False, two.now))
+    assert two.switch(HOME2).flows() and two.core.switches[HOME2].reconciled
