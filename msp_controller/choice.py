@@ -18,7 +18,7 @@ EGRESS, INGRESS = "egress", "ingress"
 Usable = Callable[[str, str, TunnelPath], bool]  # (class, direction, path) -> meets its SLA
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DirectionChoice:
     """One class in one direction, ready to compile into a group and its flows."""
 

@@ -30,28 +30,28 @@ NX_HASH_FIELDS_SYMMETRIC_L3L4_UDP = 3
 MAX_MULTIPATH_LINKS = 64  # above this OVS's hrw falls back to iter_hash
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     port: int | str  # OpenFlow port number, or CONTROLLER
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetField:
     name: str
     value: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToGroup:
     group_id: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DecTtl:
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Multipath:
     """Hash the flow's 5-tuple to one of n_links links (hrw), written to register[0..bits-1]."""
 
@@ -64,12 +64,27 @@ Action = Output | SetField | ToGroup | DecTtl | Multipath
 Match = tuple[tuple[str, Any], ...]
 
 
+_PAIRS: dict[tuple[str, Any], tuple[str, Any]] = {}
+_PAIRS_MAX = 1 << 20
+
+
 def match(**fields: Any) -> Match:
-    """A match as a sorted tuple of (OXM field, value or (value, mask))."""
-    return tuple(sorted(fields.items()))
+    """A match as a sorted tuple of (OXM field, value or (value, mask)).
+
+    Equal (field, value) pairs are shared between matches (eth_type, a homenet's prefix in
+    each of its flows...): thousands of homenets hold hundreds of thousands of flows."""
+    pairs = []
+    for pair in sorted(fields.items()):
+        shared = _PAIRS.get(pair)
+        if shared is None:
+            shared = pair
+            if len(_PAIRS) < _PAIRS_MAX:
+                _PAIRS[pair] = pair
+        pairs.append(shared)
+    return tuple(pairs)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Flow:
     table: int
     priority: int
@@ -78,12 +93,15 @@ class Flow:
     goto: int | None = None
     idle_timeout: int = 0
     learned: bool = False  # a neighbour entry: not reconciled, may age out
+    _cookie: int = field(default=0, compare=False, repr=False)  # computed once, on first use
 
     @property
     def cookie(self) -> int:
-        klass = COOKIE_NEIGHBOR if self.learned else COOKIE_CONFIG
-        digest = hashlib.blake2b(repr(self).encode(), digest_size=7).digest()
-        return (klass << COOKIE_CLASS_SHIFT) | int.from_bytes(digest, "big")
+        if not self._cookie:
+            klass = COOKIE_NEIGHBOR if self.learned else COOKIE_CONFIG
+            digest = hashlib.blake2b(repr(self).encode(), digest_size=7).digest()
+            object.__setattr__(self, "_cookie", (klass << COOKIE_CLASS_SHIFT) | int.from_bytes(digest, "big"))
+        return self._cookie
 
     @property
     def key(self) -> tuple[int, int, Match]:
@@ -91,7 +109,7 @@ class Flow:
         return (self.table, self.priority, self.match)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Bucket:
     actions: tuple[Action, ...]
     watch_port: int = ofp.OFPP_ANY
@@ -102,7 +120,7 @@ GROUP_TYPES = {"ff": ofp.OFPGT_FF, "select": ofp.OFPGT_SELECT, "all": ofp.OFPGT_
                "indirect": ofp.OFPGT_INDIRECT}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Group:
     group_id: int
     type: str  # a key of GROUP_TYPES
@@ -142,7 +160,32 @@ def flow_add(flow: Flow) -> parser.OFPFlowMod:
         None, cookie=flow.cookie, table_id=flow.table, command=ofp.OFPFC_ADD,
         idle_timeout=flow.idle_timeout, priority=flow.priority,
         buffer_id=ofp.OFP_NO_BUFFER, flags=ofp.OFPFF_SEND_FLOW_REM if flow.learned else 0,
-        match=parser.OFPMatch(**dict(flow.match)), instructions=instructions)
+        match=ryu_match(flow.match), instructions=instructions)
+
+
+_USER_FIELDS: dict[tuple[str, Any], tuple[Any, tuple[str, Any]]] = {}
+
+
+def ryu_match(fields: Match) -> parser.OFPMatch:
+    """Ryu's OFPMatch for a match, each (field, value) normalised by Ryu once and then reused.
+
+    OFPMatch(**kwargs) normalises every field through three conversions on every call: at
+    hundreds of thousands of flows that is most of a cold start. The conversions are per
+    field, so their result is kept per (field, value) pair and the match is assembled from
+    them in Ryu's own order (by OXM type)."""
+    converted = []
+    for pair in fields:
+        known = _USER_FIELDS.get(pair)
+        if known is None:
+            name, value = ofp.oxm_normalize_user(*pair)
+            oxm = ofp.oxm_from_user(name, value)
+            sort_key = oxm[0][0] if isinstance(oxm[0], tuple) else oxm[0]
+            known = (sort_key, ofp.oxm_to_user(*oxm))
+            if len(_USER_FIELDS) < _PAIRS_MAX:
+                _USER_FIELDS[pair] = known
+        converted.append(known)
+    converted.sort(key=lambda item: item[0])
+    return parser.OFPMatch(_ordered_fields=[user for _, user in converted])
 
 
 def flow_delete_strict(table: int, priority: int, ryu_match: Any, cookie: int) -> parser.OFPFlowMod:

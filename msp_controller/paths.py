@@ -17,7 +17,7 @@ from .config import Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port
 INTERNET = "internet"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TunnelPath:
     """One tunnel between a homenet's MSPMB and an edge, over one ISP."""
 

@@ -72,7 +72,7 @@ def transition(old: SwitchProgram, new: SwitchProgram) -> list[Any]:
     flow_adds = [ofmsg.flow_add(flow) for key, flow in new_by_key.items()
                  if old_by_key.get(key) != flow]
     flow_deletes = [ofmsg.flow_delete_strict(flow.table, flow.priority,
-                                             ofmsg.parser.OFPMatch(**dict(flow.match)), flow.cookie)
+                                             ofmsg.ryu_match(flow.match), flow.cookie)
                     for key, flow in old_by_key.items() if key not in new_by_key]
     old_groups = {group.group_id: group for group in old.groups}
     new_groups = {group.group_id: group for group in new.groups}

@@ -198,7 +198,7 @@ class MspCore:
         switch.inputs.pop(part, None)
         messages = transition(old, EMPTY)
         if part == OWN:
-            messages += [ofmsg.flow_delete_strict(f.table, f.priority, ofmsg.parser.OFPMatch(**dict(f.match)), f.cookie)
+            messages += [ofmsg.flow_delete_strict(f.table, f.priority, ofmsg.ryu_match(f.match), f.cookie)
                          for f in switch.neighbors.values()]
             switch.neighbors.clear()
         return Effects({dpid: messages})

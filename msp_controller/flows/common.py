@@ -1,6 +1,7 @@
 """Pieces shared by the per-role flow compilers."""
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ PRIO_ROUTE = 100
 PortNumbers = Mapping[str, int]  # a switch's port names and their OpenFlow numbers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SwitchProgram:
     """Everything the controller wants one switch to hold (learned neighbours aside)."""
 
@@ -29,8 +30,10 @@ class SwitchProgram:
     groups: tuple[Group, ...] = field(default_factory=tuple)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def prefix_match(network: ipaddress.IPv4Network | ipaddress.IPv6Network, field_name: str) -> dict[str, object]:
-    """Match kwargs for "address inside network" on ipv4_src/dst or ipv6_src/dst."""
+    """Match kwargs for "address inside network" on ipv4_src/dst or ipv6_src/dst (shared: a
+    homenet's prefix is in many of its flows; callers spread it, never change it)."""
     family = "ipv4" if network.version == 4 else "ipv6"
     value: object = str(network.network_address)
     if network.prefixlen != network.max_prefixlen:
