@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from msp_controller import ofmsg
-from msp_controller.config import Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port, parse_config
 from msp_controller.core import Effects, MspCore, PortState
-from msp_controller.policy import Policy, parse_policy
+from msp_controller.dataplane import ofmsg
+from msp_controller.model.config import Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port, parse_config
+from msp_controller.model.policy import Policy, parse_policy
 
 from .scale_configs import POLICY_A, POLICY_B, SLA_POLICY, config_dict, sla_homenets
 

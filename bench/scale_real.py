@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from msp_controller.auth import digest, new_token
+from msp_controller.api.auth import digest, new_token
 from topologies import control_ns
 from topologies.controller import Controller
 from topologies.leak_guard import LeakError, LeakGuard

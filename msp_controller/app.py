@@ -25,16 +25,16 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from . import ofmsg
-from .auth import Authorizer
-from .bgp_speaker import BgpAnnouncer, Neighbor
-from .bgp_speaker import Route as BgpRoute
-from .config import ConfigError, MspConfig, load_config
-from .core import BgpChanges, Effects, PortCounters, PortState, load_core
-from .reconcile import ReportedFlow
-from .rest import mount
-from .service import CoreService
-from .store import SqliteStore
+from msp_controller.api.auth import Authorizer
+from msp_controller.api.rest import mount
+from msp_controller.api.service import CoreService
+from msp_controller.bgp.speaker import BgpAnnouncer, Neighbor
+from msp_controller.bgp.speaker import Route as BgpRoute
+from msp_controller.core import BgpChanges, Effects, PortCounters, PortState, load_core
+from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane.reconcile import ReportedFlow
+from msp_controller.model.config import ConfigError, MspConfig, load_config
+from msp_controller.store import SqliteStore
 
 LOG = logging.getLogger("msp.app")
 TICK_S = 1.0

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from msp_controller.config import MspConfig, parse_config
+from msp_controller.model.config import MspConfig, parse_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REFERENCE_CONFIG = ROOT / "etc" / "reference.toml"

@@ -10,10 +10,10 @@ from typing import Any
 from ryu.lib.packet import arp, ethernet, icmpv6, ipv6, packet
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from msp_controller import ofmsg
-from msp_controller.config import MspConfig
 from msp_controller.core import Messages, MspCore, PortState
-from msp_controller.reconcile import ReportedFlow
+from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane.reconcile import ReportedFlow
+from msp_controller.model.config import MspConfig
 from tests.fakeoftable import FakeNetwork, FakeSwitch
 
 HOME, EDGE, EDGE2 = 0x101, 0xE1, 0xE3

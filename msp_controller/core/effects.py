@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..announce import Route
+from msp_controller.decide.announce import Route
 
 # prefix -> neighbor address -> how to announce it there; an empty mapping withdraws the
 # prefix everywhere. Only the prefixes an event changed are listed.

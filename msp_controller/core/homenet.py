@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..announce import HomenetAnnouncements
-from ..choice import EGRESS, INGRESS, DirectionChoice
-from ..config import Homenet
-from ..paths import PathPlan, TunnelPath
-from ..policy import SLA, Policy
-from ..probe_packet import ProbeTemplate
-from ..probes import SlaThresholds
+from msp_controller.dataplane.probe_packet import ProbeTemplate
+from msp_controller.decide.announce import HomenetAnnouncements
+from msp_controller.decide.choice import EGRESS, INGRESS, DirectionChoice
+from msp_controller.decide.paths import PathPlan, TunnelPath
+from msp_controller.decide.probes import SlaThresholds
+from msp_controller.model.config import Homenet
+from msp_controller.model.policy import SLA, Policy
 
 Choices = dict[str, tuple[DirectionChoice, ...]]  # direction -> the classes, default first
 SlaKey = tuple[str, str, TunnelPath]  # (class, direction, path): what an SLA verdict is about

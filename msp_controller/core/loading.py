@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 
-from ..config import ConfigError, Homenet, MspConfig, parse_homenet
-from ..policy import Policy, PolicyError, parse_policy
-from ..store import StoredState
-from .msp import MspCore
+from msp_controller.core.msp import MspCore
+from msp_controller.model.config import ConfigError, Homenet, MspConfig, parse_homenet
+from msp_controller.model.policy import Policy, PolicyError, parse_policy
+from msp_controller.store import StoredState
 
 LOG = logging.getLogger("msp.core")
 

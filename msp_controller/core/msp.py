@@ -18,26 +18,26 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import ofmsg
-from ..announce import HomenetAnnouncements, Route, prefix_routes
-from ..choice import EGRESS, INGRESS, choose
-from ..config import ConfigError, Edge, Homenet, MspConfig, edge_tunnel_port
-from ..flows.common import SwitchProgram
-from ..flows.edge import default_route_flow, edge_base_program, edge_homenet_part
-from ..flows.mspmb import host_flow, mspmb_program
-from ..flows.underlay import underlay_program
-from ..neighbors import RouterInterface, destination_of, handle_frame, solicit
-from ..paths import PathPlan, TunnelPath, plan_homenet
-from ..pipeline import MSPMB_DELIVER
-from ..policy import Policy, default_policy, parse_policy
-from ..probe_packet import ProbeTemplate, parse_probe
-from ..probes import PathStats, ProbeTracker, SlaJudge
-from ..reconcile import ReportedFlow, reconcile, transition
-from .effects import BgpChanges, Effects
-from .homenet import DIRECTIONS, HomenetState, SlaKey
-from .probing import ProbeScheduler
-from .registry import Kind, Registry, Role
-from .switches import Pending, PortState, SwitchState, union
+from msp_controller.core.effects import BgpChanges, Effects
+from msp_controller.core.homenet import DIRECTIONS, HomenetState, SlaKey
+from msp_controller.core.probing import ProbeScheduler
+from msp_controller.core.registry import Kind, Registry, Role
+from msp_controller.core.switches import Pending, PortState, SwitchState, union
+from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane.flows.common import SwitchProgram
+from msp_controller.dataplane.flows.edge import default_route_flow, edge_base_program, edge_homenet_part
+from msp_controller.dataplane.flows.mspmb import host_flow, mspmb_program
+from msp_controller.dataplane.flows.underlay import underlay_program
+from msp_controller.dataplane.neighbors import RouterInterface, destination_of, handle_frame, solicit
+from msp_controller.dataplane.pipeline import MSPMB_DELIVER
+from msp_controller.dataplane.probe_packet import ProbeTemplate, parse_probe
+from msp_controller.dataplane.reconcile import ReportedFlow, reconcile, transition
+from msp_controller.decide.announce import HomenetAnnouncements, Route, prefix_routes
+from msp_controller.decide.choice import EGRESS, INGRESS, choose
+from msp_controller.decide.paths import PathPlan, TunnelPath, plan_homenet
+from msp_controller.decide.probes import PathStats, ProbeTracker, SlaJudge
+from msp_controller.model.config import ConfigError, Edge, Homenet, MspConfig, edge_tunnel_port
+from msp_controller.model.policy import Policy, default_policy, parse_policy
 
 Messages = dict[int, list[Any]]
 LOG = logging.getLogger("msp.core")

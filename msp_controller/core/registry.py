@@ -9,9 +9,9 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..config import ConfigError, Edge, Homenet, MspConfig, edge_tunnel_port
-from ..homenet_index import HomenetIndex
-from ..pipeline import EDGE, MSPMB, UNDERLAY, Pipeline
+from msp_controller.dataplane.pipeline import EDGE, MSPMB, UNDERLAY, Pipeline
+from msp_controller.model.config import ConfigError, Edge, Homenet, MspConfig, edge_tunnel_port
+from msp_controller.model.homenet_index import HomenetIndex
 
 
 class Kind(enum.Enum):

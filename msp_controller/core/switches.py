@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import ofmsg
-from ..flows.common import SwitchProgram
-from ..reconcile import ReportedFlow
+from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane.flows.common import SwitchProgram
+from msp_controller.dataplane.reconcile import ReportedFlow
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..choice import EGRESS, INGRESS
-from ..config import edge_tunnel_port, mspmb_tunnel_port
-from .homenet import HomenetState
+from msp_controller.core.homenet import HomenetState
+from msp_controller.decide.choice import EGRESS, INGRESS
+from msp_controller.model.config import edge_tunnel_port, mspmb_tunnel_port
 
 if TYPE_CHECKING:
-    from .msp import MspCore
+    from msp_controller.core.msp import MspCore
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
@@ -24,7 +24,7 @@ def summary_view(state: HomenetState) -> dict[str, Any]:
 
 
 def homenet_view(core: MspCore, name: str, now: float) -> dict[str, Any]:
-    from .msp import PortCounters
+    from msp_controller.core.msp import PortCounters
 
     state = core.homenets[name]
     homenet = state.spec

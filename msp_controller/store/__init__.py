@@ -1,5 +1,5 @@
 """Durable state: homenets created or changed at run time, and every homenet's policy."""
-from .base import Store, StoredState
-from .sqlite import MemoryStore, SqliteStore
+from msp_controller.store.base import Store, StoredState
+from msp_controller.store.sqlite import MemoryStore, SqliteStore
 
 __all__ = ["MemoryStore", "SqliteStore", "Store", "StoredState"]

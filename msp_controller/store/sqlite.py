@@ -10,7 +10,7 @@ import os
 import sqlite3
 from typing import Any
 
-from .base import StoredState
+from msp_controller.store.base import StoredState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS homenets (name TEXT PRIMARY KEY, spec TEXT NOT NULL);

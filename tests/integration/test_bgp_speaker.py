@@ -526,7 +526,7 @@ def _driver_main(config_json: str) -> int:
     hub.patch(thread=False)  # what ryu-manager does before loading apps
     import logging
 
-    from msp_controller.bgp_speaker import BgpAnnouncer, Neighbor, Route
+    from msp_controller.bgp.speaker import BgpAnnouncer, Neighbor, Route
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

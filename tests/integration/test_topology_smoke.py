@@ -30,7 +30,7 @@ pytestmark = [
 
 pytest.importorskip("mininet")
 
-from msp_controller.config import mspmb_tunnel_port
+from msp_controller.model.config import mspmb_tunnel_port
 from topologies import control_ns
 from topologies.bird import best_route, bgp_states, bird_paths, birdc, routes
 from topologies.faults import (

@@ -1,8 +1,8 @@
 """Which prefixes the MSP announces at which edge, for a given liveness (pure)."""
 from __future__ import annotations
 
-from msp_controller.announce import HomenetAnnouncements, Route, prefix_routes
-from msp_controller.paths import plan_all
+from msp_controller.decide.announce import HomenetAnnouncements, Route, prefix_routes
+from msp_controller.decide.paths import plan_all
 from tests.unit.test_paths import liveness
 
 UP1, UP2 = "198.19.0.11", "198.19.0.12"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from msp_controller import ofmsg
+from msp_controller.dataplane import ofmsg
 from tests.harness import EDGE, EDGE2, H1_MAC, HOME, UPSTREAM2_MAC, UPSTREAM_MAC, Harness, udp4, udp6
 
 SERVER4, SERVER6, H1_4, H1_6 = "203.0.113.10", "2001:db8:200::10", "198.51.100.10", "2001:db8:100::10"

@@ -18,8 +18,8 @@ from ryu.services.protocols.bgp.info_base.ipv6 import Ipv6Path
 from ryu.services.protocols.bgp.model import OutgoingRoute
 from ryu.services.protocols.bgp.peer import Peer
 
-from msp_controller import bgp_speaker
-from msp_controller.bgp_speaker import (
+from msp_controller.bgp import speaker as bgp_speaker
+from msp_controller.bgp.speaker import (
     BgpAnnouncer,
     Change,
     Neighbor,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from msp_controller.policy import PolicyError
-from msp_controller.probe_packet import build_probe
+from msp_controller.dataplane.probe_packet import build_probe
+from msp_controller.model.policy import PolicyError
 from tests.harness import EDGE, EDGE2, H1_MAC, HOME, UPSTREAM_MAC, Harness, udp4, udp6
 
 SERVER4, SERVER6, H1_4, H1_6 = "203.0.113.10", "2001:db8:200::10", "198.51.100.10", "2001:db8:100::10"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from msp_controller.config import ConfigError, load_config, parse_config
+from msp_controller.model.config import ConfigError, load_config, parse_config
 from tests.conftest import REFERENCE_CONFIG
 
 
@@ -181,12 +181,12 @@ def test_unreadable_and_invalid_files(tmp_path):
 
 
 def test_check_config_command(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "msp_controller.cli", str(REFERENCE_CONFIG)],
+    ok = subprocess.run([sys.executable, "-m", "msp_controller.api.cli", str(REFERENCE_CONFIG)],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and "OK" in ok.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text(REFERENCE_CONFIG.read_text().replace('edges = ["edge1", "edge2"]', 'edges = ["edge1", "edge7"]'))
-    refused = subprocess.run([sys.executable, "-m", "msp_controller.cli", str(bad)],
+    refused = subprocess.run([sys.executable, "-m", "msp_controller.api.cli", str(bad)],
                              capture_output=True, text=True)
     assert refused.returncode == 1
     assert "homenets[0].edges[1]: unknown edge 'edge7'" in refused.stderr

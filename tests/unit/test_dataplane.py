@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from msp_controller import ofmsg
 from msp_controller.core import MspCore
 from msp_controller.core.switches import union
+from msp_controller.dataplane import ofmsg
 from tests.harness import EDGE, EDGE_UNDERLAY, H1_MAC, HOME, LOCAL, UNDERLAY_A, UPSTREAM_MAC, Harness, udp4, udp6
 
 SERVER4, SERVER6 = "203.0.113.10", "2001:db8:200::10"

@@ -12,9 +12,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from msp_controller.mspctl import main
-from msp_controller.openapi import openapi_document
-from msp_controller.rest import RestApi
+from msp_controller.api.mspctl import main
+from msp_controller.api.openapi import openapi_document
+from msp_controller.api.rest import RestApi
 
 from .test_rest import FakeService
 

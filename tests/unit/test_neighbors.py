@@ -5,7 +5,13 @@ import ipaddress
 
 from ryu.lib.packet import arp, ethernet, icmpv6, ipv6, packet
 
-from msp_controller.neighbors import RouterInterface, arp_request, destination_of, handle_frame, neighbor_solicitation
+from msp_controller.dataplane.neighbors import (
+    RouterInterface,
+    arp_request,
+    destination_of,
+    handle_frame,
+    neighbor_solicitation,
+)
 
 GW_MAC, HOST_MAC = "06:00:00:00:01:01", "00:00:00:00:00:10"
 LAN = RouterInterface(GW_MAC, ipaddress.IPv4Interface("198.51.100.1/24"),

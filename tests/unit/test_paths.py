@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from msp_controller.paths import TunnelPath, plan_homenet
+from msp_controller.decide.paths import TunnelPath, plan_homenet
 
 HOME_DPID, EDGE1_DPID, EDGE2_DPID = 0x101, 0xE1, 0xE3
 ENDS = {  # path -> (MSPMB port, edge dpid, edge port)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from msp_controller.policy import (
+from msp_controller.model.policy import (
     BALANCE,
     FAILOVER,
     MAX_CLASSES,
@@ -28,7 +28,7 @@ from msp_controller.policy import (
     policy_to_json,
     recheck_policy,
 )
-from msp_controller.portranges import PortRange
+from msp_controller.model.portranges import PortRange
 
 EXAMPLE: dict[str, Any] = {
     "classes": [

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from msp_controller.portranges import (
+from msp_controller.model.portranges import (
     MAX_PORT,
     PortRange,
     masks_to_ranges,

@@ -6,7 +6,7 @@ import random
 import pytest
 from ryu.lib.packet import ethernet, ipv4, packet, udp
 
-from msp_controller.probe_packet import (
+from msp_controller.dataplane.probe_packet import (
     PROBE_MAGIC,
     PROBE_PAYLOAD_LENGTH,
     PROBE_UDP_PORT,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from msp_controller.probes import (
+from msp_controller.decide.probes import (
     PathStats,
     ProbeTracker,
     SlaJudge,

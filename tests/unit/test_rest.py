@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import webob
 
-from msp_controller.auth import ApiToken, Authorizer, Role, digest
-from msp_controller.openapi import API_PREFIX, MAX_BODY_BYTES, openapi_document
-from msp_controller.rest import BadRequest, NotFound, RestApi, mount
+from msp_controller.api.auth import Authorizer, digest
+from msp_controller.api.openapi import API_PREFIX, MAX_BODY_BYTES, openapi_document
+from msp_controller.api.rest import BadRequest, NotFound, RestApi, mount
+from msp_controller.model.access import ApiToken, Role
 
 ISPS = ("ispA", "ispB")
 POLICY_KEYS = {"classes", "default"}
@@ -581,7 +582,7 @@ RYU_SERVER = """
 from ryu.lib import hub
 hub.patch(thread=False)  # as ryu-manager does
 from ryu.app.wsgi import WSGIApplication
-from msp_controller.rest import mount
+from msp_controller.api.rest import mount
 from tests.unit.test_rest import FakeService
 app = WSGIApplication()
 mount(app, FakeService())

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from msp_controller import ofmsg
-from msp_controller.config import ConfigError, MspConfig, parse_homenet
+from msp_controller.api.service import CoreService
 from msp_controller.core import Effects, load_core
 from msp_controller.core.switches import union
-from msp_controller.flows.classes import PATH_GROUP_SHIFT
-from msp_controller.policy import policy_to_json
-from msp_controller.service import CoreService
+from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane.flows.classes import PATH_GROUP_SHIFT
+from msp_controller.model.config import ConfigError, MspConfig, parse_homenet
+from msp_controller.model.policy import policy_to_json
 from msp_controller.store import SqliteStore
 from tests.fakeoftable import FakeSwitch
 from tests.harness import EDGE, EDGE2, HOME, PORTS, UNDERLAY_A, UNDERLAY_B, Harness, udp4

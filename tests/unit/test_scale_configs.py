@@ -15,11 +15,11 @@ from bench.scale_configs import (
     to_toml,
 )
 from bench.scale_real import write_config
-from msp_controller.auth import digest
-from msp_controller.config import load_config, parse_config, parse_homenet
+from msp_controller.api.auth import digest
 from msp_controller.core import MspCore
-from msp_controller.homenet_index import HomenetIndex
-from msp_controller.policy import parse_policy
+from msp_controller.model.config import load_config, parse_config, parse_homenet
+from msp_controller.model.homenet_index import HomenetIndex
+from msp_controller.model.policy import parse_policy
 
 
 def test_generated_config_parses_with_distinct_homenets() -> None:

@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from msp_controller.config import ConfigError
 from msp_controller.core.probing import ProbeScheduler
-from msp_controller.homenet_index import HomenetIndex
+from msp_controller.model.config import ConfigError
+from msp_controller.model.homenet_index import HomenetIndex
 from msp_controller.store import SqliteStore
 
 

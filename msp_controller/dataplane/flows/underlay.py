@@ -6,8 +6,15 @@ from collections.abc import Iterable
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from ..ofmsg import Flow, Output, match
-from .common import ETH_ARP, ETH_IPV4, IPPROTO_ICMP, IPPROTO_UDP, PRIO_ADMIT, SwitchProgram
+from msp_controller.dataplane.flows.common import (
+    ETH_ARP,
+    ETH_IPV4,
+    IPPROTO_ICMP,
+    IPPROTO_UDP,
+    PRIO_ADMIT,
+    SwitchProgram,
+)
+from msp_controller.dataplane.ofmsg import Flow, Output, match
 
 VXLAN_PORT = 4789
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68

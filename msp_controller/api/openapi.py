@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import SHORT_NAME  # uplink (ISP) names
+from msp_controller.model.config import SHORT_NAME  # uplink (ISP) names
 
 API_PREFIX = "/api/v1"
 NAME_PATTERN = "^[A-Za-z0-9_.-]+$"  # homenet, class and uplink names

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ryu.lib.pack_utils import msg_pack_into
 from ryu.ofproto import nicira_ext
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -163,29 +164,53 @@ def flow_add(flow: Flow) -> parser.OFPFlowMod:
         match=ryu_match(flow.match), instructions=instructions)
 
 
-_USER_FIELDS: dict[tuple[str, Any], tuple[Any, tuple[str, Any]]] = {}
+_FIELDS: dict[tuple[str, Any], tuple[Any, tuple[str, Any], bytes]] = {}
+
+
+class _PrebuiltMatch(parser.OFPMatch):  # type: ignore[misc]
+    """An OFPMatch whose fields Ryu has normalised and encoded before (see ryu_match).
+
+    Ryu builds an OFPMatch by running every field through three conversions, and encodes
+    it again when the message is sent; with hundreds of thousands of flows that is most of
+    a cold start. This one keeps Ryu's normalised fields (for anything that reads them) and
+    the wire bytes, written as they are."""
+
+    _wc = parser.FlowWildcards()  # read by Ryu's checks for its old match API only
+    _flow = parser.Flow()
+
+    def __init__(self, fields2: list[tuple[str, Any]], wire: bytes) -> None:  # no super(): see above
+        self._fields2 = fields2
+        self._wire = wire
+        self.fields: list[Any] = []
+        self.type = ofp.OFPMT_OXM
+        self.length = 4 + len(wire)
+
+    def serialize(self, buf: bytearray, offset: int) -> int:
+        length = 4 + len(self._wire)
+        msg_pack_into(f"!HH{len(self._wire)}s", buf, offset, ofp.OFPMT_OXM, length, self._wire)
+        padding = -length % 8
+        msg_pack_into(f"{padding}x", buf, offset + length)
+        self.length = length
+        return length + padding
 
 
 def ryu_match(fields: Match) -> parser.OFPMatch:
-    """Ryu's OFPMatch for a match, each (field, value) normalised by Ryu once and then reused.
-
-    OFPMatch(**kwargs) normalises every field through three conversions on every call: at
-    hundreds of thousands of flows that is most of a cold start. The conversions are per
-    field, so their result is kept per (field, value) pair and the match is assembled from
-    them in Ryu's own order (by OXM type)."""
+    """The OFPMatch of a match; each (field, value) is converted and encoded by Ryu once, then
+    reused (a homenet's prefix, eth_type, a port: most pairs recur)."""
     converted = []
     for pair in fields:
-        known = _USER_FIELDS.get(pair)
+        known = _FIELDS.get(pair)
         if known is None:
             name, value = ofp.oxm_normalize_user(*pair)
             oxm = ofp.oxm_from_user(name, value)
-            sort_key = oxm[0][0] if isinstance(oxm[0], tuple) else oxm[0]
-            known = (sort_key, ofp.oxm_to_user(*oxm))
-            if len(_USER_FIELDS) < _PAIRS_MAX:
-                _USER_FIELDS[pair] = known
+            wire = bytearray()
+            ofp.oxm_serialize(*oxm, wire, 0)
+            known = (oxm[0][0] if isinstance(oxm[0], tuple) else oxm[0], ofp.oxm_to_user(*oxm), bytes(wire))
+            if len(_FIELDS) < _PAIRS_MAX:
+                _FIELDS[pair] = known
         converted.append(known)
-    converted.sort(key=lambda item: item[0])
-    return parser.OFPMatch(_ordered_fields=[user for _, user in converted])
+    converted.sort(key=lambda item: item[0])  # Ryu's own order: by OXM type
+    return _PrebuiltMatch([user for _, user, _ in converted], b"".join(wire for _, _, wire in converted))
 
 
 def flow_delete_strict(table: int, priority: int, ryu_match: Any, cookie: int) -> parser.OFPFlowMod:

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import webob
 from webob.request import DisconnectionError
 
-from .auth import AuthError, Authorizer
-from .openapi import (
+from msp_controller.api.auth import AuthError, Authorizer
+from msp_controller.api.openapi import (
     API_PREFIX,
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,

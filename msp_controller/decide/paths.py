@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from .config import Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port
+from msp_controller.model.config import Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port
 
 INTERNET = "internet"
 

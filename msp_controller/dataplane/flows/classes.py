@@ -5,14 +5,25 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..choice import DirectionChoice
-from ..config import IPNetwork
-from ..ofmsg import MAX_MULTIPATH_LINKS, Action, Bucket, Flow, Group, Multipath, Output, SetField, ToGroup, match
-from ..paths import TunnelPath
-from ..pipeline import BALANCE_TAG
-from ..policy import BALANCE, PROTOCOL_NAMES, PacketMatch
-from ..portranges import PortRange, range_to_masks
-from .common import ETH_IPV4, ETH_IPV6, PRIO_ROUTE
+from msp_controller.dataplane.flows.common import ETH_IPV4, ETH_IPV6, PRIO_ROUTE
+from msp_controller.dataplane.ofmsg import (
+    MAX_MULTIPATH_LINKS,
+    Action,
+    Bucket,
+    Flow,
+    Group,
+    Multipath,
+    Output,
+    SetField,
+    ToGroup,
+    match,
+)
+from msp_controller.dataplane.pipeline import BALANCE_TAG
+from msp_controller.decide.choice import DirectionChoice
+from msp_controller.decide.paths import TunnelPath
+from msp_controller.model.config import IPNetwork
+from msp_controller.model.policy import BALANCE, PROTOCOL_NAMES, PacketMatch
+from msp_controller.model.portranges import PortRange, range_to_masks
 
 PRIO_CLASS = 150  # above the default route (100), below host-to-host and neighbour flows
 FULL_PORT_MASK = 0xFFFF

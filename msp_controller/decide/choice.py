@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .paths import PathPlan, TunnelPath
-from .policy import BALANCE, DEFAULT_NAME, SLA, DirectionPolicy, PacketMatch, Policy
+from msp_controller.decide.paths import PathPlan, TunnelPath
+from msp_controller.model.policy import BALANCE, DEFAULT_NAME, SLA, DirectionPolicy, PacketMatch, Policy
 
 EGRESS, INGRESS = "egress", "ingress"
 Usable = Callable[[str, str, TunnelPath], bool]  # (class, direction, path) -> meets its SLA

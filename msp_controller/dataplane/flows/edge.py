@@ -1,14 +1,8 @@
 """An MSP edge (br-msp): check and forward homenet packets to the Internet, and back."""
 from __future__ import annotations
 
-from ..choice import DirectionChoice
-from ..config import Edge, Homenet, MspConfig, edge_tunnel_port
-from ..ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
-from ..paths import TunnelPath
-from ..pipeline import EDGE_BALANCE, EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS
-from ..probe_packet import PROBE_UDP_PORT
-from .classes import PRIO_CLASS, class_forwarding, flow_matches
-from .common import (
+from msp_controller.dataplane.flows.classes import PRIO_CLASS, class_forwarding, flow_matches
+from msp_controller.dataplane.flows.common import (
     ETH_IPV4,
     ETH_IPV6,
     IPPROTO_UDP,
@@ -21,6 +15,12 @@ from .common import (
     neighbor_punts,
     prefix_match,
 )
+from msp_controller.dataplane.ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
+from msp_controller.dataplane.pipeline import EDGE_BALANCE, EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS
+from msp_controller.dataplane.probe_packet import PROBE_UDP_PORT
+from msp_controller.decide.choice import DirectionChoice
+from msp_controller.decide.paths import TunnelPath
+from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
 
 
 def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: PortNumbers,

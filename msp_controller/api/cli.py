@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ConfigError, load_config
-from .provision import as_shell, edge_commands, mspmb_commands
+from msp_controller.dataplane.provision import as_shell, edge_commands, mspmb_commands
+from msp_controller.model.config import ConfigError, load_config
 
 
 def check_config_main(argv: list[str] | None = None) -> int:

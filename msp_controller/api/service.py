@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .config import ConfigError, parse_homenet
-from .core import Effects, MspCore
-from .core.view import homenet_view, summary_view
-from .policy import parse_policy, policy_to_json
-from .rest import BadRequest, NotFound
-from .store import MemoryStore, Store
+from msp_controller.api.rest import BadRequest, NotFound
+from msp_controller.core import Effects, MspCore
+from msp_controller.core.view import homenet_view, summary_view
+from msp_controller.model.config import ConfigError, parse_homenet
+from msp_controller.model.policy import parse_policy, policy_to_json
+from msp_controller.store import MemoryStore, Store
 
 # (effects) -> (dpids that did not confirm in time); also applies the BGP changes
 Confirm = Callable[[Effects], list[int]]

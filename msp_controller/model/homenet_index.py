@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .config import ConfigError, Edge, Homenet
+from msp_controller.model.config import ConfigError, Edge, Homenet
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .config import Edge, Homenet
-from .paths import PathPlan
+from msp_controller.decide.paths import PathPlan
+from msp_controller.model.config import Edge, Homenet
 
 
 @dataclass(frozen=True)

@@ -9,25 +9,13 @@ With no token configured the API is open, which the app allows only on a loopbac
 """
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-
-class Role(enum.Enum):
-    OPERATOR = "operator"
-    OWNER = "owner"
-
-
-@dataclass(frozen=True)
-class ApiToken:
-    name: str  # who holds it, for the log
-    role: Role
-    sha256: str  # hex digest of the token
-    homenet: str | None = None  # the owner's homenet
+from msp_controller.model.access import ApiToken, Role
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,8 @@ from __future__ import annotations
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from ..choice import DirectionChoice
-from ..config import Homenet, MspConfig, mspmb_tunnel_port
-from ..ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
-from ..paths import TunnelPath
-from ..pipeline import MSPMB_BALANCE, MSPMB_CLASSIFY, MSPMB_DELIVER, MSPMB_EGRESS
-from ..probe_packet import PROBE_UDP_PORT
-from .classes import PRIO_CLASS, class_forwarding, flow_matches
-from .common import (
+from msp_controller.dataplane.flows.classes import PRIO_CLASS, class_forwarding, flow_matches
+from msp_controller.dataplane.flows.common import (
     ETH_IPV4,
     ETH_IPV6,
     IPPROTO_UDP,
@@ -23,6 +17,12 @@ from .common import (
     neighbor_punts,
     prefix_match,
 )
+from msp_controller.dataplane.ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
+from msp_controller.dataplane.pipeline import MSPMB_BALANCE, MSPMB_CLASSIFY, MSPMB_DELIVER, MSPMB_EGRESS
+from msp_controller.dataplane.probe_packet import PROBE_UDP_PORT
+from msp_controller.decide.choice import DirectionChoice
+from msp_controller.decide.paths import TunnelPath
+from msp_controller.model.config import Homenet, MspConfig, mspmb_tunnel_port
 
 
 def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers,

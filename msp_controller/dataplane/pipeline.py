@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ofmsg import Flow, Multipath, SetField
+from msp_controller.dataplane.ofmsg import Flow, Multipath, SetField
 
 L3_MATCH = frozenset({"in_port", "eth_type", "eth_src", "eth_dst", "ip_proto", "ip_dscp",
                       "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_src", "tcp_dst",

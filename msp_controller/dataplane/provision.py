@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .config import Edge, Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port
+from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port
 
 Command = list[str]
 

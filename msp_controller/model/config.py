@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .auth import ApiToken, Role
+from msp_controller.model.access import ApiToken, Role
 
 IPv4Interface = ipaddress.IPv4Interface
 IPv6Interface = ipaddress.IPv6Interface
@@ -469,7 +469,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
     by_name = {e.name: e for e in edges}
 
     _unique([d for e in edges for d in (e.dpid, e.underlay_dpid)], "edges", "datapath id")
-    from .homenet_index import HomenetIndex  # it builds on this module's types
+    from msp_controller.model.homenet_index import HomenetIndex  # it builds on this module's types
 
     # Clashes between homenets are checked as each is added, in time that does not grow
     # with their number (a config may list thousands).

@@ -6,7 +6,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..ofmsg import CONTROLLER, Flow, Group, Output, match
+from msp_controller.dataplane.ofmsg import CONTROLLER, Flow, Group, Output, match
 
 ETH_IPV4, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806
 IPPROTO_ICMP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 17, 58

@@ -60,8 +60,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from msp_controller.config import Homenet, IPNetwork
-from msp_controller.portranges import MAX_PORT, PortRange
+from msp_controller.model.config import Homenet, IPNetwork
+from msp_controller.model.portranges import MAX_PORT, PortRange
 
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_NUMBERS.items()}

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import ofmsg
-from .flows.common import SwitchProgram
+from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane.flows.common import SwitchProgram
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ import urllib.request
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from .auth import digest, new_token
-from .openapi import API_PREFIX
+from msp_controller.api.auth import digest, new_token
+from msp_controller.api.openapi import API_PREFIX
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "MSP_URL"

@@ -1,0 +1,1 @@
+"""Ryu's BGP speaker, extended: per-neighbour next hops and prepends, graceful restart."""

@@ -1,0 +1,1 @@
+"""What the operator declares, validated once: MSP settings, homenets, policies."""
