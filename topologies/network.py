@@ -15,7 +15,7 @@ from typing import Self
 from mininet.net import Mininet
 from mininet.node import Host
 
-from msp_controller.config import load_config
+from msp_controller.model.config import load_config
 from topologies import control_ns
 from topologies.leak_guard import remove_stale_tables
 from topologies.nodes import BgpRouter, EdgeBox, IspRouter

@@ -13,13 +13,13 @@ from typing import Any
 
 from mininet.node import Host
 
-from msp_controller.config import MspConfig
-from msp_controller.provision import (
+from msp_controller.dataplane.provision import (
     edge_commands,
     edge_routes,
     mspmb_commands,
     mspmb_routes,
 )
+from msp_controller.model.config import MspConfig
 from topologies.bird import (
     RouterConfig,
     bird_paths,

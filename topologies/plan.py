@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from msp_controller.config import Edge, MspConfig
+from msp_controller.model.config import Edge, MspConfig
 from topologies import control_ns
 from topologies.bird import DEFAULT_TIMERS, BgpSession, Channel, RouterConfig, prefix_filter
 

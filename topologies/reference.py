@@ -17,7 +17,7 @@ r"""The MSP reference network, emulated with Mininet hosts (one namespace per no
 Every node is a Mininet Host; there are no Mininet switches and no Mininet controller.
 The boxes (mspmb, edge1, edge2) each run their own ovsdb-server + ovs-vswitchd
 (userspace datapath) in their namespace (see topologies/ovsbox.py), provisioned from the
-MSP config with msp_controller.provision; flows and groups are left to the controller.
+MSP config with msp_controller.dataplane.provision; flows and groups are left to the controller.
 The routers up1, up2 and inet run BIRD 2 (see topologies/bird.py; configs from
 Plan.upstream_bird / Plan.inet_bird).
 
@@ -120,7 +120,7 @@ except ImportError:  # `mn --custom` execs this file with only mn's own director
 
 from mininet.topo import Topo
 
-from msp_controller.config import MspConfig, load_config
+from msp_controller.model.config import MspConfig, load_config
 from topologies.nodes import BgpRouter, EdgeBox, IspRouter, MspmbBox, RoutedHost
 from topologies.ovsbox import DEFAULT_RUN_DIR
 from topologies.plan import (
