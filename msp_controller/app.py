@@ -33,7 +33,8 @@ from msp_controller.bgp.speaker import Route as BgpRoute
 from msp_controller.core import BgpChanges, Effects, PortCounters, PortState, load_core
 from msp_controller.dataplane import ofmsg
 from msp_controller.dataplane.reconcile import ReportedFlow
-from msp_controller.model.config import ConfigError, MspConfig, load_config
+from msp_controller.model.config import MspConfig, load_config
+from msp_controller.model.errors import FieldError
 from msp_controller.store import SqliteStore
 
 LOG = logging.getLogger("msp.app")
@@ -71,7 +72,7 @@ class MspApp(app_manager.RyuApp):
             sys.exit("msp: set MSP_CONFIG to the controller's config file (see etc/reference.toml)")
         try:
             config = load_config(path)
-        except ConfigError as err:
+        except FieldError as err:
             sys.exit(f"msp: bad config: {err}")
         state_path = os.environ.get("MSP_STATE") or config.state_path
         try:

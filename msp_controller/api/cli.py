@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from msp_controller.dataplane.provision import as_shell, edge_commands, mspmb_commands
-from msp_controller.model.config import ConfigError, load_config
+from msp_controller.model.config import load_config
+from msp_controller.model.errors import FieldError
 
 
 def check_config_main(argv: list[str] | None = None) -> int:
@@ -14,7 +15,7 @@ def check_config_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-    except ConfigError as err:
+    except FieldError as err:
         print(f"msp-check-config: {err}", file=sys.stderr)
         return 1
     for edge in config.edges:
@@ -49,8 +50,8 @@ def provision_main(argv: list[str] | None = None) -> int:
                 addresses[(homenet, uplink)] = address
             commands = edge_commands(config, config.edge(args.box), addresses)
         else:
-            raise ConfigError("box", f"no homenet or edge named {args.box!r}")
-    except ConfigError as err:
+            raise FieldError("box", f"no homenet or edge named {args.box!r}")
+    except FieldError as err:
         print(f"msp-provision: {err}", file=sys.stderr)
         return 1
     except KeyError as err:

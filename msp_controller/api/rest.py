@@ -28,6 +28,7 @@ from msp_controller.api.openapi import (
     NAME_PATTERN,
     openapi_document,
 )
+from msp_controller.model.errors import FieldError
 
 LOG = logging.getLogger("msp.rest")
 
@@ -44,19 +45,10 @@ class NotFound(KeyError):
         return str(self.args[0]) if self.args else "not found"
 
 
-class BadRequest(ValueError):
-    """The client's request is wrong: answered 400 with where/problem."""
-
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"{where}: {problem}" if where else problem)
-        self.where = where
-        self.problem = problem
-
-
 class MspService(Protocol):
     """What the controller core offers the API; the shapes are in openapi.py.
 
-    Raise NotFound for an unknown homenet and BadRequest (or any ValueError with
+    Raise NotFound for an unknown homenet and FieldError (or any ValueError with
     .where/.problem) for a policy the core refuses; anything else is a 500.
     """
 
@@ -401,7 +393,7 @@ def _serve(call: Callable[[], Any], from_client: bool = False,
     except NotFound as err:
         raise ApiError(404, str(err)) from None
     except ValueError as err:
-        if not (from_client or isinstance(err, BadRequest) or _has_location(err)):
+        if not (from_client or isinstance(err, FieldError) or _has_location(err)):
             raise
         raise ApiError(400, str(getattr(err, "problem", err)), _text(getattr(err, "where", None))) from None
     return json_response(status(result), result)

@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from msp_controller.api.rest import BadRequest, NotFound
+from msp_controller.api.rest import NotFound
 from msp_controller.core import Effects, MspCore
 from msp_controller.core.view import homenet_view, summary_view
-from msp_controller.model.config import ConfigError, parse_homenet
+from msp_controller.model.config import parse_homenet
+from msp_controller.model.errors import FieldError
 from msp_controller.model.policy import parse_policy, policy_to_json
 from msp_controller.store import MemoryStore, Store
 
@@ -71,7 +72,7 @@ class CoreService:
     def put_policy(self, name: str, body: Any) -> dict[str, Any]:
         self._exists(name)
         started = self.clock()
-        policy = parse_policy(body, self.core.homenets[name].spec)  # PolicyError: 400, nothing changed
+        policy = parse_policy(body, self.core.homenets[name].spec)  # FieldError: 400, nothing changed
         self.store.put_policy(name, policy_to_json(policy))
         effects = self.core.apply_policy(name, policy, started)
         return self._applied(effects, started, {"policy": policy_to_json(policy)})
@@ -79,7 +80,7 @@ class CoreService:
     def create_homenet(self, body: dict[str, Any]) -> dict[str, Any]:
         started = self.clock()
         homenet = parse_homenet(body, self.core.config)
-        self.core.check_homenet(homenet)  # clashes: ConfigError naming the field
+        self.core.check_homenet(homenet)  # clashes: FieldError naming the field
         self.store.put_homenet(homenet.name, body, None)
         effects = self.core.add_homenet(homenet, started)
         return self._applied(effects, started, {"homenet": homenet_view(self.core, homenet.name, started)})
@@ -87,7 +88,7 @@ class CoreService:
     def replace_homenet(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         self._exists(name)
         if body.get("name", name) != name:
-            raise BadRequest("homenet.name", f"must be {name!r}, the name in the path")
+            raise FieldError("homenet.name", f"must be {name!r}, the name in the path")
         body = {**body, "name": name}
         started = self.clock()
         homenet = parse_homenet(body, self.core.config)
@@ -96,7 +97,7 @@ class CoreService:
         try:
             policy = parse_policy(current, homenet)
         except ValueError as err:
-            raise BadRequest("homenet", f"its policy would no longer hold ({err}); change the policy first") from None
+            raise FieldError("homenet", f"its policy would no longer hold ({err}); change the policy first") from None
         self.store.put_homenet(name, body, current)
         effects = self.core.replace_homenet(homenet, started, policy)
         return self._applied(effects, started, {"homenet": homenet_view(self.core, name, started)})
@@ -109,4 +110,4 @@ class CoreService:
         return self._applied(effects, started, {"deleted": name})
 
 
-__all__ = ["ConfigError", "CoreService"]
+__all__ = ["FieldError", "CoreService"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 
 from msp_controller.core.msp import MspCore
-from msp_controller.model.config import ConfigError, Homenet, MspConfig, parse_homenet
-from msp_controller.model.policy import Policy, PolicyError, parse_policy
+from msp_controller.model.config import Homenet, MspConfig, parse_homenet
+from msp_controller.model.errors import FieldError
+from msp_controller.model.policy import Policy, parse_policy
 from msp_controller.store import StoredState
 
 LOG = logging.getLogger("msp.core")
@@ -19,19 +20,19 @@ def load_core(config: MspConfig, stored: StoredState) -> MspCore:
     for name, spec in stored.homenets.items():
         try:
             homenets[name] = parse_homenet(spec, config, where=f"stored homenet {name}")
-        except ConfigError as err:
+        except FieldError as err:
             LOG.error("ignoring stored homenet %s: %s", name, err)
     policies: dict[str, Policy] = {}
     for name, body in stored.policies.items():
         if name in homenets:
             try:
                 policies[name] = parse_policy(body, homenets[name])
-            except PolicyError as err:
+            except FieldError as err:
                 LOG.error("ignoring the stored policy of %s: %s", name, err)
     core = MspCore(config, policies, homenets=[])
     for homenet in homenets.values():
         try:
             core.add_homenet(homenet, 0.0, policies.get(homenet.name))
-        except ConfigError as err:
+        except FieldError as err:
             LOG.error("not serving homenet %s: %s", homenet.name, err)
     return core

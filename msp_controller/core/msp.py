@@ -36,7 +36,8 @@ from msp_controller.decide.announce import HomenetAnnouncements, Route, prefix_r
 from msp_controller.decide.choice import EGRESS, INGRESS, choose
 from msp_controller.decide.paths import PathPlan, TunnelPath, plan_homenet
 from msp_controller.decide.probes import PathStats, ProbeTracker, SlaJudge
-from msp_controller.model.config import ConfigError, Edge, Homenet, MspConfig, edge_tunnel_port
+from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
+from msp_controller.model.errors import FieldError
 from msp_controller.model.policy import Policy, default_policy, parse_policy
 
 Messages = dict[int, list[Any]]
@@ -118,12 +119,12 @@ class MspCore:
     # --- homenets as runtime resources ----------------------------------------------------
 
     def check_homenet(self, homenet: Homenet, replacing: str | None = None) -> None:
-        """ConfigError naming the field if `homenet` clashes with the others; nothing changes."""
+        """FieldError naming the field if `homenet` clashes with the others; nothing changes."""
         self.registry.check(homenet, replacing=replacing)
 
     def add_homenet(self, homenet: Homenet, now: float, policy: Policy | None = None) -> Effects:
         """Serve a new homenet: program its switches as they connect (those connected now at
-        once), announce its prefixes once a tunnel of it is up. ConfigError on a clash."""
+        once), announce its prefixes once a tunnel of it is up. FieldError on a clash."""
         self.registry.add(homenet)
         plan = plan_homenet(self.config, homenet, self.liveness, self._edges_up())
         state = HomenetState(homenet, policy or default_policy(homenet), plan,
@@ -583,7 +584,7 @@ class MspCore:
     # --- policy -----------------------------------------------------------------------------
 
     def set_policy(self, homenet: str, body: object, now: float) -> tuple[Policy, Effects]:
-        """Validate and apply a homenet's policy. PolicyError (nothing changed) if it is bad."""
+        """Validate and apply a homenet's policy. FieldError (nothing changed) if it is bad."""
         state = self.homenets[homenet]
         policy = parse_policy(body, state.spec)
         return policy, self.apply_policy(homenet, policy, now)
@@ -713,7 +714,7 @@ class MspCore:
     def homenet_spec(self, name: str) -> Homenet:
         state = self.homenets.get(name)
         if state is None:
-            raise ConfigError("homenet", f"no homenet named {name!r}")
+            raise FieldError("homenet", f"no homenet named {name!r}")
         return state.spec
 
 

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from msp_controller.dataplane.pipeline import EDGE, MSPMB, UNDERLAY, Pipeline
-from msp_controller.model.config import ConfigError, Edge, Homenet, MspConfig, edge_tunnel_port
+from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
+from msp_controller.model.errors import FieldError
 from msp_controller.model.homenet_index import HomenetIndex
 
 
@@ -43,7 +44,7 @@ class Registry:
                                                   edge=edge.name)
 
     def check(self, homenet: Homenet, where: str = "homenet", replacing: str | None = None) -> None:
-        """ConfigError naming the field if the homenet clashes with another; changes nothing."""
+        """FieldError naming the field if the homenet clashes with another; changes nothing."""
         self.index.check(homenet, where, replacing)
 
     def add(self, homenet: Homenet) -> None:
@@ -78,7 +79,7 @@ class Registry:
         try:
             return self.homenets[name]
         except KeyError:
-            raise ConfigError("homenet", f"no homenet named {name!r}") from None
+            raise FieldError("homenet", f"no homenet named {name!r}") from None
 
     def edge(self, name: str) -> Edge:
         return self.edges[name]

@@ -1,7 +1,7 @@
 """Parse and validate the MSP configuration (TOML) into frozen, typed objects.
 
 Everything the controller knows about edges and homenets comes from here. A config is
-validated once; any problem raises ConfigError naming the offending field, and the caller
+validated once; any problem raises FieldError naming the offending field, and the caller
 keeps whatever config it had before.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msp_controller.model.access import ApiToken, Role
+from msp_controller.model.errors import FieldError
 
 IPv4Interface = ipaddress.IPv4Interface
 IPv6Interface = ipaddress.IPv6Interface
@@ -26,15 +27,6 @@ PORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 DEFAULT_STATE_PATH = "/var/lib/msp/state.sqlite"
 MAX_HOMENET_ID = 65535  # also the VXLAN key and part of group ids
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message starts with the dotted path of the field."""
-
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"{where}: {problem}")
-        self.where = where
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -181,7 +173,7 @@ class _Table:
 
     def __init__(self, data: Any, where: str) -> None:
         if not isinstance(data, dict):
-            raise ConfigError(where, f"must be a table, not {type(data).__name__}")
+            raise FieldError(where, f"must be a table, not {type(data).__name__}")
         self.data: dict[str, Any] = data
         self.where = where
         self.read: set[str] = set()
@@ -193,7 +185,7 @@ class _Table:
         self.read.add(key)
         if key not in self.data:
             if required:
-                raise ConfigError(self.path(key), "is required")
+                raise FieldError(self.path(key), "is required")
             return default
         return self.data[key]
 
@@ -203,17 +195,17 @@ class _Table:
         if value is None and not kw.get("required", True):
             return ""
         if not isinstance(value, str):
-            raise ConfigError(self.path(key), f"must be a string, not {value!r}")
+            raise FieldError(self.path(key), f"must be a string, not {value!r}")
         if pattern is not None and not pattern.match(value):
-            raise ConfigError(self.path(key), f"{value!r} does not match {pattern.pattern}")
+            raise FieldError(self.path(key), f"{value!r} does not match {pattern.pattern}")
         return value
 
     def integer(self, key: str, low: int, high: int, **kw: Any) -> int:
         value = self.get(key, **kw)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(self.path(key), f"must be an integer, not {value!r}")
+            raise FieldError(self.path(key), f"must be an integer, not {value!r}")
         if not low <= value <= high:
-            raise ConfigError(self.path(key), f"{value} is out of range {low}..{high}")
+            raise FieldError(self.path(key), f"{value} is out of range {low}..{high}")
         return value
 
     def dpid(self, key: str) -> int:
@@ -222,9 +214,9 @@ class _Table:
             try:
                 value = int(value, 0)
             except ValueError:
-                raise ConfigError(self.path(key), f"{value!r} is not a datapath id") from None
+                raise FieldError(self.path(key), f"{value!r} is not a datapath id") from None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**64:
-            raise ConfigError(self.path(key), f"{value!r} is not a datapath id (1..2^64-1)")
+            raise FieldError(self.path(key), f"{value!r} is not a datapath id (1..2^64-1)")
         return value
 
     def strings(self, key: str, pattern: re.Pattern[str] | None = None, **kw: Any) -> list[str]:
@@ -232,18 +224,18 @@ class _Table:
         if value is None and not kw.get("required", True):
             return []
         if not isinstance(value, list) or not value:
-            raise ConfigError(self.path(key), "must be a non-empty list of strings")
+            raise FieldError(self.path(key), "must be a non-empty list of strings")
         for index, item in enumerate(value):
             if not isinstance(item, str):
-                raise ConfigError(f"{self.path(key)}[{index}]", f"must be a string, not {item!r}")
+                raise FieldError(f"{self.path(key)}[{index}]", f"must be a string, not {item!r}")
             if pattern is not None and not pattern.match(item):
-                raise ConfigError(f"{self.path(key)}[{index}]", f"{item!r} does not match {pattern.pattern}")
+                raise FieldError(f"{self.path(key)}[{index}]", f"{item!r} does not match {pattern.pattern}")
         return value
 
     def tables(self, key: str) -> list[_Table]:
         value = self.get(key)
         if not isinstance(value, list) or not value:
-            raise ConfigError(self.path(key), "must be a non-empty list of tables ([[...]])")
+            raise FieldError(self.path(key), "must be a non-empty list of tables ([[...]])")
         return [_Table(item, f"{self.path(key)}[{i}]") for i, item in enumerate(value)]
 
     def address(self, key: str, kind: Callable[[Any], Any], **kw: Any) -> Any:
@@ -254,19 +246,19 @@ class _Table:
             return kind(value)
         except (ValueError, TypeError) as err:
             what = getattr(kind, "__name__", "address")
-            raise ConfigError(self.path(key), f"{value!r} is not a valid {what}: {err}") from None
+            raise FieldError(self.path(key), f"{value!r} is not a valid {what}: {err}") from None
 
     def check_unknown(self) -> None:
         unknown = sorted(set(self.data) - self.read)
         if unknown:
-            raise ConfigError(self.path(unknown[0]), "unknown field (misspelt?)")
+            raise FieldError(self.path(unknown[0]), "unknown field (misspelt?)")
 
 
 def _unique(items: Sequence[Any], where: str, what: str) -> None:
     seen: set[Any] = set()
     for item in items:
         if item in seen:
-            raise ConfigError(where, f"duplicate {what} {item!r}")
+            raise FieldError(where, f"duplicate {what} {item!r}")
         seen.add(item)
 
 
@@ -274,9 +266,9 @@ def _mac(table: _Table, key: str, default: str) -> str:
     value = table.string(key, required=False) or default
     value = value.lower()
     if not MAC.match(value):
-        raise ConfigError(table.path(key), f"{value!r} is not a MAC address")
+        raise FieldError(table.path(key), f"{value!r} is not a MAC address")
     if int(value[:2], 16) & 1:
-        raise ConfigError(table.path(key), f"{value!r} is a multicast MAC address")
+        raise FieldError(table.path(key), f"{value!r} is a multicast MAC address")
     return value
 
 
@@ -308,9 +300,9 @@ def _parse_edge(table: _Table) -> Edge:
         if "bfd_interval_ms" in table.data else None,
     )
     if edge.internet_gateway_ipv4 not in edge.internet_ipv4.network:
-        raise ConfigError(table.path("internet_gateway_ipv4"), f"not in {edge.internet_ipv4.network}")
+        raise FieldError(table.path("internet_gateway_ipv4"), f"not in {edge.internet_ipv4.network}")
     if v6 is not None and gw6 not in v6.network:
-        raise ConfigError(table.path("internet_gateway_ipv6"), f"not in {v6.network}")
+        raise FieldError(table.path("internet_gateway_ipv6"), f"not in {v6.network}")
     table.check_unknown()
     return edge
 
@@ -318,7 +310,7 @@ def _parse_edge(table: _Table) -> Edge:
 def _parse_neighbors(table: _Table) -> tuple[BgpNeighbor, ...]:
     raw = table.get("bgp_neighbors", default=[], required=False)
     if not isinstance(raw, list):
-        raise ConfigError(table.path("bgp_neighbors"), "must be a list of tables")
+        raise FieldError(table.path("bgp_neighbors"), "must be a list of tables")
     neighbors = []
     for index, item in enumerate(raw):
         neighbor = _Table(item, f"{table.path('bgp_neighbors')}[{index}]")
@@ -349,7 +341,7 @@ def _parse_interface(value: str, where: str, kind: type) -> Any:
     try:
         return kind(value)
     except (ValueError, TypeError) as err:
-        raise ConfigError(where, f"{value!r} is not a valid {kind.__name__}: {err}") from None
+        raise FieldError(where, f"{value!r} is not a valid {kind.__name__}: {err}") from None
 
 
 def _derived_mac(role: int, dpid: int) -> str:
@@ -363,7 +355,7 @@ def _parse_order(table: _Table, key: str, uplinks: Sequence[Uplink]) -> tuple[st
     order = table.strings(key, required=False) or names
     for index, isp in enumerate(order):
         if isp not in names:
-            raise ConfigError(f"{table.path(key)}[{index}]", f"unknown ISP {isp!r} (uplinks: {', '.join(names)})")
+            raise FieldError(f"{table.path(key)}[{index}]", f"unknown ISP {isp!r} (uplinks: {', '.join(names)})")
     _unique(order, table.path(key), "ISP")
     return tuple(order)
 
@@ -376,13 +368,13 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
         try:
             prefixes.append(ipaddress.ip_network(text))
         except ValueError as err:
-            raise ConfigError(where, f"{text!r} is not a prefix: {err}") from None
+            raise FieldError(where, f"{text!r} is not a prefix: {err}") from None
     for i, a in enumerate(prefixes):
         for b in prefixes[i + 1:]:
             if a.version == b.version and a.overlaps(b):
-                raise ConfigError(table.path("prefixes"), f"{a} overlaps {b}")
+                raise FieldError(table.path("prefixes"), f"{a} overlaps {b}")
     if not any(p.version == 4 for p in prefixes):
-        raise ConfigError(table.path("prefixes"), "needs at least one IPv4 prefix")
+        raise FieldError(table.path("prefixes"), "needs at least one IPv4 prefix")
 
     uplinks = []
     for slot, uplink_table in enumerate(table.tables("uplinks")):
@@ -397,7 +389,7 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
     _unique([u.port for u in uplinks], table.path("uplinks"), "uplink port")
 
     if "edge" in table.data and "edges" in table.data:
-        raise ConfigError(table.path("edges"), "give either edge or edges, not both")
+        raise FieldError(table.path("edges"), "give either edge or edges, not both")
     if "edges" in table.data:
         edge_names = table.strings("edges")
         key = "edges"
@@ -407,9 +399,9 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
     for index, edge_name in enumerate(edge_names):
         where = table.path(key) if key == "edge" else f"{table.path(key)}[{index}]"
         if edge_name not in edges:
-            raise ConfigError(where, f"unknown edge {edge_name!r}")
+            raise FieldError(where, f"unknown edge {edge_name!r}")
         if len(uplinks) > len(edges[edge_name].tunnel_addresses):
-            raise ConfigError(
+            raise FieldError(
                 table.path("uplinks"),
                 f"{len(uplinks)} uplinks but edge {edge_name!r} has only "
                 f"{len(edges[edge_name].tunnel_addresses)} tunnel_addresses",
@@ -422,9 +414,9 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
         if lan is not None and not any(
             p.version == lan.version and lan.network.subnet_of(p) for p in prefixes  # type: ignore[arg-type]
         ):
-            raise ConfigError(table.path(key), f"{lan.network} is not inside the homenet's prefixes")
+            raise FieldError(table.path(key), f"{lan.network} is not inside the homenet's prefixes")
     if lan_ipv6 is None and any(p.version == 6 for p in prefixes):
-        raise ConfigError(table.path("lan_ipv6"), "is required when the homenet has an IPv6 prefix")
+        raise FieldError(table.path("lan_ipv6"), "is required when the homenet has an IPv6 prefix")
     dpid = table.dpid("datapath_id")
     lan_ports = table.strings("lan_ports", PORT_NAME)
     _unique(lan_ports, table.path("lan_ports"), "port")
@@ -445,13 +437,13 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
     )
     clash = set(lan_ports) & {u.port for u in uplinks}
     if clash:
-        raise ConfigError(table.path("lan_ports"), f"port {sorted(clash)[0]!r} is also an uplink")
+        raise FieldError(table.path("lan_ports"), f"port {sorted(clash)[0]!r} is also an uplink")
     table.check_unknown()
     return homenet
 
 
 def parse_config(data: Mapping[str, Any]) -> MspConfig:
-    """Validate a decoded TOML document. Raises ConfigError naming the first bad field."""
+    """Validate a decoded TOML document. Raises FieldError naming the first bad field."""
     root = _Table(dict(data), "")
     msp = _Table(root.get("msp", default={}, required=False), "msp")
     bfd = msp.integer("bfd_interval_ms", 10, 10000, default=30, required=False)
@@ -459,7 +451,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
     try:
         ipaddress.ip_address(controller_address)
     except ValueError:
-        raise ConfigError("msp.controller_address", f"{controller_address!r} is not an IP address") from None
+        raise FieldError("msp.controller_address", f"{controller_address!r} is not an IP address") from None
     controller_port = msp.integer("controller_port", 1, 65535, default=6653, required=False)
     state_path = msp.string("state_path", required=False) or DEFAULT_STATE_PATH
     msp.check_unknown()
@@ -485,7 +477,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
     if bgp is None:
         for edge in edges:
             if edge.bgp_neighbors:
-                raise ConfigError(f"edges.{edge.name}.bgp_neighbors", "needs a [bgp] section (asn, router_id)")
+                raise FieldError(f"edges.{edge.name}.bgp_neighbors", "needs a [bgp] section (asn, router_id)")
     root.check_unknown()
     return MspConfig(
         bfd_interval_ms=bfd,
@@ -519,10 +511,10 @@ def _parse_api(root: _Table) -> tuple[ApiToken, ...]:
         try:
             role = Role(role_name)
         except ValueError:
-            raise ConfigError(table.path("role"), f"{role_name!r} is not a role (operator, owner)") from None
+            raise FieldError(table.path("role"), f"{role_name!r} is not a role (operator, owner)") from None
         homenet = table.string("homenet", HOMENET_NAME, required=role is Role.OWNER) or None
         if role is Role.OPERATOR and homenet:
-            raise ConfigError(table.path("homenet"), "an operator token is for every homenet: leave it out")
+            raise FieldError(table.path("homenet"), "an operator token is for every homenet: leave it out")
         tokens.append(ApiToken(name=table.string("name", HOMENET_NAME), role=role,
                                sha256=table.string("sha256", SHA256_HEX), homenet=homenet))
         table.check_unknown()
@@ -538,7 +530,7 @@ def load_config(path: str) -> MspConfig:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
     except OSError as err:
-        raise ConfigError(path, f"cannot read: {err.strerror}") from None
+        raise FieldError(path, f"cannot read: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(path, f"not valid TOML: {err}") from None
+        raise FieldError(path, f"not valid TOML: {err}") from None
     return parse_config(data)

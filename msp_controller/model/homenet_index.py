@@ -11,7 +11,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from msp_controller.model.config import ConfigError, Edge, Homenet
+from msp_controller.model.config import Edge, Homenet
+from msp_controller.model.errors import FieldError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -75,26 +76,26 @@ class HomenetIndex:
             (f"uplinks[{u.slot}].underlay_datapath_id", u.underlay_dpid) for u in homenet.uplinks]
 
     def check(self, homenet: Homenet, where: str = "homenet", replacing: str | None = None) -> None:
-        """Raise ConfigError naming the field of `homenet` that clashes with another homenet.
+        """Raise FieldError naming the field of `homenet` that clashes with another homenet.
 
         replacing: the name of the homenet it replaces (its own keys do not clash)."""
         def other(owner: str | None) -> bool:
             return owner is not None and owner != replacing and owner != f"homenet {replacing}"
 
         if homenet.name in self.names and homenet.name != replacing:
-            raise ConfigError(f"{where}.name", f"a homenet named {homenet.name!r} exists")
+            raise FieldError(f"{where}.name", f"a homenet named {homenet.name!r} exists")
         if other(self.ids.get(homenet.id)):
-            raise ConfigError(f"{where}.id", f"id {homenet.id} is taken by homenet {self.ids[homenet.id]!r}")
+            raise FieldError(f"{where}.id", f"id {homenet.id} is taken by homenet {self.ids[homenet.id]!r}")
         seen: set[int] = set()
         for key, dpid in self._dpids(homenet):
             if dpid in seen or other(self.dpids.get(dpid)):
                 taken = "another of its own bridges" if dpid in seen else self.dpids[dpid]
-                raise ConfigError(f"{where}.{key}", f"datapath id {dpid:#x} is taken by {taken}")
+                raise FieldError(f"{where}.{key}", f"datapath id {dpid:#x} is taken by {taken}")
             seen.add(dpid)
         for index, prefix in enumerate(homenet.prefixes):
             found = self.prefixes[prefix.version].overlap(prefix, ignore=replacing)
             if found is not None:
-                raise ConfigError(f"{where}.prefixes[{index}]",
+                raise FieldError(f"{where}.prefixes[{index}]",
                                   f"{prefix} overlaps {found[1]} of homenet {found[0]!r}")
 
     def add(self, homenet: Homenet) -> None:

@@ -2,7 +2,7 @@
 
 The policy arrives as decoded JSON (the body of PUT /api/v1/homenets/{name}/policy) and
 is checked against the homenet's config. parse_policy() returns a frozen Policy or raises
-PolicyError naming the first bad field; it raises nothing else, whatever it is given.
+FieldError naming the first bad field; it raises nothing else, whatever it is given.
 
 JSON shape::
 
@@ -61,6 +61,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from msp_controller.model.config import Homenet, IPNetwork
+from msp_controller.model.errors import FieldError
 from msp_controller.model.portranges import MAX_PORT, PortRange
 
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
@@ -92,15 +93,6 @@ HYSTERESIS_RANGE = (0.0, 100.0)
 RECOVER_RANGE = (0.0, 3600.0)
 DEFAULT_HYSTERESIS_PCT = 20.0
 DEFAULT_RECOVER_S = 10.0
-
-
-class PolicyError(ValueError):
-    """A policy problem: `where` is the dotted path of the first bad field."""
-
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"{where}: {problem}" if where else problem)
-        self.where = where
-        self.problem = problem
 
 
 # --- the model ---------------------------------------------------------------------------
@@ -335,7 +327,7 @@ def _direction_to_json(direction: DirectionPolicy) -> dict[str, object]:
 
 
 def parse_policy(data: object, homenet: Homenet) -> Policy:
-    """Validate decoded JSON against a homenet. Raises PolicyError naming the first bad field."""
+    """Validate decoded JSON against a homenet. Raises FieldError naming the first bad field."""
     root = _Object(data, "", ("classes", "default"))
     classes = _parse_classes(root.data["classes"], "classes", homenet) if root.has("classes") else ()
     default = _parse_class_policy(root.get("default"), "default", homenet)
@@ -350,11 +342,11 @@ def _parse_classes(value: object, where: str, homenet: Homenet) -> tuple[Traffic
         traffic_class = _parse_class(item, here, homenet)
         for earlier_index, earlier in enumerate(classes):
             if earlier.name == traffic_class.name:
-                raise PolicyError(f"{here}.name",
+                raise FieldError(f"{here}.name",
                                   f"duplicate class name {earlier.name!r} (also {where}[{earlier_index}])")
             example = traffic_class.match.overlap_example(earlier.match)
             if example is not None:
-                raise PolicyError(f"{here}.match", f"overlaps class {earlier.name!r}: {example} matches both")
+                raise FieldError(f"{here}.match", f"overlaps class {earlier.name!r}: {example} matches both")
         classes.append(traffic_class)
     return tuple(classes)
 
@@ -363,9 +355,9 @@ def _parse_class(value: object, where: str, homenet: Homenet) -> TrafficClass:
     obj = _Object(value, where, ("name", "match", "egress", "ingress"))
     name = _string(obj.get("name"), obj.path("name"))
     if not CLASS_NAME.fullmatch(name):
-        raise PolicyError(obj.path("name"), f"{_show(name)} does not match {CLASS_NAME.pattern}")
+        raise FieldError(obj.path("name"), f"{_show(name)} does not match {CLASS_NAME.pattern}")
     if name == DEFAULT_NAME:
-        raise PolicyError(obj.path("name"), f"{DEFAULT_NAME!r} is reserved for the policy's default")
+        raise FieldError(obj.path("name"), f"{DEFAULT_NAME!r} is reserved for the policy's default")
     return TrafficClass(
         name=name,
         match=_parse_match(obj.get("match"), obj.path("match"), homenet),
@@ -390,7 +382,7 @@ MATCH_FIELDS = ("protocol", "src_ports", "dst_ports", "dscp", "sources")
 def _parse_match(value: object, where: str, homenet: Homenet) -> ClassMatch:
     obj = _Object(value, where, MATCH_FIELDS)
     if not obj.data:
-        raise PolicyError(where, f"needs at least one of {', '.join(MATCH_FIELDS)} "
+        raise FieldError(where, f"needs at least one of {', '.join(MATCH_FIELDS)} "
                                  f"(traffic that matches nothing else takes the default)")
     protocol = _protocol(obj.data["protocol"], obj.path("protocol")) if obj.has("protocol") else None
     ports: dict[str, tuple[PortRange, ...]] = {}
@@ -398,7 +390,7 @@ def _parse_match(value: object, where: str, homenet: Homenet) -> ClassMatch:
         ports[key] = _port_list(obj.data[key], obj.path(key)) if obj.has(key) else ()
         if ports[key] and protocol not in PORT_PROTOCOLS:
             given = "none is given" if protocol is None else f"not {_protocol_name(protocol)}"
-            raise PolicyError(obj.path(key), f"ports need protocol tcp or udp, {given}")
+            raise FieldError(obj.path(key), f"ports need protocol tcp or udp, {given}")
     match = ClassMatch(
         protocol=protocol,
         src_ports=ports["src_ports"],
@@ -408,7 +400,7 @@ def _parse_match(value: object, where: str, homenet: Homenet) -> ClassMatch:
     )
     entries = match.flow_entries()
     if entries > MAX_MATCH_ENTRIES:
-        raise PolicyError(where, f"needs {entries} flow entries per direction (limit {MAX_MATCH_ENTRIES}): "
+        raise FieldError(where, f"needs {entries} flow entries per direction (limit {MAX_MATCH_ENTRIES}): "
                                  f"use fewer sources or fewer, aligned port ranges")
     return match
 
@@ -416,11 +408,11 @@ def _parse_match(value: object, where: str, homenet: Homenet) -> ClassMatch:
 def _protocol(value: object, where: str) -> int:
     if isinstance(value, str):
         if value not in PROTOCOL_NUMBERS:
-            raise PolicyError(where, f"unknown protocol {_show(value)} "
+            raise FieldError(where, f"unknown protocol {_show(value)} "
                                      f"(use {', '.join(PROTOCOL_NUMBERS)} or a number 0..{MAX_PROTOCOL})")
         return PROTOCOL_NUMBERS[value]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PolicyError(where, f"must be a protocol name or an integer, not {_show(value)}")
+        raise FieldError(where, f"must be a protocol name or an integer, not {_show(value)}")
     return _integer(value, where, 0, MAX_PROTOCOL)
 
 
@@ -437,7 +429,7 @@ def _port_list(value: object, where: str) -> tuple[PortRange, ...]:
         for earlier in ranges:
             if earlier.overlaps(port_range):
                 problem = "duplicate" if earlier == port_range else "overlaps"
-                raise PolicyError(here, f"{port_range} {problem} {earlier} in the same list")
+                raise FieldError(here, f"{port_range} {problem} {earlier} in the same list")
         ranges.append(port_range)
     return tuple(sorted(ranges))
 
@@ -446,16 +438,16 @@ def _port_range(value: object, where: str) -> PortRange:
     if isinstance(value, int) and not isinstance(value, bool):
         return PortRange.single(_integer(value, where, 1, MAX_PORT))
     if not isinstance(value, str):
-        raise PolicyError(where, f"must be a port number or a 'low-high' string, not {_show(value)}")
+        raise FieldError(where, f"must be a port number or a 'low-high' string, not {_show(value)}")
     parsed = PORT_RANGE_TEXT.fullmatch(value)
     if parsed is None:
-        raise PolicyError(where, f"{_show(value)} is not a 'low-high' port range (a single port is a number)")
+        raise FieldError(where, f"{_show(value)} is not a 'low-high' port range (a single port is a number)")
     low, high = int(parsed.group(1)), int(parsed.group(2))
     for port in (low, high):
         if not 1 <= port <= MAX_PORT:
-            raise PolicyError(where, f"port {port} is out of range 1..{MAX_PORT}")
+            raise FieldError(where, f"port {port} is out of range 1..{MAX_PORT}")
     if low > high:
-        raise PolicyError(where, f"{_show(value)} is empty: {low} is above {high}")
+        raise FieldError(where, f"{_show(value)} is empty: {low} is above {high}")
     return PortRange(low, high)
 
 
@@ -467,9 +459,9 @@ def _sources(value: object, where: str, homenet: Homenet) -> tuple[IPNetwork, ..
         net = _homenet_prefix(item, here, homenet)
         for earlier in nets:
             if _interval(earlier) == _interval(net):
-                raise PolicyError(here, f"duplicate prefix {net}")
+                raise FieldError(here, f"duplicate prefix {net}")
             if _intervals_meet(_interval(earlier), _interval(net)):
-                raise PolicyError(here, f"{net} overlaps {earlier} in the same list")
+                raise FieldError(here, f"{net} overlaps {earlier} in the same list")
         nets.append(net)
     return tuple(sorted(nets, key=_interval))
 
@@ -477,14 +469,14 @@ def _sources(value: object, where: str, homenet: Homenet) -> tuple[IPNetwork, ..
 def _homenet_prefix(value: object, where: str, homenet: Homenet) -> IPNetwork:
     text = _string(value, where)
     if "%" in text:
-        raise PolicyError(where, f"{_show(text)}: scoped addresses are not allowed")
+        raise FieldError(where, f"{_show(text)}: scoped addresses are not allowed")
     try:
         net = ipaddress.ip_network(text)
     except ValueError as err:
-        raise PolicyError(where, f"{_show(text)} is not a prefix: {err}") from None
+        raise FieldError(where, f"{_show(text)} is not a prefix: {err}") from None
     if not any(_intervals_nest(_interval(net), _interval(p)) for p in homenet.prefixes):
         owned = ", ".join(str(p) for p in homenet.prefixes)
-        raise PolicyError(where, f"{net} is not inside the homenet's prefixes ({owned})")
+        raise FieldError(where, f"{net} is not inside the homenet's prefixes ({owned})")
     return net
 
 
@@ -568,13 +560,13 @@ def _describe_packet(protocol: int | None, src_port: int, dst_port: int, dscp: i
 
 def _parse_direction(value: object, where: str, homenet: Homenet) -> DirectionPolicy:
     if not isinstance(value, dict):
-        raise PolicyError(where, f"must be an object, not {_show(value)}")
+        raise FieldError(where, f"must be an object, not {_show(value)}")
     mode_where = _child(where, "mode")
     if "mode" not in value:
-        raise PolicyError(mode_where, f"is required (one of {', '.join(MODES)})")
+        raise FieldError(mode_where, f"is required (one of {', '.join(MODES)})")
     mode = _string(value["mode"], mode_where)
     if mode not in MODES:
-        raise PolicyError(mode_where, f"unknown mode {_show(mode)} (one of {', '.join(MODES)})")
+        raise FieldError(mode_where, f"unknown mode {_show(mode)} (one of {', '.join(MODES)})")
     obj = _Object(value, where, MODE_FIELDS[mode], unknown=f"not a field of mode {mode!r}")
     if mode == FAILOVER:
         return DirectionPolicy(FAILOVER, order=_isp_order(obj.get("order"), obj.path("order"), homenet))
@@ -588,7 +580,7 @@ def _parse_sla(obj: _Object, homenet: Homenet) -> DirectionPolicy:
     thresholds = {key: obj.number(key, *limits) for key, limits in (
         ("max_rtt_ms", RTT_RANGE), ("max_loss_pct", LOSS_RANGE), ("max_jitter_ms", JITTER_RANGE))}
     if all(value is None for value in thresholds.values()):
-        raise PolicyError(obj.where, f"mode 'sla' needs at least one of {', '.join(thresholds)}")
+        raise FieldError(obj.where, f"mode 'sla' needs at least one of {', '.join(thresholds)}")
     hysteresis = obj.number("hysteresis_pct", *HYSTERESIS_RANGE)
     recover = obj.number("recover_s", *RECOVER_RANGE)
     return DirectionPolicy(
@@ -610,21 +602,21 @@ def _isp_order(value: object, where: str, homenet: Homenet) -> tuple[str, ...]:
         here = f"{where}[{index}]"
         isp = _known_isp(_string(item, here), here, homenet)
         if isp in order:
-            raise PolicyError(here, f"duplicate ISP {isp!r}")
+            raise FieldError(here, f"duplicate ISP {isp!r}")
         order.append(isp)
     return tuple(order)
 
 
 def _weights(value: object, where: str, homenet: Homenet) -> tuple[tuple[str, int], ...]:
     if not isinstance(value, dict):
-        raise PolicyError(where, f"must be an object of ISP: weight, not {_show(value)}")
+        raise FieldError(where, f"must be an object of ISP: weight, not {_show(value)}")
     if not value:
-        raise PolicyError(where, "needs at least one ISP")
+        raise FieldError(where, "needs at least one ISP")
     weights: dict[str, int] = {}
     for isp, weight in value.items():
         here = _child(where, isp)
         if not isinstance(isp, str):
-            raise PolicyError(here, "ISP names must be strings")
+            raise FieldError(here, "ISP names must be strings")
         weights[_known_isp(isp, here, homenet)] = _integer(weight, here, *WEIGHT_RANGE)
     # Uplink order, so equal weights give equal policies whatever order the client sent.
     return tuple((u.name, weights[u.name]) for u in homenet.uplinks if u.name in weights)
@@ -633,7 +625,7 @@ def _weights(value: object, where: str, homenet: Homenet) -> tuple[tuple[str, in
 def _known_isp(isp: str, where: str, homenet: Homenet) -> str:
     names = [u.name for u in homenet.uplinks]
     if isp not in names:
-        raise PolicyError(where, f"unknown ISP {_show(isp)} (this homenet has {', '.join(names)})")
+        raise FieldError(where, f"unknown ISP {_show(isp)} (this homenet has {', '.join(names)})")
     return isp
 
 
@@ -645,10 +637,10 @@ class _Object:
 
     def __init__(self, data: object, where: str, fields: Sequence[str], unknown: str = "unknown field") -> None:
         if not isinstance(data, dict):
-            raise PolicyError(where, f"must be an object, not {_show(data)}")
+            raise FieldError(where, f"must be an object, not {_show(data)}")
         for key in data:
             if key not in fields:
-                raise PolicyError(_child(where, key), f"{unknown} (expected {', '.join(fields)})")
+                raise FieldError(_child(where, key), f"{unknown} (expected {', '.join(fields)})")
         self.data: dict[object, object] = data
         self.where = where
 
@@ -661,7 +653,7 @@ class _Object:
     def get(self, key: str) -> object:
         """A required field's value (null is a value: its type check will refuse it)."""
         if key not in self.data:
-            raise PolicyError(self.path(key), "is required")
+            raise FieldError(self.path(key), "is required")
         return self.data[key]
 
     def number(self, key: str, low: float, high: float) -> float | None:
@@ -679,34 +671,34 @@ def _show_key(key: object) -> str:
 
 def _list(value: object, where: str, max_items: int | None, allow_empty: bool = False) -> list[object]:
     if not isinstance(value, list):
-        raise PolicyError(where, f"must be a list, not {_show(value)}")
+        raise FieldError(where, f"must be a list, not {_show(value)}")
     if not value and not allow_empty:
-        raise PolicyError(where, "must be a non-empty list")
+        raise FieldError(where, "must be a non-empty list")
     if max_items is not None and len(value) > max_items:
-        raise PolicyError(where, f"has {len(value)} items (at most {max_items})")
+        raise FieldError(where, f"has {len(value)} items (at most {max_items})")
     return value
 
 
 def _string(value: object, where: str) -> str:
     if not isinstance(value, str):
-        raise PolicyError(where, f"must be a string, not {_show(value)}")
+        raise FieldError(where, f"must be a string, not {_show(value)}")
     return value
 
 
 def _integer(value: object, where: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PolicyError(where, f"must be an integer, not {_show(value)}")
+        raise FieldError(where, f"must be an integer, not {_show(value)}")
     if not low <= value <= high:
-        raise PolicyError(where, f"{_show(value)} is out of range {low}..{high}")
+        raise FieldError(where, f"{_show(value)} is out of range {low}..{high}")
     return value
 
 
 def _number(value: object, where: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PolicyError(where, f"must be a number, not {_show(value)}")
+        raise FieldError(where, f"must be a number, not {_show(value)}")
     # Compare before float(): a huge int would overflow, and NaN fails every comparison.
     if not low <= value <= high:
-        raise PolicyError(where, f"{_show(value)} is out of range {low:g}..{high:g}")
+        raise FieldError(where, f"{_show(value)} is out of range {low:g}..{high:g}")
     return float(value)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from msp_controller.dataplane.probe_packet import build_probe
-from msp_controller.model.policy import PolicyError
+from msp_controller.model.errors import FieldError
 from tests.harness import EDGE, EDGE2, H1_MAC, HOME, UPSTREAM_MAC, Harness, udp4, udp6
 
 SERVER4, SERVER6, H1_4, H1_6 = "203.0.113.10", "2001:db8:200::10", "198.51.100.10", "2001:db8:100::10"
@@ -79,7 +79,7 @@ def test_balance_spreads_flows_and_keeps_each_on_one_path(net, config):
 def test_bad_policy_changes_nothing(net, config):
     _put(net, {"classes": [VOICE], "default": DEFAULT})
     before = [(f.table_id, f.priority, f.cookie) for f in net.switch(HOME).flows()]
-    with pytest.raises(PolicyError):
+    with pytest.raises(FieldError):
         net.core.set_policy("home1", {"classes": [dict(VOICE, egress={"mode": "failover", "order": ["ispZ"]})],
                                       "default": DEFAULT}, net.now)
     assert net.core.homenets["home1"].policy.classes[0].name == "voice"

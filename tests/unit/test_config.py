@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from msp_controller.model.config import ConfigError, load_config, parse_config
+from msp_controller.model.config import load_config, parse_config
+from msp_controller.model.errors import FieldError
 from tests.conftest import REFERENCE_CONFIG
 
 
@@ -160,7 +161,7 @@ BAD_CONFIGS = {
 def test_bad_config_is_refused_naming_the_field(reference_data, case):
     change, where, words = BAD_CONFIGS[case]
     change(reference_data)
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(FieldError) as caught:
         parse_config(reference_data)
     assert caught.value.where == where, str(caught.value)
     assert words in str(caught.value)
@@ -172,11 +173,11 @@ def test_second_homenet_is_accepted(reference_data):
 
 
 def test_unreadable_and_invalid_files(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(FieldError, match="cannot read"):
         load_config(str(tmp_path / "missing.toml"))
     broken = tmp_path / "broken.toml"
     broken.write_text("[msp\nbfd_interval_ms = 30\n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(FieldError, match="not valid TOML"):
         load_config(str(broken))
 
 

@@ -21,8 +21,8 @@ from msp_controller.model.policy import (
     ClassMatch,
     ClassPolicy,
     DirectionPolicy,
+    FieldError,
     Policy,
-    PolicyError,
     default_policy,
     parse_policy,
     policy_to_json,
@@ -60,8 +60,8 @@ def doc() -> dict[str, Any]:
     return copy.deepcopy(EXAMPLE)
 
 
-def _parse_error(data: object, homenet) -> PolicyError:
-    with pytest.raises(PolicyError) as caught:
+def _parse_error(data: object, homenet) -> FieldError:
+    with pytest.raises(FieldError) as caught:
         parse_policy(data, homenet)
     return caught.value
 
@@ -234,7 +234,7 @@ def test_recheck_after_an_isp_is_removed(home, doc):
     only_a = dataclasses.replace(home, uplinks=home.uplinks[:1], egress_order=("ispA",), ingress_order=("ispA",))
     error = _parse_error(policy_to_json(policy), only_a)
     assert error.where == "classes[0].egress.order[0]" and "unknown ISP 'ispB'" in error.problem
-    with pytest.raises(PolicyError):
+    with pytest.raises(FieldError):
         recheck_policy(policy, only_a)
 
 
@@ -553,7 +553,7 @@ def test_fuzzed_input_gives_a_policy_or_a_policy_error(home):
                 _mutate(rng, data)  # type: ignore[arg-type]
         try:
             policy = parse_policy(data, home)
-        except PolicyError as error:
+        except FieldError as error:
             assert isinstance(error.where, str) and error.problem, repr(data)
             outcomes["refused"] += 1
         else:

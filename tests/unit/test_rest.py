@@ -18,16 +18,17 @@ import webob
 
 from msp_controller.api.auth import Authorizer, digest
 from msp_controller.api.openapi import API_PREFIX, MAX_BODY_BYTES, openapi_document
-from msp_controller.api.rest import BadRequest, NotFound, RestApi, mount
+from msp_controller.api.rest import NotFound, RestApi, mount
 from msp_controller.model.access import ApiToken, Role
+from msp_controller.model.errors import FieldError
 
 ISPS = ("ispA", "ispB")
 POLICY_KEYS = {"classes", "default"}
 CLASS_KEYS = {"name", "match", "egress", "ingress"}
 
 
-class PolicyError(ValueError):
-    """Like the policy parser's error: a ValueError (not BadRequest) with where/problem."""
+class ShapedError(ValueError):
+    """A ValueError that is not a FieldError but has where/problem: answered as one."""
 
     def __init__(self, where: str, problem: str) -> None:
         super().__init__(f"{where}: {problem}")
@@ -37,26 +38,26 @@ class PolicyError(ValueError):
 
 def _check_selection(value: Any, where: str) -> None:
     if not isinstance(value, dict):
-        raise PolicyError(where, "must be an object")
+        raise ShapedError(where, "must be an object")
     order = value.get("order", list(ISPS))
     if not isinstance(order, list) or not order:
-        raise PolicyError(f"{where}.order", "must be a non-empty list of uplinks")
+        raise ShapedError(f"{where}.order", "must be a non-empty list of uplinks")
     for i, isp in enumerate(order):
         if isp not in ISPS:
-            raise PolicyError(f"{where}.order[{i}]", f"unknown ISP {isp!r}")
+            raise ShapedError(f"{where}.order[{i}]", f"unknown ISP {isp!r}")
 
 
 def _check_class(value: Any, where: str) -> None:
     if not isinstance(value, dict):
-        raise BadRequest(where, "must be an object")
+        raise ShapedError(where, "must be an object")
     unknown = set(value) - CLASS_KEYS
     if unknown:
-        raise BadRequest(where, f"unknown keys {sorted(unknown)}")
+        raise ShapedError(where, f"unknown keys {sorted(unknown)}")
     if not isinstance(value.get("name"), str):
-        raise PolicyError(f"{where}.name", "must be a string")
+        raise ShapedError(f"{where}.name", "must be a string")
     match = value.get("match", {})
     if not isinstance(match, dict):
-        raise PolicyError(f"{where}.match", "must be an object")
+        raise ShapedError(f"{where}.match", "must be an object")
     dscp = match.get("dscp", 0)
     if type(dscp) is not int or not 0 <= dscp <= 63:
         raise ValueError("dscp must be 0..63")  # a plain ValueError: 400 with its text
@@ -67,13 +68,13 @@ def _check_class(value: Any, where: str) -> None:
 
 def validate_policy(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise BadRequest("", "must be an object")
+        raise ShapedError("", "must be an object")
     unknown = set(body) - POLICY_KEYS
     if unknown:
-        raise BadRequest(min(unknown), "unknown key")
+        raise ShapedError(min(unknown), "unknown key")
     classes = body.get("classes", [])
     if not isinstance(classes, list):
-        raise PolicyError("classes", "must be a list")
+        raise ShapedError("classes", "must be a list")
     for i, item in enumerate(classes):
         _check_class(item, f"classes[{i}]")
     if "default" in body:
@@ -144,9 +145,9 @@ class FakeService:
     def create_homenet(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("name")
         if not isinstance(name, str):
-            raise BadRequest("homenet.name", "is required")
+            raise FieldError("homenet.name", "is required")
         if name in self.policies:
-            raise BadRequest("homenet.name", f"a homenet named {name!r} exists")
+            raise FieldError("homenet.name", f"a homenet named {name!r} exists")
         self.policies[name] = {"classes": [], "default": {"egress": FAILOVER_AB, "ingress": FAILOVER_AB}}
         if not self.connected:
             return {"applied": False, "pending": ["0000000000000201"]}
@@ -445,7 +446,7 @@ def test_service_bad_request_is_400_with_where(api: RestApi, service: FakeServic
     body = {"classes": [{"name": "web", "egress": {"order": ["ispA", "ispC"]}}]}
     error = error_of(request(api, "PUT", POLICY, body), 400)
     assert error == {"status": 400, "where": "classes[0].egress.order[1]", "message": "unknown ISP 'ispC'"}
-    error = error_of(request(api, "PUT", POLICY, {"colour": "blue"}), 400)  # BadRequest itself
+    error = error_of(request(api, "PUT", POLICY, {"colour": "blue"}), 400)  # FieldError itself
     assert error == {"status": 400, "where": "colour", "message": "unknown key"}
 
 
@@ -536,7 +537,7 @@ def test_service_bug_is_a_logged_generic_500(api: RestApi, service: FakeService,
 def test_plain_value_error_from_a_get_is_a_bug_not_a_400(api: RestApi, service: FakeService) -> None:
     service.fail = ValueError("int('x')")
     error_of(request(api, "GET", f"{API_PREFIX}/homenets/home1"), 500)
-    service.fail = BadRequest("x", "explicitly the client's fault")
+    service.fail = FieldError("x", "explicitly the client's fault")
     assert error_of(request(api, "GET", f"{API_PREFIX}/homenets/home1"), 400)["where"] == "x"
 
 

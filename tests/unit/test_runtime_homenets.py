@@ -13,7 +13,8 @@ from msp_controller.core import Effects, load_core
 from msp_controller.core.switches import union
 from msp_controller.dataplane import ofmsg
 from msp_controller.dataplane.flows.classes import PATH_GROUP_SHIFT
-from msp_controller.model.config import ConfigError, MspConfig, parse_homenet
+from msp_controller.model.config import MspConfig, parse_homenet
+from msp_controller.model.errors import FieldError
 from msp_controller.model.policy import policy_to_json
 from msp_controller.store import SqliteStore
 from tests.fakeoftable import FakeSwitch
@@ -129,10 +130,10 @@ def test_deleting_a_homenet_clears_its_flows_and_withdraws_its_prefixes(two, ref
 
 def test_a_clash_names_the_field_and_changes_nothing(two, reference_data):
     sent = len(two.sent)
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(FieldError) as caught:
         _create(two, reference_data, prefixes=["198.51.100.128/25"], lan_ipv4="198.51.100.129/25")
     assert caught.value.where == "homenet.prefixes[0]" and "of homenet 'home1'" in caught.value.problem
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(FieldError) as caught:
         _create(two, reference_data, datapath_id=HOME)
     assert caught.value.where == "homenet.datapath_id"
     assert len(two.sent) == sent and set(two.core.homenets) == {"home1"}

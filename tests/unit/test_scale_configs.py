@@ -45,7 +45,7 @@ def test_extra_homenet_does_not_clash_with_the_config() -> None:
     index = HomenetIndex(config.edges)
     for homenet in config.homenets:
         index.add(homenet)
-    index.check(extra)  # raises ConfigError on a clash
+    index.check(extra)  # raises FieldError on a clash
 
 
 def test_policies_are_valid_and_one_in_ten_has_sla() -> None:

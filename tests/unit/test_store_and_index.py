@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from msp_controller.core.probing import ProbeScheduler
-from msp_controller.model.config import ConfigError
+from msp_controller.model.errors import FieldError
 from msp_controller.model.homenet_index import HomenetIndex
 from msp_controller.store import SqliteStore
 
@@ -55,7 +55,7 @@ def test_overlapping_prefixes_clash(config, existing, new, clash):
     index.add(dataclasses.replace(home, prefixes=(ipaddress.ip_network(existing),)))
     other = dataclasses.replace(home, name="other", id=9, dpid=0x901, uplinks=(),
                                 prefixes=(ipaddress.ip_network(new),))
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(FieldError) as caught:
         index.check(other)
     assert caught.value.where == "homenet.prefixes[0]" and clash in caught.value.problem
 
