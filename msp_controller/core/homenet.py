@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from msp_controller.dataplane.probe_packet import ProbeTemplate
 from msp_controller.decide.announce import HomenetAnnouncements
-from msp_controller.decide.choice import EGRESS, INGRESS, DirectionChoice
+from msp_controller.decide.choice import EGRESS, INGRESS, Direction, DirectionChoice
 from msp_controller.decide.paths import PathPlan, TunnelPath
 from msp_controller.decide.probes import SlaThresholds
 from msp_controller.model.config import Homenet
@@ -40,8 +40,8 @@ class HomenetState:
             rules += [((class_name, direction, path), thresholds) for path in self.plan.paths]
         return rules
 
-    def describe(self, direction: str) -> dict[str, str | None]:
+    def describe(self, direction: Direction) -> dict[str, str | None]:
         return {choice.name: choice.describe_active() for choice in self.choices.get(direction, ())}
 
 
-DIRECTIONS = (EGRESS, INGRESS)
+DIRECTIONS: tuple[Direction, ...] = (EGRESS, INGRESS)

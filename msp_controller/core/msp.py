@@ -33,7 +33,7 @@ from msp_controller.dataplane.pipeline import MSPMB_DELIVER
 from msp_controller.dataplane.probe_packet import ProbeTemplate, parse_probe
 from msp_controller.dataplane.reconcile import ReportedFlow, reconcile, transition
 from msp_controller.decide.announce import HomenetAnnouncements, Route, prefix_routes
-from msp_controller.decide.choice import EGRESS, INGRESS, choose
+from msp_controller.decide.choice import EGRESS, INGRESS, Direction, choose
 from msp_controller.decide.paths import PathPlan, TunnelPath, plan_homenet
 from msp_controller.decide.probes import PathStats, ProbeTracker, SlaJudge
 from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
@@ -59,7 +59,7 @@ EMPTY = SwitchProgram()
 class PathChange:
     at: float
     homenet: str
-    direction: str
+    direction: Direction
     old: str | None
     new: str | None
     traffic_class: str = "default"
@@ -327,7 +327,7 @@ class MspCore:
         effects.bgp.update(self._announce(state, now))
         return effects
 
-    def _usable(self, traffic_class: str, direction: str, path: TunnelPath) -> bool:
+    def _usable(self, traffic_class: str, direction: Direction, path: TunnelPath) -> bool:
         return self.judge.usable((traffic_class, direction, path))
 
     def _log_choices(self, state: HomenetState, old: Mapping[str, Any], now: float) -> None:

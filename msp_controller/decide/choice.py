@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from msp_controller.decide.paths import PathPlan, TunnelPath
-from msp_controller.model.policy import BALANCE, DEFAULT_NAME, SLA, DirectionPolicy, PacketMatch, Policy
+from msp_controller.model.policy import BALANCE, DEFAULT_NAME, SLA, DirectionPolicy, Mode, PacketMatch, Policy
 
-EGRESS, INGRESS = "egress", "ingress"
-Usable = Callable[[str, str, TunnelPath], bool]  # (class, direction, path) -> meets its SLA
+Direction = Literal["egress", "ingress"]
+EGRESS: Final[Direction] = "egress"
+INGRESS: Final[Direction] = "ingress"
+Usable = Callable[[str, Direction, TunnelPath], bool]  # (class, direction, path) -> meets its SLA
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +27,8 @@ class DirectionChoice:
 
     index: int  # 0 for the default class, 1.. for the policy's classes in order
     name: str
-    direction: str
-    mode: str
+    direction: Direction
+    mode: Mode
     paths: tuple[TunnelPath, ...]  # preference order; balance: the balanced edge's paths first
     weights: tuple[int, ...]  # balance only, one per path
     match: PacketMatch | None  # None for the default class
@@ -48,7 +51,7 @@ def _ordered(plan: PathPlan, policy: DirectionPolicy, usable: Callable[[TunnelPa
     return tuple(sorted(candidates, key=key))
 
 
-def _choice(index: int, name: str, direction: str, policy: DirectionPolicy, match: PacketMatch | None,
+def _choice(index: int, name: str, direction: Direction, policy: DirectionPolicy, match: PacketMatch | None,
             plan: PathPlan, usable: Usable) -> DirectionChoice:
     if policy.mode == BALANCE:
         weight_of = dict(policy.weights)
@@ -73,7 +76,7 @@ def _choice(index: int, name: str, direction: str, policy: DirectionPolicy, matc
                            (first_live,) if first_live else ())
 
 
-def choose(policy: Policy, plan: PathPlan, direction: str, usable: Usable) -> tuple[DirectionChoice, ...]:
+def choose(policy: Policy, plan: PathPlan, direction: Direction, usable: Usable) -> tuple[DirectionChoice, ...]:
     """Every class of the policy in one direction; the default class comes first (index 0)."""
     default = policy.default.egress if direction == EGRESS else policy.default.ingress
     choices = [_choice(0, DEFAULT_NAME, direction, default, None, plan, usable)]
@@ -85,7 +88,3 @@ def choose(policy: Policy, plan: PathPlan, direction: str, usable: Usable) -> tu
             choices.append(_choice(index, traffic_class.name, direction, traffic_class.ingress,
                                    traffic_class.match.mirrored(), plan, usable))
     return tuple(choices)
-
-
-def always_usable(name: str, direction: str, path: TunnelPath) -> bool:
-    return True

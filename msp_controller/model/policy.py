@@ -59,6 +59,7 @@ import ipaddress
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from msp_controller.model.config import Homenet, IPNetwork
 from msp_controller.model.errors import FieldError
@@ -70,8 +71,11 @@ PORT_PROTOCOLS = (PROTOCOL_NUMBERS["tcp"], PROTOCOL_NUMBERS["udp"])
 MAX_PROTOCOL = 255
 MAX_DSCP = 63
 
-FAILOVER, BALANCE, SLA = "failover", "balance", "sla"
-MODES = (FAILOVER, BALANCE, SLA)
+Mode = Literal["failover", "balance", "sla"]
+FAILOVER: Final[Mode] = "failover"
+BALANCE: Final[Mode] = "balance"
+SLA: Final[Mode] = "sla"
+MODES: tuple[Mode, ...] = (FAILOVER, BALANCE, SLA)
 MODE_FIELDS = {
     FAILOVER: ("mode", "order"),
     BALANCE: ("mode", "weights"),
@@ -161,7 +165,7 @@ class ClassMatch:
 class DirectionPolicy:
     """How one direction of a class's traffic picks ISPs."""
 
-    mode: str
+    mode: Mode
     order: tuple[str, ...] = ()  # failover and sla
     weights: tuple[tuple[str, int], ...] = ()  # balance, in the homenet's uplink order
     max_rtt_ms: float | None = None  # sla thresholds; None: not checked
