@@ -1,8 +1,9 @@
-"""Which tunnel paths a homenet has, which are live, and in which order to use them.
+"""Which tunnel paths a homenet has and which are live.
 
 A pure function of the config and the liveness the switches report. The homenet's
 reachability is a small graph (MSPMB -> ISP -> edge -> Internet) so that adding edges or
-ISPs only adds nodes; the order follows the homenet's egress or ingress policy.
+ISPs only adds nodes. In which order each class uses the paths is decided in one place:
+decide/choice.py.
 """
 from __future__ import annotations
 
@@ -37,21 +38,11 @@ PortLiveness = Mapping[tuple[int, str], bool | None]
 @dataclass(frozen=True)
 class PathPlan:
     homenet: str
-    paths: tuple[TunnelPath, ...]  # every tunnel path the homenet has
-    egress: tuple[TunnelPath, ...]  # live paths in the config's order, then the others
-    ingress: tuple[TunnelPath, ...]
+    paths: tuple[TunnelPath, ...]  # every tunnel path: the preferred edge first, then uplink order
     live: frozenset[TunnelPath]
     # Live by what both tunnel ends have reported (an end not heard from counts as dead):
     # what may be promised to the Internet by BGP.
     known_live: frozenset[TunnelPath] = frozenset()
-
-    @property
-    def active_egress(self) -> TunnelPath | None:
-        return next((p for p in self.egress if p in self.live), None)
-
-    @property
-    def active_ingress(self) -> TunnelPath | None:
-        return next((p for p in self.ingress if p in self.live), None)
 
 
 def homenet_graph(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
@@ -95,15 +86,6 @@ def _paths(graph: nx.DiGraph, homenet: Homenet) -> list[tuple[TunnelPath, bool, 
     return sorted(found, key=lambda item: (homenet.edges.index(item[0].edge), slots[item[0].uplink]))
 
 
-def _ordered(paths: list[tuple[TunnelPath, bool, bool]], order: tuple[str, ...],
-             edges: tuple[str, ...]) -> tuple[TunnelPath, ...]:
-    rank = {isp: i for i, isp in enumerate(order)}
-    unranked = len(order)
-    # The preferred edge first (it is where BGP brings the traffic in), then the ISP order.
-    return tuple(path for path, _, _ in sorted(
-        paths, key=lambda item: (not item[1], edges.index(item[0].edge), rank.get(item[0].uplink, unranked))))
-
-
 def plan_homenet(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
                  edges_up: Mapping[str, bool] | None = None, unknown_is_live: bool = True) -> PathPlan:
     """unknown_is_live: whether a tunnel end not (yet) reported counts as live. Forwarding
@@ -113,8 +95,6 @@ def plan_homenet(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
     return PathPlan(
         homenet=homenet.name,
         paths=tuple(path for path, _, _ in paths),
-        egress=_ordered(paths, homenet.egress_order, homenet.edges),
-        ingress=_ordered(paths, homenet.ingress_order, homenet.edges),
         live=frozenset(path for path, live, _ in paths if live),
         known_live=frozenset(path for path, _, known in paths if known),
     )

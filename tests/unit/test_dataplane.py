@@ -55,7 +55,7 @@ def test_tunnel_a_not_live_moves_egress_to_b(net, config):
     assert _tunnel_taken(net, packet) == TUNNEL_B
     net.set_live(HOME, "edge1-ispA", False)  # then the controller hears of it
     assert _tunnel_taken(net, packet) == TUNNEL_B
-    assert net.core.plan("home1").active_egress.uplink == "ispB"
+    assert net.core.homenets["home1"].choices["egress"][0].active[0].uplink == "ispB"
 
 
 def test_tunnel_dead_at_the_far_end_only_moves_both_directions(net, config):
@@ -139,7 +139,7 @@ def test_underlay_admits_only_tunnel_traffic_from_the_edge(net, config):
 def test_no_live_tunnel_is_recorded(net):
     for port in ("edge1-ispA", "edge1-ispB", "edge2-ispA", "edge2-ispB"):
         net.set_live(HOME, port, False)
-    assert net.core.plan("home1").active_egress is None
+    assert net.core.homenets["home1"].choices["egress"][0].active == ()
     assert [c.new for c in net.core.path_changes][-2:] == [None, None]
 
 
