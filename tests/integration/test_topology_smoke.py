@@ -313,7 +313,9 @@ def test_bgp_chain_with_a_stand_in_speaker(ref):
     wait_for(lambda: best_route(inet, PI4, exact=True) is None and best_route(inet, PI6, exact=True) is None,
              20, what="inet to forget the PI prefixes")
     wait_for(lambda: run(["ip", "route", "show", PI4], inet).strip() == "", 15, what="inet's kernel route to go")
-    assert best_route(up1, PI4, exact=True) is None and best_route(up2, PI4, exact=True) is None
+    # up2 heard of them through inet: its withdrawal comes one hop later.
+    wait_for(lambda: best_route(up1, PI4, exact=True) is None and best_route(up2, PI4, exact=True) is None,
+             10, what="up1 and up2 to forget the PI prefix")
     wait_for(lambda: bgp_states(up1)["msp"] != "Established", 10, what="up1's session to drop")
 
 
