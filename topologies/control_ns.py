@@ -112,11 +112,6 @@ def ensure_bridge(name: str, address: str | None) -> None:
     _ip("-n", NAMESPACE, "link", "set", name, "up")
 
 
-def bridge_ports(name: str) -> list[str]:
-    out = _ip("-n", NAMESPACE, "-o", "link", "show", "master", name, check=False)
-    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
-
-
 def delete_link(name: str) -> None:
     if exists() and link_exists(name, NAMESPACE):
         _ip("-n", NAMESPACE, "link", "del", name)

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tomllib
 
+from msp_controller.model.config import DEFAULT_CONTROLLER_ADDRESS
+
 from . import control_ns
 from .ovsbox import wait_for
 
@@ -111,7 +113,7 @@ def controller_address(config_path: str) -> str:
             address = tomllib.load(handle).get("msp", {}).get("controller_address")
     except (OSError, tomllib.TOMLDecodeError):
         address = None
-    return address if isinstance(address, str) else "198.19.0.1"
+    return address if isinstance(address, str) else DEFAULT_CONTROLLER_ADDRESS
 
 
 def operator_token(config_path: str) -> str | None:

@@ -109,5 +109,3 @@ class CoreService:
         effects = self.core.remove_homenet(name, started)
         return self._applied(effects, started, {"deleted": name})
 
-
-__all__ = ["FieldError", "CoreService"]

@@ -40,8 +40,5 @@ class HomenetState:
             rules += [((class_name, direction, path), thresholds) for path in self.plan.paths]
         return rules
 
-    def describe(self, direction: Direction) -> dict[str, str | None]:
-        return {choice.name: choice.describe_active() for choice in self.choices.get(direction, ())}
-
 
 DIRECTIONS: tuple[Direction, ...] = (EGRESS, INGRESS)

@@ -37,7 +37,6 @@ from msp_controller.decide.choice import EGRESS, INGRESS, Direction, choose
 from msp_controller.decide.paths import PathPlan, TunnelPath, plan_homenet
 from msp_controller.decide.probes import PathStats, ProbeTracker, SlaJudge
 from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
-from msp_controller.model.errors import FieldError
 from msp_controller.model.policy import Policy, default_policy, parse_policy
 
 Messages = dict[int, list[Any]]
@@ -711,11 +710,6 @@ class MspCore:
     def plan(self, homenet: str) -> PathPlan:
         return self.homenets[homenet].plan
 
-    def homenet_spec(self, name: str) -> Homenet:
-        state = self.homenets.get(name)
-        if state is None:
-            raise FieldError("homenet", f"no homenet named {name!r}")
-        return state.spec
 
 
 def _may_solicit(switch: SwitchState, target: str, now: float, interval: float = SOLICIT_INTERVAL_S) -> bool:

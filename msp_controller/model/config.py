@@ -25,6 +25,7 @@ SHORT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,5}$")
 HOMENET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 PORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+DEFAULT_CONTROLLER_ADDRESS = "198.19.0.1"
 DEFAULT_STATE_PATH = "/var/lib/msp/state.sqlite"
 MAX_HOMENET_ID = 65535  # also the VXLAN key and part of group ids
 
@@ -131,7 +132,7 @@ class MspConfig:
     bfd_interval_ms: int
     edges: tuple[Edge, ...]
     homenets: tuple[Homenet, ...]
-    controller_address: str = "198.19.0.1"
+    controller_address: str = DEFAULT_CONTROLLER_ADDRESS
     controller_port: int = 6653
     vxlan_port: int = 4789
     bgp: BgpConfig | None = None
@@ -447,7 +448,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
     root = _Table(dict(data), "")
     msp = _Table(root.get("msp", default={}, required=False), "msp")
     bfd = msp.integer("bfd_interval_ms", 10, 10000, default=30, required=False)
-    controller_address = msp.string("controller_address", required=False) or "198.19.0.1"
+    controller_address = msp.string("controller_address", required=False) or DEFAULT_CONTROLLER_ADDRESS
     try:
         ipaddress.ip_address(controller_address)
     except ValueError:
