@@ -100,14 +100,20 @@ class TcpResult:
     bytes_sent: int
     seconds: float
     error: str
+    bytes_reverse: int = 0  # server to client, in a bidirectional transfer
+
+    def mbps(self, reverse: bool = False) -> float:
+        sent = self.bytes_reverse if reverse else self.bytes_sent
+        return round(sent * 8 / max(self.seconds, 1e-9) / 1e6, 1)
 
 
 class TcpTransfer:
     """An iperf3 transfer from a client host to a server host; did the connection survive?"""
 
     def __init__(self, client: Any, server: Any, destination: str, seconds: float,
-                 bitrate: str = "0", port: int = 5201) -> None:
+                 bitrate: str = "0", port: int = 5201, bidir: bool = False) -> None:
         self.client, self.server = client, server
+        self.bidir = bidir
         self.destination, self.seconds, self.bitrate, self.port = destination, seconds, bitrate, port
         self.server_process: subprocess.Popen[bytes] | None = None
         self.client_process: subprocess.Popen[bytes] | None = None
@@ -120,7 +126,8 @@ class TcpTransfer:
         while True:
             self.client_process = self.client.popen(
                 ["iperf3", "-c", self.destination, "-p", str(self.port), "-t", str(self.seconds),
-                 "-b", self.bitrate, "-J", "--connect-timeout", "1000"],
+                 "-b", self.bitrate, "-J", "--connect-timeout", "1000",
+                 *(["--bidir"] if self.bidir else [])],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
                 self.client_process.wait(timeout=0.3)
@@ -138,12 +145,14 @@ class TcpTransfer:
             report = {}
         error = report.get("error", "") or (err.decode(errors="replace") if self.client_process.returncode else "")
         end = report.get("end", {}).get("sum_sent", {})
+        reverse = report.get("end", {}).get("sum_received_bidir_reverse", {})
         intervals = report.get("intervals", [])
         # Survived: iperf3 finished without error and the last second still carried data.
         last_bytes = intervals[-1]["sum"]["bytes"] if intervals else 0
         survived = self.client_process.returncode == 0 and not error and last_bytes > 0
         self.stop()
-        return TcpResult(survived, int(end.get("bytes", 0)), float(end.get("seconds", 0.0)), error)
+        return TcpResult(survived, int(end.get("bytes", 0)), float(end.get("seconds", 0.0)), error,
+                         int(reverse.get("bytes", 0)))
 
     def stop(self) -> None:
         for process in (self.client_process, self.server_process):

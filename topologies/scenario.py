@@ -100,6 +100,24 @@ def isp_failure(net: ReferenceNetwork, isp: str = "ispA", seconds: float = 6.0, 
         tcp.stop()
 
 
+def bfd_forwarding(net: ReferenceNetwork) -> dict[str, bool]:
+    """Whether each tunnel end's BFD says forwarding (from each box's database)."""
+    states = {}
+    boxes = [("mspmb", "br-home")] + [(edge.name, edge.bridge) for edge in net.config.edges]
+    for box, bridge in boxes:
+        node: Any = net[box]
+        for port in node.vsctl("list-ports", bridge).split():
+            status = node.vsctl("--if-exists", "get", "interface", port, "bfd_status:forwarding").strip()
+            if status:
+                states[f"{box}/{port}"] = status.strip('"') == "true"
+    return states
+
+
+def wait_all_bfd_up(net: ReferenceNetwork, timeout: float = 30.0) -> None:
+    """Every tunnel end forwarding: a failure's last state changes are behind us."""
+    wait_for(lambda: all(bfd_forwarding(net).values()), timeout, interval=0.2, what="every BFD session up")
+
+
 def bfd_flap_counts(net: ReferenceNetwork) -> dict[str, int]:
     """BFD state changes so far on every tunnel end (OVS's bfd_status:flap_count)."""
     counts = {}

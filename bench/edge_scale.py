@@ -1,0 +1,211 @@
+"""Edge-scale benchmark: what one MSP edge's ovs-vswitchd pays per homenet, by tunnel design.
+
+Designs (--design):
+  ports          per homenet and ISP, a VXLAN port with BFD at the edge (BFD at both ends)
+  reflect-ports  the same ports without BFD: the home box runs BFD and the edge returns its
+                 BFD packets in the datapath (a megaflow, no BFD state), so the home's
+                 session fails when either direction fails; the controller relays the
+                 home's port status to the edge's groups
+  reflect        as reflect-ports, with one flow-based VXLAN port per ISP at the edge (the
+                 VNI and remote address come from the flow) instead of a port per homenet
+For each N in --homenets: N homes with two ISPs each (bench/edge_ovs.py), BFD at --bfd-ms,
+the same forwarding flows per homenet at the edge in both designs. Measures the edge's CPU
+idle (BFD only) and its memory per homenet, then cuts one home's ISP A path (a drop flow at
+the edge's underlay) --cuts times and times the home's BFD detection (and, with ports, the
+edge's). Last line: one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+from topologies.leak_guard import LeakGuard
+from topologies.ovsbox import wait_for
+
+from .edge_ovs import (
+    EDGE_ADDRESSES,
+    EDGE_NS,
+    EDGE_VETH,
+    HOMES_NS,
+    HOMES_VETH,
+    OvsInstance,
+    cpu_percent,
+    home_address,
+    link,
+    rss_mb,
+)
+
+SLOTS = ("a", "b")
+DESIGNS = ("ports", "reflect-ports", "reflect")
+CHOSEN = "reflect-ports"  # what the controller builds (docs/design.md)
+FLOWS_PER_HOMENET = 6  # about what a homenet's part holds at the edge (classify, egress, ingress)
+STATE = re.compile(r"State: (\w+)")
+UP = re.compile(r"(?<![_\w])state=up\b")
+
+
+def homes_ports(n: int, bfd_ms: int) -> list[list[str]]:
+    return [["add-port", "homes", f"h{i}-{slot}", "--", "set", "interface", f"h{i}-{slot}", "type=vxlan",
+             f"options:remote_ip={EDGE_ADDRESSES[k]}", f"options:local_ip={home_address(k, i)}",
+             f"options:key={i + 1}", "bfd:enable=true", f"bfd:min_tx={bfd_ms}", f"bfd:min_rx={bfd_ms}"]
+            for i in range(n) for k, slot in enumerate(SLOTS)]
+
+
+def edge_ports(design: str, n: int, bfd_ms: int) -> list[list[str]]:
+    if design == "reflect":
+        return [["add-port", "br-msp", f"vx-{slot}", "--", "set", "interface", f"vx-{slot}", "type=vxlan",
+                 "options:remote_ip=flow", "options:key=flow", f"options:local_ip={EDGE_ADDRESSES[k]}"]
+                for k, slot in enumerate(SLOTS)]
+    bfd = ["bfd:enable=true", f"bfd:min_tx={bfd_ms}", f"bfd:min_rx={bfd_ms}"] if design == "ports" else []
+    return [["add-port", "br-msp", f"e{i}-{slot}", "--", "set", "interface", f"e{i}-{slot}", "type=vxlan",
+             f"options:remote_ip={home_address(k, i)}", f"options:local_ip={EDGE_ADDRESSES[k]}",
+             f"options:key={i + 1}", *bfd]
+            for i in range(n) for k, slot in enumerate(SLOTS)]
+
+
+def edge_flows(design: str, n: int) -> list[str]:
+    flows = []
+    if design == "reflect":
+        for slot in SLOTS:
+            # The home's BFD packet goes back where it came from, as it is (TTL 255 kept).
+            flows.append(f"table=0,priority=500,in_port=vx-{slot},udp,tp_dst=3784,"
+                         "actions=move:NXM_NX_TUN_IPV4_SRC[]->NXM_NX_TUN_IPV4_DST[],in_port")
+    if design == "reflect-ports":
+        # One flow for every port: BFD back out of the port it came in on.
+        flows.append("table=0,priority=500,udp,tp_dst=3784,actions=in_port")
+    for i in range(n):
+        for slot in SLOTS:
+            source = f"in_port=vx-{slot},tun_id={i + 1}" if design == "reflect" else f"in_port=e{i}-{slot}"
+            for j in range(FLOWS_PER_HOMENET // len(SLOTS)):
+                flows.append(f"table=0,priority=200,{source},ip,nw_src=10.{i >> 8 & 255}.{i & 255}.{j}/32,"
+                             "actions=drop")
+    return flows
+
+
+def sessions_up(homes: OvsInstance) -> int:
+    out = homes.vsctl("--format=csv", "--no-headings", "--columns=bfd_status", "list", "interface")
+    return len(UP.findall(out))
+
+
+def bfd_state(instance: OvsInstance, port: str) -> str:
+    found = STATE.search(instance.appctl("bfd/show", port))
+    return found.group(1) if found else "unknown"
+
+
+def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> dict[str, float]:
+    """Drop one home's ISP A traffic at the edge's underlay; time each BFD end going down."""
+    address = home_address(0, index)
+    watch = {"home": (homes, f"h{index}-a")}
+    if design == "ports":
+        watch["edge"] = (edge, f"e{index}-a")
+    start = time.monotonic()
+    edge.add_flows("br-up", [f"priority=1000,ip,nw_src={address},actions=drop",
+                             f"priority=1000,ip,nw_dst={address},actions=drop"])
+    found: dict[str, float] = {}
+    deadline = start + 10
+    while len(found) < len(watch) and time.monotonic() < deadline:
+        for name, (instance, port) in watch.items():
+            if name not in found and bfd_state(instance, port) == "down":
+                found[name] = (time.monotonic() - start) * 1000
+    edge.ofctl("del-flows", "--strict", f"unix:{edge.dir / 'br-up'}.mgmt", f"priority=1000,ip,nw_src={address}")
+    edge.ofctl("del-flows", "--strict", f"unix:{edge.dir / 'br-up'}.mgmt", f"priority=1000,ip,nw_dst={address}")
+    wait_for(lambda: bfd_state(homes, f"h{index}-a") == "up", 30, what=f"h{index}-a back up")
+    return found
+
+
+def measure(design: str, n: int, bfd_ms: int, idle_seconds: float, cuts: int, run_dir: pathlib.Path) -> dict[str, Any]:
+    homes, edge = OvsInstance(HOMES_NS, run_dir / "homes"), OvsInstance(EDGE_NS, run_dir / "edge")
+    try:
+        homes.start()
+        edge.start()
+        link(homes, edge)
+        homes.underlay(HOMES_VETH, [home_address(k, i) for k in range(len(SLOTS)) for i in range(n)], 17)
+        edge.underlay(EDGE_VETH, EDGE_ADDRESSES, 17)
+        for instance, bridge in ((homes, "homes"), (edge, "br-msp")):
+            instance.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev",
+                           "fail_mode=secure", "protocols=OpenFlow13")
+        edge_rss_base = rss_mb(edge.vswitchd_pid)
+        started = time.monotonic()
+        edge.transact(edge_ports(design, n, bfd_ms))
+        edge.add_flows("br-msp", edge_flows(design, n))
+        homes.transact(homes_ports(n, bfd_ms))
+        try:
+            wait_for(lambda: sessions_up(homes) >= len(SLOTS) * n, 60 + n / 10, interval=0.5,
+                     what=f"{len(SLOTS) * n} BFD sessions up")
+        except TimeoutError:
+            # The finding itself: this design cannot bring its sessions up at this N here.
+            result = {"design": design, "homenets": n, "bfd_ms": bfd_ms, "sessions": len(SLOTS) * n,
+                      "sessions_up": sessions_up(homes),
+                      "edge_cpu_pct_idle": round(cpu_percent(edge.vswitchd_pid, 3), 1),
+                      "homes_cpu_pct_idle": round(cpu_percent(homes.vswitchd_pid, 3), 1), "carried": False}
+            print(json.dumps(result), flush=True)
+            return result
+        up_s = time.monotonic() - started
+        edge_cpu = cpu_percent(edge.vswitchd_pid, idle_seconds)
+        homes_cpu = cpu_percent(homes.vswitchd_pid, 2)
+        edge_rss = rss_mb(edge.vswitchd_pid)
+        still_up = sessions_up(homes)  # all still up after the idle window?
+        cut_results = [time_cut(homes, edge, design, (n // 2 + c) % n) for c in range(cuts)]
+        home_ms = [c["home"] for c in cut_results if "home" in c]
+        edge_ms = [c["edge"] for c in cut_results if "edge" in c]
+        result = {
+            "design": design, "homenets": n, "bfd_ms": bfd_ms,
+            "all_up_s": round(up_s, 1),
+            "sessions_up_after_idle": still_up, "sessions": len(SLOTS) * n,
+            "edge_cpu_pct_idle": round(edge_cpu, 1),
+            "edge_cpu_pct_per_1000": round(edge_cpu * 1000 / n, 1),
+            "edge_rss_mb": round(edge_rss, 1),
+            "edge_mb_per_homenet": round((edge_rss - edge_rss_base) / n, 3),
+            "homes_cpu_pct_idle": round(homes_cpu, 1),
+            "detect_ms_home": round(statistics.median(home_ms), 1) if home_ms else None,
+            "detect_ms_edge": round(statistics.median(edge_ms), 1) if edge_ms else None,
+            "cuts_detected": len(home_ms), "cuts": cuts, "carried": still_up == len(SLOTS) * n,
+        }
+        print(json.dumps(result), flush=True)
+        return result
+    finally:
+        edge.stop()
+        homes.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--homenets", default="100,1000", help="comma-separated N")
+    parser.add_argument("--design", choices=(*DESIGNS, "all"), default="all")
+    parser.add_argument("--bfd-ms", type=int, default=30)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--cuts", type=int, default=3)
+    args = parser.parse_args()
+    designs = DESIGNS if args.design == "all" else (args.design,)
+    sizes = [int(n) for n in args.homenets.split(",")]
+    results = []
+    with LeakGuard() as guard:
+        for design in designs:
+            for n in sizes:
+                with tempfile.TemporaryDirectory(prefix="msp-edge-scale-", dir="/run") as run_dir:
+                    results.append(measure(design, n, args.bfd_ms, args.idle_seconds, args.cuts,
+                                           pathlib.Path(run_dir)))
+    chosen = [r for r in results if r["design"] == CHOSEN and r["carried"]] or results
+    largest = max(chosen, key=lambda r: r["homenets"])
+    summary = {
+        "design": largest["design"],
+        "homenets": largest["homenets"],
+        "edge_cpu_pct_idle": largest["edge_cpu_pct_idle"],
+        "edge_cpu_pct_per_1000": largest.get("edge_cpu_pct_per_1000"),
+        "edge_mb_per_homenet": largest.get("edge_mb_per_homenet"),
+        "failover_ms_at_scale": largest.get("detect_ms_home"),
+        "runs": results,
+        "leaked_packets": guard.final_count,
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
