@@ -29,10 +29,12 @@ withdrawing what was never announced, and BIRD ignores it.
 
 Who connects: the speaker does not listen (``listen_port=0``) and connects out to every
 neighbor on TCP 179 (Ryu's ``connect_mode='active'``); the upstream BIRD runs its session with
-``passive on``. Ryu's connect loop waits 1 s before an attempt and 30 s after one (its fixed
-``bgp_conn_retry_time``): a session comes up about 1 s after start(), and one that drops comes
-back 1 s later if BIRD accepts by then and the last attempt is over 30 s old, else up to 31 s
-later. With ``listen_port=179`` the speaker also accepts connections (``connect_mode='both'``).
+``passive on``. Ryu's own connect loop waits 1 s before an attempt and 30 s after one (its
+``bgp_conn_retry_time``, which it refuses below 10 s), so a session that dropped came back up to
+31 s later; `BgpAnnouncer` runs its own loop instead (see "reconnecting" below): the first
+attempt CONNECT_DELAY_S after a session is lost, then one every ``connect_retry_s`` (default
+1 s) until the neighbour accepts. With ``listen_port=179`` the speaker also accepts connections
+(``connect_mode='both'``).
 
 Ryu's BGP core is a process-wide singleton: run one `BgpAnnouncer` per process, and call every
 method from an eventlet green thread (inside a Ryu app: the app's own threads).
@@ -61,6 +63,7 @@ from ryu.lib.packet.bgp import (
 )
 from ryu.lib.packet.safi import UNICAST
 from ryu.services.protocols.bgp.bgpspeaker import BGPSpeaker
+from ryu.services.protocols.bgp.constants import BGP_FSM_ACTIVE, BGP_FSM_CONNECT, BGP_FSM_IDLE
 from ryu.services.protocols.bgp.core_manager import CORE_MANAGER
 from ryu.services.protocols.bgp.peer import Peer
 from ryu.services.protocols.bgp.rtconf.neighbors import (
@@ -379,6 +382,68 @@ def send_end_of_rib(peer: Peer) -> None:
     peer.enque_outgoing_msg(BGPUpdate(path_attributes=[BGPPathAttributeMpUnreachNLRI(IP6, UNICAST, [])]))
 
 
+# --- reconnecting -----------------------------------------------------------------------------
+# Ryu 4.34's `Peer._connect_loop` sleeps 1 s before each attempt and `bgp_conn_retry_time` after
+# it (30 s; its config refuses less than 10) whether the attempt worked or not, so a session lost
+# soon after it came up is tried again up to 31 s later, and meanwhile that upstream hears
+# nothing of us. `connect_promptly` replaces it while an announcer runs, with the same contract
+# towards the rest of Ryu's Peer: Ryu sets the peer's connect-retry event while it wants a
+# session and has none (enabled, session lost) and clears it once a session is bound; an attempt
+# is made only from the Idle or Active state; a failed one leaves the peer Active.
+
+CONNECT_RETRY_S = 1.0  # between attempts while the neighbour does not answer
+CONNECT_DELAY_S = 0.2  # after a loss, before the first attempt: the old connection closes first
+
+_ORIGINAL_CONNECT_LOOP = Peer._connect_loop
+_connect_retry: dict[str, float] = {}  # neighbour address -> seconds between attempts
+
+
+def connect_retry_s(peer: Peer) -> float:
+    """Seconds between connection attempts to this peer (the announcer's setting)."""
+    return _connect_retry.get(peer.ip_address, CONNECT_RETRY_S)
+
+
+def connect_promptly(peer: Peer, client_factory: Callable[..., object]) -> None:
+    """The peer's connect loop (a green thread per active neighbour; Ryu kills it on stop)."""
+    wanted = peer._connect_retry_event
+    if peer._neigh_conf.enabled:
+        wanted.set()
+    while True:
+        wanted.wait()
+        retry_s = connect_retry_s(peer)
+        delay_s = min(CONNECT_DELAY_S, retry_s)
+        peer.pause(delay_s)
+        if peer.state.bgp_state in (BGP_FSM_IDLE, BGP_FSM_ACTIVE):
+            _connect_once(peer, client_factory, retry_s)
+        peer.pause(retry_s - delay_s)
+
+
+def _connect_once(peer: Peer, client_factory: Callable[..., object], retry_s: float) -> None:
+    conf = peer._neigh_conf
+    peer.state.bgp_state = BGP_FSM_CONNECT
+    bind = (conf.host_bind_ip, conf.host_bind_port) if conf.host_bind_ip and conf.host_bind_port else None
+    try:
+        # Through Peer._connect_tcp, so bind_sessions_to() applies.
+        peer._connect_tcp((conf.ip_address, conf.port), client_factory,
+                          time_out=peer._common_conf.tcp_conn_timeout, bind_address=bind, password=conf.password)
+    except OSError as err:  # refused, unreachable, or Ryu's connect timeout
+        peer.state.bgp_state = BGP_FSM_ACTIVE
+        LOG.debug("BGP: cannot connect to %s (%s); again in %.1f s", conf.ip_address, err, retry_s)
+
+
+def install_connect_loop(retry_s: Mapping[str, float]) -> None:
+    """Peers started from now on connect by `connect_promptly`, each neighbour address
+    retrying after its seconds in `retry_s` (others: CONNECT_RETRY_S)."""
+    _connect_retry.clear()
+    _connect_retry.update(retry_s)
+    Peer._connect_loop = connect_promptly
+
+
+def remove_connect_loop() -> None:
+    _connect_retry.clear()
+    Peer._connect_loop = _ORIGINAL_CONNECT_LOOP
+
+
 # --- the announcer ---------------------------------------------------------------------------
 
 class BgpAnnouncer:
@@ -387,7 +452,10 @@ class BgpAnnouncer:
     def __init__(self, asn: int, router_id: str, neighbors: Sequence[Neighbor],
                  listen_port: int = 0,
                  on_session_change: Callable[[str, str], None] | None = None,
-                 source_address: str | None = None) -> None:
+                 source_address: str | None = None, connect_retry_s: float = CONNECT_RETRY_S) -> None:
+        if not 0 < connect_retry_s <= 60:
+            raise ValueError(f"connect_retry_s must be in (0, 60] seconds, not {connect_retry_s}")
+        self._connect_retry_s = float(connect_retry_s)
         self._asn = asn
         self._source_address = str(ipaddress.ip_address(source_address)) if source_address else None
         self._router_id = str(ipaddress.IPv4Address(router_id))
@@ -409,6 +477,7 @@ class BgpAnnouncer:
         install_update_hook(self._table)
         Peer.create_open_msg = _create_open_with_graceful_restart
         bind_sessions_to(self._source_address)
+        install_connect_loop({address: self._connect_retry_s for address in self._neighbors})
         self._speaker = BGPSpeaker(
             as_number=self._asn, router_id=self._router_id,
             bgp_server_port=self._listen_port,  # 0: Ryu opens no listening socket at all
@@ -514,6 +583,7 @@ class BgpAnnouncer:
         remove_update_hook()
         Peer.create_open_msg = _ORIGINAL_CREATE_OPEN
         bind_sessions_to(None)
+        remove_connect_loop()
         went_down, self._established = self._established, set()
         for address in sorted(went_down):
             self._report_session(address, "down")
