@@ -26,6 +26,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from msp_controller.api.auth import Authorizer
+from msp_controller.api.metrics import ControllerMetrics
 from msp_controller.api.rest import mount
 from msp_controller.api.service import CoreService
 from msp_controller.bgp.speaker import BgpAnnouncer, Neighbor
@@ -91,8 +92,13 @@ class MspApp(app_manager.RyuApp):
         if auth.open and not _is_loopback(wsapi_host):
             sys.exit(f"msp: the REST API would listen on {wsapi_host} with no token: configure [api] tokens "
                      "(see `mspctl token`) or give --wsapi-host 127.0.0.1")
+        try:
+            # Scrapes yield to the event loop now and then: 10,000 homenets take seconds.
+            self.metrics = ControllerMetrics.from_environment(pause=lambda: hub.sleep(0))
+        except ValueError as err:
+            sys.exit(f"msp: {err}")
         mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm, bgp_sessions=self._bgp_sessions,
-                                          store=self.store), auth)
+                                          store=self.store, metrics=self.metrics), auth)
         LOG.info("msp: %d edges, %d homenets (%s; state in %s)", len(config.edges), len(self.core.homenets),
                  path, state_path)
         self._ticker = hub.spawn(self._every, TICK_S, "periodic tick", self._tick)
@@ -259,6 +265,7 @@ class MspApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
+        self.metrics.packet_in(msg.reason)
         in_port = msg.match.get("in_port", 0)
         self._run(msg.datapath, "packet-in",
                   lambda: self.core.packet_in(msg.datapath.id, in_port, msg.table_id, bytes(msg.data),

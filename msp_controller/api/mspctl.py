@@ -1,9 +1,15 @@
 """mspctl: the controller's REST API from a shell.
 
-    mspctl [--url URL] health | homenets | show NAME
+    mspctl [--url URL] [--json] health | list | show NAME
+           | watch [NAME] [--interval S] [--for S]
            | policy get NAME | policy set NAME FILE|- | openapi
            | homenet create FILE|- | homenet replace NAME FILE|- | homenet delete NAME
     mspctl token [--role operator|owner] [--homenet NAME] [--name NAME]   (offline)
+
+health, list (also `homenets`) and show print tables; --json prints the API's JSON as it
+came, for scripts. The other commands print indented JSON. watch polls the API and prints
+one line per change of a path's state or of the path a class uses, until --for seconds
+have passed or Ctrl-C.
 
 Token: --token-file, else $MSP_TOKEN, else the file named by $MSP_TOKEN_FILE (sent as
 "Authorization: Bearer ..."; the reference topology's is etc/reference-operator.token).
@@ -23,9 +29,11 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import quote
 
+from msp_controller.api import ctl_tables, ctl_watch
 from msp_controller.api.auth import digest, new_token
 from msp_controller.api.openapi import API_PREFIX
 
@@ -34,9 +42,10 @@ URL_ENV = "MSP_URL"
 
 
 class CtlError(Exception):
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: int, status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status  # the API's HTTP status, when it answered
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,12 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", default=os.environ.get(URL_ENV, DEFAULT_URL),
                         help=f"the controller's API (default ${URL_ENV}, else {DEFAULT_URL})")
     parser.add_argument("--token-file", help="file holding the API token (default $MSP_TOKEN, $MSP_TOKEN_FILE)")
-    parser.add_argument("--json", action="store_true", help="print the API's JSON as it came")
+    parser.add_argument("--json", action="store_true",
+                        help="print the API's JSON as it came, for scripts (default: tables for health, list, show)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("health", help="controller and switch health")
-    commands.add_parser("homenets", help="list the homenets")
+    commands.add_parser("homenets", aliases=["list"], help="list the homenets")
     commands.add_parser("show", help="a homenet's paths, measurements and classes").add_argument("name")
+    watch = commands.add_parser("watch", help="print path changes as they happen (polls the API)")
+    watch.add_argument("name", nargs="?", help="one homenet (every class); default: all (their default class)")
+    watch.add_argument("--interval", type=_seconds(0.1), default=1.0, metavar="S",
+                       help="seconds between polls (default 1, at least 0.1)")
+    watch.add_argument("--for", dest="for_s", type=_seconds(0.0), metavar="S",
+                       help="stop after this many seconds (default: until Ctrl-C)")
     commands.add_parser("openapi", help="the API's OpenAPI document")
     policy = commands.add_parser("policy", help="get or set a homenet's traffic policy")
     actions = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -70,6 +86,19 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--homenet", help="the owner's homenet")
     token.add_argument("--name", help="who holds it (default: the role, or <homenet>-owner)")
     return parser
+
+
+def _seconds(minimum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not minimum <= value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text} s: must be at least {minimum:g}")
+        return value
+
+    return parse
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -108,7 +137,7 @@ def _request(args: argparse.Namespace) -> tuple[str, str, bytes | None]:
     """The method, API path and body the command line asks for."""
     if args.command == "health":
         return "GET", "/health", None
-    if args.command == "homenets":
+    if args.command in ("homenets", "list"):
         return "GET", "/homenets", None
     if args.command == "show":
         return "GET", _homenet(args.name), None
@@ -152,7 +181,7 @@ def _call(base: str, method: str, path: str, body: bytes | None, timeout: float,
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as err:
-        raise CtlError(_api_error(err.code, err.reason, err.read()), 1) from None
+        raise CtlError(_api_error(err.code, err.reason, err.read()), 1, err.code) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise CtlError(f"cannot reach the controller at {base}: {_why(err)}", 2) from None
 
@@ -176,14 +205,55 @@ def _api_error(status: int, reason: str, body: bytes) -> str:
         return f"{status} {reason} (not an answer from the msp API: is --url right?)"
 
 
-def _show(body: bytes, raw: bool) -> None:
+TABLES: dict[str, Callable[[Any], str]] = {
+    "health": ctl_tables.health_text, "homenets": ctl_tables.homenets_text, "list": ctl_tables.homenets_text,
+    "show": ctl_tables.homenet_text,
+}
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise CtlError("the controller answered something that is not JSON", 1) from None
+
+
+def _show(body: bytes, raw: bool, command: str = "") -> None:
     if raw:
         sys.stdout.write(body.decode("utf-8", "replace"))
         return
+    answer = _decode(body)
+    render = TABLES.get(command)
+    if render is None:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        return
     try:
-        print(json.dumps(json.loads(body), indent=2, ensure_ascii=False))
-    except ValueError:
-        raise CtlError("the controller answered something that is not JSON", 1) from None
+        print(render(answer))
+    except (AttributeError, TypeError, ValueError):
+        raise CtlError(f"the controller's answer has an unexpected shape; try --json: {body[:200]!r}", 1) from None
+
+
+def _watch(args: argparse.Namespace, token: str | None) -> None:
+    """Poll until --for has passed; only a refusal that waiting cannot cure (a bad token,
+    say) ends it early, with its error."""
+    path = _homenet(args.name) if args.name else "/homenets"
+    snapshot = ctl_watch.homenet_snapshot if args.name else ctl_watch.list_snapshot
+
+    def fetch() -> ctl_watch.Snapshot:
+        try:
+            _, body = _call(args.url, "GET", path, None, args.timeout, token)
+        except CtlError as err:
+            if err.code == 2 or err.status == 404 or (err.status or 0) >= 500:
+                raise ctl_watch.Unavailable(f"{err}") from None
+            raise
+        try:
+            return snapshot(_decode(body))
+        except (AttributeError, TypeError) as err:
+            raise CtlError(f"the controller's answer has an unexpected shape: {err}", 1) from None
+
+    what = f"homenet {args.name}" if args.name else "every homenet"
+    print(f"mspctl: watching {what} at {args.url} every {args.interval:g} s; Ctrl-C stops", file=sys.stderr)
+    ctl_watch.watch(fetch, sys.stdout, args.interval, args.for_s)
 
 
 def _warn_pending(status: int, body: bytes) -> None:
@@ -204,13 +274,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         return _new_token(args)
     try:
+        if args.command == "watch":
+            _watch(args, _token(args))
+            return 0
         method, path, body = _request(args)
         status, answer = _call(args.url, method, path, body, args.timeout, _token(args))
-        _show(answer, args.json)
+        _show(answer, args.json, args.command)
         _warn_pending(status, answer)
     except CtlError as err:
         print(f"mspctl: {err}", file=sys.stderr)
         return err.code
+    except KeyboardInterrupt:  # Ctrl-C: the way to stop `watch`
+        return 0
     return 0
 
 

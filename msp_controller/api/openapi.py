@@ -10,6 +10,7 @@ from typing import Any
 from msp_controller.model.config import SHORT_NAME  # uplink (ISP) names
 
 API_PREFIX = "/api/v1"
+METRICS_PATH = "/metrics"  # Prometheus text format, outside the JSON API
 NAME_PATTERN = "^[A-Za-z0-9_.-]+$"  # homenet, class and uplink names
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32  # a policy needs about 5; deeper bodies are hostile or broken
@@ -124,7 +125,22 @@ def _policy_schemas() -> dict[str, Schema]:
 def _status_schemas() -> dict[str, Schema]:
     nullable_number: Schema = {"type": "number", "nullable": True, "description": "null until measured"}
     counter: Schema = {"type": "integer", "minimum": 0}
-    nullable_path: Schema = {"type": "string", "nullable": True, "description": "isp@edge, null if no path is live"}
+    nullable_path: Schema = {"type": "string", "nullable": True,
+                             "description": "isp@edge (balance: several, joined by ' + '), null if no path is live"}
+    path_state: Schema = {"type": "string", "enum": ["up", "down", "unknown"],
+                          "description": "up: both tunnel ends report the path live; down: an end reports it "
+                                         "dead; unknown: an end has not reported (its box is not connected, "
+                                         "or has not described the port yet)"}
+    end_state: Schema = {"type": "string", "enum": ["up", "down", "unknown"],
+                         "description": "this end's tunnel port as its switch last reported it; unknown: the "
+                                        "switch is not connected or has not reported the port"}
+    active_state: Schema = {**path_state, "nullable": True,
+                            "description": "what is known of the path(s) the class uses now: unknown means the "
+                                           "controller has chosen them but cannot see that they work (the "
+                                           "data plane still uses them); null when the class has no path"}
+    paths_by_state: Schema = _loose({state: {"type": "integer", "minimum": 0} for state in ("up", "down", "unknown")},
+                                    required=["up", "down", "unknown"],
+                                    description="how many tunnel paths of all homenets are in each state")
     return {
         "Error": _loose({
             "error": _loose({
@@ -141,10 +157,18 @@ def _status_schemas() -> dict[str, Schema]:
             "bgp": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "BGP neighbour address -> session state (established, active, ...)"},
             "uptime_s": {"type": "number", "minimum": 0},
+            "paths": paths_by_state,
         }, required=["status", "switches", "uptime_s"]),
         "HomenetSummary": _loose({
             "name": {"type": "string"},
             "active_egress": nullable_path,
+            "active_ingress": nullable_path,
+            "active_egress_state": active_state,
+            "active_ingress_state": active_state,
+            "live_paths": {"type": "array", "items": {"type": "string"},
+                           "description": "the paths known live (state up)"},
+            "path_states": {"type": "object", "additionalProperties": path_state,
+                            "description": "isp@edge -> the path's state"},
         }, required=["name"]),
         "Homenet": _loose({
             "name": {"type": "string"},
@@ -159,7 +183,11 @@ def _status_schemas() -> dict[str, Schema]:
             "path": {"type": "string", "description": "isp@edge"},
             "isp": {"type": "string"},
             "edge": {"type": "string"},
-            "live": {"type": "boolean"},
+            "state": path_state,
+            "live": {"type": "boolean", "description": "true only when the path is known live (state up); "
+                                                       "false when it is down or unknown"},
+            "ends": _loose({"mspmb": end_state, "edge": end_state}, required=["mspmb", "edge"],
+                           description="each tunnel end as its switch reports it"),
             "rtt_ms": nullable_number,
             "jitter_ms": nullable_number,
             "loss_pct": nullable_number,
@@ -172,6 +200,8 @@ def _status_schemas() -> dict[str, Schema]:
             "name": {"type": "string"},
             "egress": nullable_path,
             "ingress": nullable_path,
+            "egress_state": active_state,
+            "ingress_state": active_state,
         }, required=["name"]),
         "HomenetSpec": {
             "type": "object", "additionalProperties": False,
@@ -313,6 +343,10 @@ def _paths() -> dict[str, Schema]:
         f"{API_PREFIX}/openapi.json": {
             "get": _get("getOpenApi", "This document", _json({"type": "object"}, "OpenAPI 3.0.3"), False,
                         public=True)},
+        METRICS_PATH: {
+            "get": _get("getMetrics", "Prometheus metrics (the operator's token; see docs/operations.md)",
+                        {"description": "the text exposition format, version 0.0.4",
+                         "content": {"text/plain": {"schema": {"type": "string"}}}}, False)},
     }
 
 

@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,10 +22,13 @@ import webob
 from webob.request import DisconnectionError
 
 from msp_controller.api.auth import AuthError, Authorizer
+from msp_controller.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from msp_controller.api.metrics import ControllerMetrics
 from msp_controller.api.openapi import (
     API_PREFIX,
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
+    METRICS_PATH,
     NAME_PATTERN,
     openapi_document,
 )
@@ -273,9 +277,14 @@ class Route:
 class RestApi:
     """The WSGI application. `handle` is the same without the WSGI plumbing, for tests."""
 
-    def __init__(self, service: MspService, auth: Authorizer | None = None) -> None:
+    def __init__(self, service: MspService, auth: Authorizer | None = None,
+                 metrics: ControllerMetrics | None = None) -> None:
         self.service = service
         self.auth = auth or Authorizer(())
+        # A CoreService carries the metrics of its core; else only the REST counters.
+        carried = getattr(service, "metrics", None)
+        self.metrics = metrics or (carried if isinstance(carried, ControllerMetrics)
+                                   else ControllerMetrics(process=False))
         self._document = openapi_document()
         named = f"{API_PREFIX}/homenets/{{name}}"
         self.routes: tuple[Route, ...] = (
@@ -284,6 +293,7 @@ class RestApi:
             Route(named, {"GET": self._homenet, "PUT": self._replace_homenet, "DELETE": self._delete_homenet}),
             Route(f"{named}/policy", {"GET": self._get_policy, "PUT": self._put_policy}),
             Route(f"{API_PREFIX}/openapi.json", {"GET": self._openapi}, public=True),
+            Route(METRICS_PATH, {"GET": self._metrics}),  # Prometheus, with the operator's token
         )
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -292,6 +302,12 @@ class RestApi:
         return result
 
     def handle(self, request: webob.Request) -> webob.Response:
+        started = time.perf_counter()
+        response = self._answer(request)
+        self.metrics.rest_request(request.method, response.status_int, time.perf_counter() - started)
+        return response
+
+    def _answer(self, request: webob.Request) -> webob.Response:
         try:
             return self._dispatch(request)
         except ApiError as err:
@@ -368,6 +384,11 @@ class RestApi:
     def _openapi(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
         return json_response(200, self._document)
 
+    def _metrics(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
+        response = webob.Response(body=self.metrics.exposition(), status=200)
+        response.headers["Content-Type"] = METRICS_CONTENT_TYPE
+        return response
+
 
 def _raw_path(request: webob.Request) -> str:
     # PATH_INFO is already URL-decoded, as latin-1; webob's path_info would re-decode it as
@@ -413,16 +434,24 @@ def _ryu_controller() -> type:
     class MspRestController(ControllerBase):
         """Forwards everything under the API prefix to RestApi, which does its own routing."""
 
-        @route("msp_api", API_PREFIX + "{tail:.*}")
+        # Any tail, newlines included: Routes anchors its regex with "$" and "." stops at a
+        # newline, so "{tail:.*}" missed /api/v1/homenets/a%0Ab and Ryu sent its own 404.
+        @route("msp_api", API_PREFIX + "{tail}", requirements={"tail": r"[\s\S]*"})
         def forward(self, req: webob.Request, **_urlvars: Any) -> webob.Response:
+            api: RestApi = self.data["api"]
+            return api.handle(req)
+
+        @route("msp_metrics", METRICS_PATH)
+        def metrics(self, req: webob.Request, **_urlvars: Any) -> webob.Response:
             api: RestApi = self.data["api"]
             return api.handle(req)
 
     return MspRestController
 
 
-def mount(wsgi_app: Any, service: MspService, auth: Authorizer | None = None) -> RestApi:
-    """Serve the API on Ryu's WSGIApplication (the RyuApp's "wsgi" context)."""
-    api = RestApi(service, auth)
+def mount(wsgi_app: Any, service: MspService, auth: Authorizer | None = None,
+          metrics: ControllerMetrics | None = None) -> RestApi:
+    """Serve the API (and /metrics) on Ryu's WSGIApplication (the RyuApp's "wsgi" context)."""
+    api = RestApi(service, auth, metrics)
     wsgi_app.register(_ryu_controller(), {"api": api})
     return api

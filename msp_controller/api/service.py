@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from msp_controller.api.metrics import ControllerMetrics
 from msp_controller.api.rest import NotFound
 from msp_controller.core import Effects, MspCore
-from msp_controller.core.view import homenet_view, summary_view
+from msp_controller.core.view import homenet_view, path_state_counts, summary_view
 from msp_controller.model.config import parse_homenet
 from msp_controller.model.errors import FieldError
 from msp_controller.model.policy import parse_policy, policy_to_json
@@ -25,13 +26,18 @@ Confirm = Callable[[Effects], list[int]]
 
 class CoreService:
     def __init__(self, core: MspCore, confirm: Confirm, clock: Callable[[], float] = time.monotonic,
-                 bgp_sessions: Callable[[], dict[str, str]] = dict, store: Store | None = None) -> None:
+                 bgp_sessions: Callable[[], dict[str, str]] = dict, store: Store | None = None,
+                 metrics: ControllerMetrics | None = None) -> None:
+        """metrics: where /metrics reads from (default: new ones, per $MSP_METRICS_PER_HOMENET);
+        they are made to watch this core."""
         self.core = core
         self.confirm = confirm
         self.bgp_sessions = bgp_sessions
         self.clock = clock
         self.store: Store = store if store is not None else MemoryStore()
         self.started = clock()
+        self.metrics = metrics if metrics is not None else ControllerMetrics.from_environment()
+        self.metrics.watch(core, bgp_sessions, clock)
 
     def _exists(self, name: str) -> None:
         if name not in self.core.homenets:
@@ -54,10 +60,11 @@ class CoreService:
         degraded = down or any(state != "established" for state in sessions.values())
         return {"status": "degraded" if degraded else "ok", "switches": switches,
                 "bgp": sessions, "uptime_s": round(self.clock() - self.started, 3),
-                "homenets": len(self.core.homenets), "probes_saturated": self.core.prober.saturated}
+                "homenets": len(self.core.homenets), "paths": path_state_counts(self.core),
+                "probes_saturated": self.core.prober.saturated}
 
     def list_homenets(self) -> list[dict[str, Any]]:
-        return [summary_view(state) for state in self.core.homenets.values()]
+        return [summary_view(self.core, name) for name in self.core.homenets]
 
     def get_homenet(self, name: str) -> dict[str, Any]:
         self._exists(name)

@@ -44,6 +44,10 @@ LOG = logging.getLogger("msp.core")
 
 HOST_IDLE_TIMEOUT_S = 600  # a silent host's entry ages out; the next packet re-resolves it
 SOLICIT_INTERVAL_S = 1.0  # at most one ARP/NS per unresolved address per second
+# Per switch. A LAN's hosts (254 IPv4 and a few IPv6 addresses each) fit; a host claiming
+# address after address of a /64, or misses for ever new destinations, must not grow memory.
+MAX_NEIGHBORS = 1024  # learned entries: beyond it the oldest is forgotten, its flow deleted
+MAX_SOLICITING = 1024  # addresses asked for within the last interval: beyond it, ask later
 GATEWAY_REFRESH_S = 30.0  # re-ask the upstream router even when its MAC is known
 PROBE_WINDOW_S = 5.0  # RTT, jitter and loss are estimated over this sliding window
 PROBE_TIMEOUT_S = 1.0  # a probe unanswered this long is lost
@@ -110,6 +114,9 @@ class MspCore:
         self.bgp_routes: dict[str, dict[str, Route]] = {}  # prefix -> neighbor -> route, as announced
         self._holddowns: list[tuple[float, str]] = []  # (when, homenet): announcements to revisit
         self.path_changes: collections.deque[PathChange] = collections.deque(maxlen=1000)
+        # Totals since start, for metrics (the deque keeps only the last changes).
+        self.path_changes_total: collections.Counter[str] = collections.Counter()  # by direction
+        self.reconciliations: collections.Counter[str] = collections.Counter()  # by role kind
         self.ignored_packets = 0
         self.strangers: dict[int, dict[str, PortState]] = {}  # connected, owned by no homenet (yet)
         for homenet in (config.homenets if homenets is None else homenets):
@@ -339,6 +346,7 @@ class MspCore:
                 if was == new:
                     continue
                 self.path_changes.append(PathChange(now, state.name, direction, was, new, choice.name))
+                self.path_changes_total[direction] += 1
                 if new is None:
                     LOG.warning("%s %s %s: no live path left (was %s)", state.name, choice.name, direction, was)
                 else:
@@ -439,6 +447,7 @@ class MspCore:
         switch.parts = parts
         switch.inputs = {part: self._inputs(dpid, part, switch) for part in parts}
         role = self.registry.roles[dpid]
+        self.reconciliations[role.kind.value] += 1
         LOG.info("%s %s reconciled: %d messages (%d flows and %d groups wanted, %d flows found)",
                  role.kind.value, role.name, len(messages), len(wanted.flows), len(wanted.groups),
                  len(pending.flows))
@@ -530,8 +539,14 @@ class MspCore:
         if switch.neighbors.get(ip) == flow:
             return []
         LOG.info("%s: neighbour %s is %s on port %d", owner.name, ip, mac, port)
+        messages = []
+        if ip not in switch.neighbors and len(switch.neighbors) >= MAX_NEIGHBORS:
+            oldest = switch.neighbors.pop(next(iter(switch.neighbors)))
+            switch.present_learned.discard(oldest.cookie)
+            messages.append(ofmsg.flow_delete_strict(oldest.table, oldest.priority, ofmsg.ryu_match(oldest.match),
+                                                     oldest.cookie))
         switch.neighbors[ip] = flow
-        return [] if flow.cookie in switch.present_learned else [ofmsg.flow_add(flow)]
+        return messages + ([] if flow.cookie in switch.present_learned else [ofmsg.flow_add(flow)])
 
     def flow_removed(self, dpid: int, cookie: int) -> None:
         """A learned entry aged out: forget it so that the next sighting installs it again."""
@@ -713,10 +728,16 @@ class MspCore:
 
 
 def _may_solicit(switch: SwitchState, target: str, now: float, interval: float = SOLICIT_INTERVAL_S) -> bool:
-    last = switch.solicited.get(target)
+    solicited = switch.solicited
+    last = solicited.get(target)
     if last is not None and now - last < interval:
         return False
-    switch.solicited[target] = now
+    solicited.pop(target, None)  # re-inserted below: the dict stays oldest first
+    while len(solicited) >= MAX_SOLICITING and now - next(iter(solicited.values())) >= interval:
+        del solicited[next(iter(solicited))]
+    if len(solicited) >= MAX_SOLICITING:
+        return False  # a flood of unknown destinations: each waits its turn
+    solicited[target] = now
     return True
 
 

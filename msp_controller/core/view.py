@@ -1,11 +1,13 @@
-"""What readers (REST, CLI) see of a homenet: plain data built from the core's state,
-never the state itself."""
+"""What readers (REST, CLI, metrics) see of a homenet: plain data built from the core's
+state, never the state itself."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from msp_controller.core.homenet import HomenetState
-from msp_controller.decide.choice import EGRESS, INGRESS
+from msp_controller.core.path_status import PATH_STATES, PathStatus, active_state, homenet_path_status
+from msp_controller.decide.choice import EGRESS, INGRESS, DirectionChoice
+from msp_controller.decide.paths import TunnelPath
 from msp_controller.model.config import edge_tunnel_port, mspmb_tunnel_port
 
 if TYPE_CHECKING:
@@ -16,11 +18,27 @@ def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def summary_view(state: HomenetState) -> dict[str, Any]:
-    egress, ingress = state.choices[EGRESS][0], state.choices[INGRESS][0]
-    return {"name": state.name, "active_egress": egress.describe_active(),
-            "active_ingress": ingress.describe_active(),
-            "live_paths": sorted(str(p) for p in state.plan.live)}
+def _active(choice: DirectionChoice, statuses: dict[TunnelPath, PathStatus]) -> tuple[str | None, str | None]:
+    """The path(s) a class uses in one direction, and what is known of them."""
+    return choice.describe_active(), active_state(statuses, choice.active)
+
+
+def summary_view(core: MspCore, name: str) -> dict[str, Any]:
+    state = core.homenets[name]
+    statuses = homenet_path_status(core, name)
+    egress, egress_state = _active(state.choices[EGRESS][0], statuses)
+    ingress, ingress_state = _active(state.choices[INGRESS][0], statuses)
+    return {"name": name, "active_egress": egress, "active_ingress": ingress,
+            "active_egress_state": egress_state, "active_ingress_state": ingress_state,
+            "live_paths": sorted(str(p) for p, status in statuses.items() if status.live),
+            "path_states": {str(p): status.state for p, status in statuses.items()}}
+
+
+def path_state_counts(core: MspCore) -> dict[str, int]:
+    """How many paths of all homenets are up, down and unknown."""
+    counts = Counter(status.state for name in core.homenets
+                     for status in homenet_path_status(core, name).values())
+    return {state: counts[state] for state in PATH_STATES}
 
 
 def homenet_view(core: MspCore, name: str, now: float) -> dict[str, Any]:
@@ -29,8 +47,9 @@ def homenet_view(core: MspCore, name: str, now: float) -> dict[str, Any]:
     state = core.homenets[name]
     homenet = state.spec
     home_switch = core.switches.get(homenet.dpid)
+    statuses = homenet_path_status(core, name)
     paths = []
-    for path in state.plan.paths:
+    for path, status in statuses.items():
         stats = core.path_stats(path, now)
         edge = core.registry.edge(path.edge)
         uplink = homenet.uplink(path.uplink)
@@ -38,16 +57,22 @@ def homenet_view(core: MspCore, name: str, now: float) -> dict[str, Any]:
         counters = core.counters.get((homenet.dpid, home_port.number), PortCounters()) \
             if home_port else PortCounters()
         paths.append({
-            "path": str(path), "isp": path.uplink, "edge": path.edge, "live": path in state.plan.live,
+            "path": str(path), "isp": path.uplink, "edge": path.edge,
+            "state": status.state, "live": status.live,
+            "ends": {"mspmb": status.mspmb_end, "edge": status.edge_end},
             "edge_port": edge_tunnel_port(homenet, uplink), "mspmb_port": mspmb_tunnel_port(edge, uplink),
             "rtt_ms": _round(stats.rtt_ms), "jitter_ms": _round(stats.jitter_ms),
             "loss_pct": _round(stats.loss_pct), "probes": stats.samples,
             "tx_packets": counters.tx_packets, "tx_bytes": counters.tx_bytes,
             "rx_packets": counters.rx_packets, "rx_bytes": counters.rx_bytes,
         })
-    classes = [{"name": egress.name, "egress": egress.describe_active(), "ingress": ingress.describe_active(),
-                "egress_mode": egress.mode, "ingress_mode": ingress.mode}
-               for egress, ingress in zip(state.choices[EGRESS], state.choices[INGRESS], strict=True)]
+    classes = []
+    for egress, ingress in zip(state.choices[EGRESS], state.choices[INGRESS], strict=True):
+        egress_path, egress_state = _active(egress, statuses)
+        ingress_path, ingress_state = _active(ingress, statuses)
+        classes.append({"name": egress.name, "egress": egress_path, "ingress": ingress_path,
+                        "egress_state": egress_state, "ingress_state": ingress_state,
+                        "egress_mode": egress.mode, "ingress_mode": ingress.mode})
     return {
         "name": name, "id": homenet.id, "edge": homenet.edge, "edges": list(homenet.edges),
         "prefixes": [str(p) for p in homenet.prefixes],

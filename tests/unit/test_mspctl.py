@@ -6,15 +6,22 @@ import json
 import pathlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
+from msp_controller.api import ctl_watch
+from msp_controller.api.auth import Authorizer, digest
 from msp_controller.api.mspctl import main
 from msp_controller.api.openapi import openapi_document
-from msp_controller.api.rest import RestApi
+from msp_controller.api.rest import NotFound, RestApi
+from msp_controller.api.service import CoreService
+from msp_controller.model.access import ApiToken, Role
+from msp_controller.model.config import MspConfig
+from tests.harness import EDGE, EDGE2, EDGE2_UNDERLAY, EDGE_UNDERLAY, Harness
 
 from .test_rest import FakeService
 
@@ -57,11 +64,19 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_health(url: str, capsys: pytest.CaptureFixture[str], service: FakeService) -> None:
-    code, out, err = run(capsys, "--url", url, "health")
+def test_health_json(url: str, capsys: pytest.CaptureFixture[str], service: FakeService) -> None:
+    code, out, err = run(capsys, "--url", url, "--json", "health")
     assert code == 0 and not err
     assert json.loads(out) == service.health()
-    assert out.startswith("{\n  ")  # pretty-printed
+
+
+def test_health_table(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--url", url, "health")
+    assert code == 0 and not err
+    lines = out.splitlines()
+    assert lines[0].startswith("status ok   uptime 12.5 s")
+    assert lines[2].split() == ["SWITCH", "ROLE", "NAME", "CONNECTED", "RECONCILED"]
+    assert lines[3].split()[0] == "00000000000000e1" and lines[3].split()[3] == "yes"
 
 
 def test_raw_json(url: str, capsys: pytest.CaptureFixture[str], service: FakeService) -> None:
@@ -69,9 +84,26 @@ def test_raw_json(url: str, capsys: pytest.CaptureFixture[str], service: FakeSer
     assert code == 0 and "\n  " not in out and json.loads(out) == service.list_homenets()
 
 
-def test_show(url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "--url", url + "/", "show", "home1")  # a trailing slash is fine
+def test_show_json(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--url", url + "/", "--json", "show", "home1")  # a trailing slash is fine
     assert code == 0 and json.loads(out)["paths"][0]["path"] == "ispA@edge1"
+
+
+def test_show_table(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--url", url, "show", "home1")
+    assert code == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    # This fake server predates "state": the table says what it does know.
+    assert rows["ispA@edge1"][:2] == ["ispA@edge1", "live"] and "12.0" in rows["ispA@edge1"]
+    assert rows["ispB@edge1"][1:3] == ["not", "live"]
+    assert rows["voip"][:2] == ["voip", "ispA@edge1"]
+
+
+def test_list_table(url: str, capsys: pytest.CaptureFixture[str], service: FakeService) -> None:
+    code, out, _ = run(capsys, "--url", url, "list")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[0] == "HOMENET" and len(lines) == 1 + len(service.policies)
+    assert lines[1].split()[:2] == ["home1", "ispA@edge1"]
 
 
 def test_policy_get(url: str, capsys: pytest.CaptureFixture[str], service: FakeService) -> None:
@@ -199,3 +231,133 @@ def test_usage(capsys: pytest.CaptureFixture[str], argv: list[str], code: int) -
 def test_bad_url_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--url", "127.0.0.1:8080", "health")
     assert code == 2 and "127.0.0.1:8080" in err
+
+
+# --- tables and watch against the real core ---------------------------------------------------
+
+@pytest.fixture
+def edges_only(config: MspConfig) -> Iterator[str]:
+    """A real core whose edges are connected but not home1's box: its paths are not known live."""
+    harness = Harness(config)
+    for dpid in (EDGE, EDGE_UNDERLAY, EDGE2, EDGE2_UNDERLAY):
+        harness.connect(dpid)
+    httpd, thread = _serve(RestApi(CoreService(harness.core, lambda effects: [], clock=lambda: harness.now)))
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def test_tables_say_unknown_for_a_box_not_connected(edges_only: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--url", edges_only, "show", "home1")
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert code == 0
+    for path in ("ispA@edge1", "ispB@edge1", "ispA@edge2", "ispB@edge2"):
+        assert rows[path][1:4] == ["unknown", "unknown", "up"]  # state, MSPMB end, edge end
+    assert rows["default"][1:3] == ["ispA@edge1", "(unknown)"]
+    code, out, _ = run(capsys, "--url", edges_only, "list")
+    assert code == 0 and out.splitlines()[1].split() == ["home1", "ispA@edge1", "(unknown)", "ispA@edge1",
+                                                         "(unknown)", "4", "unknown"]
+    code, out, _ = run(capsys, "--url", edges_only, "health")
+    assert code == 0 and "paths  4 unknown" in out.splitlines()
+
+
+class ChangingService(FakeService):
+    """home1 as a sequence of answers, one per GET, the last repeated; None: it is gone."""
+
+    def __init__(self, answers: list[dict[str, Any] | None]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.calls = 0
+
+    def get_homenet(self, name: str) -> dict[str, Any]:
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        if answer is None:
+            raise NotFound(f"no homenet named {name!r}")
+        return answer
+
+
+def _homenet(a_state: str, egress: str) -> dict[str, Any]:
+    return {"name": "home1",
+            "paths": [{"path": "ispA@edge1", "state": a_state, "live": a_state == "up"},
+                      {"path": "ispB@edge1", "state": "up", "live": True}],
+            "classes": [{"name": "default", "egress": egress, "egress_state": "up",
+                         "ingress": "ispA@edge1", "ingress_state": "unknown"}]}
+
+
+def _lines(out: str) -> list[str]:
+    """Output lines without their time stamps."""
+    return [line.split(" ", 1)[1] for line in out.splitlines()]
+
+
+def test_watch_prints_one_line_per_change(capsys: pytest.CaptureFixture[str]) -> None:
+    up, failed = _homenet("up", "ispA@edge1"), _homenet("down", "ispB@edge1")
+    service = ChangingService([up, up, failed, failed, None, None, failed])
+    httpd, thread = _serve(RestApi(service))
+    try:
+        code, out, err = run(capsys, "--url", f"http://127.0.0.1:{httpd.server_port}", "watch", "home1",
+                             "--interval", "0.1", "--for", "1.2")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert code == 0 and "watching homenet home1" in err and service.calls >= len(service.answers)
+    assert _lines(out) == ["home1 path ispA@edge1: up -> down",
+                           "home1 default egress: ispA@edge1 (up) -> ispB@edge1 (up)",
+                           "404: no homenet named 'home1'",
+                           "answering again"]
+
+
+def test_watch_keeps_watching_an_unreachable_controller(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, out, _ = run(capsys, "--url", f"http://127.0.0.1:{port}", "watch", "--interval", "0.1", "--for", "0.4")
+    assert code == 0 and len(out.splitlines()) == 1 and "connection refused" in out  # said once
+
+
+def test_watch_stops_on_a_refusal_waiting_cannot_cure(service: FakeService,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    guarded = RestApi(service, Authorizer([ApiToken("ops", Role.OPERATOR, digest("secret"))]))
+    httpd, thread = _serve(guarded)
+    try:
+        started = time.monotonic()
+        code, _, err = run(capsys, "--url", f"http://127.0.0.1:{httpd.server_port}", "watch", "--for", "30")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert code == 1 and "401" in err and time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("argv", [["watch", "--interval", "0.01"], ["watch", "--for", "-1"],
+                                  ["watch", "--interval", "soon"]])
+def test_watch_usage(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    assert main(argv) == 2
+    assert "watch" in capsys.readouterr().err
+
+
+def test_watch_loop_with_a_fake_clock() -> None:
+    snapshots = [{("h", "path a"): "up"}, {("h", "path a"): "up"},
+                 {("h", "path a"): "down", ("h", "path b"): "up"}, {("h", "path b"): "up"}]
+    clock = [0.0]
+    out = io.StringIO()
+
+    def fetch() -> ctl_watch.Snapshot:
+        return snapshots[min(int(clock[0]), len(snapshots) - 1)]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    ctl_watch.watch(fetch, out, 1.0, 5.0, clock=lambda: clock[0], sleep=sleep, stamp=lambda: "T")
+    assert out.getvalue().splitlines() == ["T h path a: up -> down", "T h path b: absent -> up",
+                                           "T h path a: down -> gone"]
+    assert clock[0] == 5.0  # stopped at the deadline
+
+
+def test_list_snapshot_follows_every_homenets_default_class() -> None:
+    snapshot = ctl_watch.list_snapshot([{"name": "h", "active_egress": None, "active_ingress": "ispA@edge1",
+                                         "active_ingress_state": "unknown", "path_states": {"ispA@edge1": "unknown"}}])
+    assert snapshot == {("h", "path ispA@edge1"): "unknown", ("h", "default egress"): "no path",
+                        ("h", "default ingress"): "ispA@edge1 (unknown)"}
