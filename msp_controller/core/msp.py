@@ -249,7 +249,8 @@ class MspCore:
                 program = edge_base_program(edge, ports)
             else:
                 state = self.homenets[part]
-                program = edge_homenet_part(self.config, edge, state.spec, ports, state.choices[INGRESS])
+                program = edge_homenet_part(self.config, edge, state.spec, ports, state.choices[INGRESS],
+                                            state.plan.live)
         elif role.kind is Kind.MSPMB:
             state = self.homenets[role.name]
             program = mspmb_program(self.config, state.spec, ports, state.choices[EGRESS])
@@ -286,7 +287,7 @@ class MspCore:
         if part != OWN:
             state = self.homenets[part]
             ports = tuple(switch.numbers.get(edge_tunnel_port(state.spec, u)) for u in state.spec.uplinks)
-            return state.spec, state.choices[INGRESS], ports
+            return state.spec, state.choices[INGRESS], state.plan.live, ports
         if role.kind is Kind.MSPMB:
             state = self.homenets[role.name]
             return state.spec, state.choices[EGRESS], tuple(sorted(switch.numbers.items()))

@@ -35,14 +35,17 @@ def _port(bridge: str, port: str) -> Command:
     return ["--may-exist", "add-port", bridge, port]
 
 
-def _tunnel(bridge: str, port: str, remote_ip: str, key: int, bfd_ms: int,
+def _tunnel(bridge: str, port: str, remote_ip: str, key: int, bfd_ms: int | None,
             local_ip: str | None = None) -> Command:
+    """A VXLAN port; with BFD every bfd_ms, or (None) with BFD off, explicitly, so that
+    provisioning an existing port turns it off."""
     options = [f"options:remote_ip={remote_ip}", f"options:key={key}"]
     if local_ip is not None:
         options.append(f"options:local_ip={local_ip}")
+    bfd = ["bfd:enable=false"] if bfd_ms is None else \
+        ["bfd:enable=true", f"bfd:min_tx={bfd_ms}", f"bfd:min_rx={bfd_ms}"]
     return ["--may-exist", "add-port", bridge, port, "--", "set", "interface", port,
-            "type=vxlan", *options, "bfd:enable=true",
-            f"bfd:min_tx={bfd_ms}", f"bfd:min_rx={bfd_ms}"]
+            "type=vxlan", *options, *bfd]
 
 
 def mspmb_commands(config: MspConfig, homenet: Homenet) -> list[Command]:
@@ -67,6 +70,7 @@ def edge_commands(config: MspConfig, edge: Edge,
 
     uplink_addresses maps (homenet, uplink) to the address the ISP gave that uplink: the
     edge's tunnel ends there. (With zero-touch provisioning the MSPMB reports it.)
+    The edge's tunnels run no BFD: they return the MSPMB's (docs/design.md).
     """
     commands = _bridge(edge.bridge, edge.dpid, config)
     commands.append(_port(edge.bridge, edge.internet_port))
@@ -78,8 +82,7 @@ def edge_commands(config: MspConfig, edge: Edge,
         for uplink in homenet.uplinks:
             remote = uplink_addresses[(homenet.name, uplink.name)]
             commands.append(_tunnel(edge.bridge, edge_tunnel_port(homenet, uplink), remote,
-                                    homenet.id, config.bfd_ms(edge),
-                                    local_ip=str(edge.tunnel_ip(uplink.slot))))
+                                    homenet.id, None, local_ip=str(edge.tunnel_ip(uplink.slot))))
     return commands
 
 

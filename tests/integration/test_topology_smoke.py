@@ -131,13 +131,14 @@ def test_each_box_runs_its_own_ovs(ref):
         assert mspmb.vsctl("get", "interface", port, "options:remote_ip").strip() == f'"{remote}"'
         assert mspmb.vsctl("get", "interface", port, "bfd:enable").strip() == '"true"'
         assert mspmb.vsctl("get", "interface", port, "options:key").strip() == '"1"'
-    # Each edge: a tunnel per homenet uplink, from its own tunnel address.
+    # Each edge: a tunnel per homenet uplink, from its own tunnel address, with no BFD of
+    # its own (it returns the MSPMB's).
     for edge in ref.config.edges:
         box = ref[edge.name]
         for uplink, local in (("ispA", edge.tunnel_ip(0)), ("ispB", edge.tunnel_ip(1))):
             port = f"hn1-{uplink}"
             assert box.vsctl("get", "interface", port, "type").strip() == "vxlan"
-            assert box.vsctl("get", "interface", port, "bfd:enable").strip() == '"true"'
+            assert box.vsctl("get", "interface", port, "bfd:enable").strip() == '"false"'
             assert box.vsctl("get", "interface", port, "options:local_ip").strip() == f'"{local}"'
     assert "ovs-netdev" in mspmb.appctl("dpif/show")
     with pytest.raises(CommandError, match="no bridge named"):
@@ -320,8 +321,9 @@ def test_bgp_chain_with_a_stand_in_speaker(ref):
 
 
 UNDERLAYS = (("mspmb", "br-ispA"), ("mspmb", "br-ispB"), ("edge1", "br-up"), ("edge2", "br-up"))
-TUNNELS = (("mspmb", "edge1-ispA"), ("mspmb", "edge1-ispB"), ("mspmb", "edge2-ispA"), ("mspmb", "edge2-ispB"),
-           ("edge1", "hn1-ispA"), ("edge1", "hn1-ispB"), ("edge2", "hn1-ispA"), ("edge2", "hn1-ispB"))
+TUNNELS = (("mspmb", "edge1-ispA"), ("mspmb", "edge1-ispB"), ("mspmb", "edge2-ispA"), ("mspmb", "edge2-ispB"))
+# What the controller would install at each edge for BFD: back out of the tunnel it came in.
+EDGE_BFD_RETURN = "priority=400,udp,tp_dst=3784,actions=in_port"
 
 
 def _normal_flows(ref, on: bool, bridges=UNDERLAYS) -> None:
@@ -330,6 +332,11 @@ def _normal_flows(ref, on: bool, bridges=UNDERLAYS) -> None:
             ref[box].ofctl("add-flow", bridge, "priority=0,actions=NORMAL")
         elif "ovs-vswitchd" in ref[box].ovs_pids():
             ref[box].ofctl("del-flows", bridge)
+    for edge in ("edge1", "edge2"):
+        if on:
+            ref[edge].ofctl("add-flow", "br-msp", EDGE_BFD_RETURN)
+        elif "ovs-vswitchd" in ref[edge].ovs_pids():
+            ref[edge].ofctl("del-flows", "br-msp")
 
 
 def _bfd_states(ref) -> dict[str, str]:

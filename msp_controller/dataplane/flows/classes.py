@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from msp_controller.dataplane.flows.common import ETH_IPV4, ETH_IPV6, PRIO_ROUTE
@@ -31,6 +31,9 @@ LINK_BITS = 8  # BALANCE_TAG holds the class's group id above the hash link
 PATH_GROUP_SHIFT = 24  # a balanced path's group: (position + 1) << 24 | the class's group id
 
 PortOf = Callable[[TunnelPath], int | None]  # this switch's port for a path, None if not here
+# The paths a group may use, when the switch cannot tell a dead tunnel itself (an edge's
+# tunnels carry no BFD: the controller relays the MSPMB's verdict); None: every path.
+Live = Collection[TunnelPath] | None
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,9 @@ def group_id(homenet_id: int, choice: DirectionChoice) -> int:
     return (homenet_id << 8) | (0x80 if choice.direction == "ingress" else 0) | (choice.index + 1)
 
 
-def _failover_group(gid: int, paths: Sequence[TunnelPath], port_of: PortOf) -> Group:
-    ports = [port for path in paths if (port := port_of(path)) is not None]
+def _failover_group(gid: int, paths: Sequence[TunnelPath], port_of: PortOf, live: Live) -> Group:
+    ports = [port for path in paths
+             if (port := port_of(path)) is not None and (live is None or path in live)]
     return Group(gid, "ff", tuple(Bucket((Output(port),), watch_port=port) for port in ports))
 
 
@@ -65,7 +69,8 @@ def hash_links(weights: Sequence[int]) -> tuple[int, ...]:
     return tuple(index for index, share in enumerate(shares) for _ in range(share))
 
 
-def _balance(homenet_id: int, choice: DirectionChoice, port_of: PortOf, balance_table: int) -> ClassForwarding:
+def _balance(homenet_id: int, choice: DirectionChoice, port_of: PortOf, balance_table: int,
+             live: Live) -> ClassForwarding:
     here = [(position, path) for position, path in enumerate(choice.paths) if port_of(path) is not None]
     if not here:
         return ClassForwarding((), None, (), ())
@@ -77,7 +82,9 @@ def _balance(homenet_id: int, choice: DirectionChoice, port_of: PortOf, balance_
     base = group_id(homenet_id, choice)
     # One fast-failover group per spread path: its own tunnel while live, then the next
     # (rotating, so a dead path's flows do not all land on one), then the other edges.
-    groups = tuple(_failover_group(((k + 1) << PATH_GROUP_SHIFT) | base, spread[k:] + spread[:k] + others, port_of)
+    # Dead paths keep their hash links (flows on live paths stay put); their groups skip them.
+    groups = tuple(_failover_group(((k + 1) << PATH_GROUP_SHIFT) | base, spread[k:] + spread[:k] + others,
+                                   port_of, live)
                    for k in range(len(spread)))
     links = hash_links(weights)
     tag = base << LINK_BITS
@@ -88,13 +95,13 @@ def _balance(homenet_id: int, choice: DirectionChoice, port_of: PortOf, balance_
 
 
 def class_forwarding(homenet_id: int, choice: DirectionChoice, port_of: PortOf,
-                     balance_table: int) -> ClassForwarding:
+                     balance_table: int, live: Live = None) -> ClassForwarding:
     """Failover and sla: one fast-failover group in preference order. Balance: a hash of the
     flow's 5-tuple picks a path by weight (multipath into a tag, then balance_table), and
     that path's fast-failover group keeps the flow there while the path is live."""
     if choice.mode == BALANCE:
-        return _balance(homenet_id, choice, port_of, balance_table)
-    group = _failover_group(group_id(homenet_id, choice), choice.paths, port_of)
+        return _balance(homenet_id, choice, port_of, balance_table, live)
+    group = _failover_group(group_id(homenet_id, choice), choice.paths, port_of, live)
     return ClassForwarding((ToGroup(group.group_id),), None, (group,), ())
 
 

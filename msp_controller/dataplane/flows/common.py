@@ -11,6 +11,7 @@ from msp_controller.dataplane.ofmsg import CONTROLLER, Flow, Group, Output, matc
 ETH_IPV4, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806
 IPPROTO_ICMP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 17, 58
 ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136
+BFD_UDP_PORT = 3784  # BFD control packets (RFC 5881), as Open vSwitch sends them in a tunnel
 
 # Priorities: neighbour protocol above admission above routes.
 PRIO_PROBE = 400

@@ -1,8 +1,19 @@
-"""An MSP edge (br-msp): check and forward homenet packets to the Internet, and back."""
+"""An MSP edge (br-msp): check and forward homenet packets to the Internet, and back.
+
+The edge's tunnels run no BFD of their own: each BFD packet of the MSPMB goes straight
+back through the tunnel it came in on, in the datapath, so the MSPMB's session fails when
+either direction fails, and the edge pays no BFD state per homenet. The controller relays
+the MSPMB's verdict: the edge's groups hold only the paths the plan says are live.
+"""
 from __future__ import annotations
+
+from collections.abc import Collection
+
+from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller.dataplane.flows.classes import PRIO_CLASS, class_forwarding, flow_matches
 from msp_controller.dataplane.flows.common import (
+    BFD_UDP_PORT,
     ETH_IPV4,
     ETH_IPV6,
     IPPROTO_UDP,
@@ -24,7 +35,7 @@ from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_po
 
 
 def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: PortNumbers,
-                      ingress: tuple[DirectionChoice, ...]) -> SwitchProgram:
+                      ingress: tuple[DirectionChoice, ...], live: Collection[TunnelPath]) -> SwitchProgram:
     """One homenet's part of an edge's program: its tunnels' admission, its classes' paths.
 
     Parts of different homenets never share a flow or a group, so each is installed and
@@ -38,6 +49,10 @@ def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: Po
     tunnel_ports = sorted({port for u in homenet.uplinks
                            if (port := ports.get(edge_tunnel_port(homenet, u))) is not None})
     for port in tunnel_ports:
+        # The MSPMB's BFD, back the way it came (TTL untouched: BFD insists on 255).
+        flows.append(Flow(EDGE_CLASSIFY, PRIO_PROBE,
+                          match(in_port=port, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=BFD_UDP_PORT),
+                          (Output(ofp.OFPP_IN_PORT),)))
         # Probe replies reflected by the MSPMB: timed by the controller.
         flows.append(Flow(EDGE_CLASSIFY, PRIO_PROBE,
                           match(in_port=port, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=PROBE_UDP_PORT),
@@ -52,7 +67,7 @@ def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: Po
     for choice in ingress:
         # Every edge gets the class's paths from itself, whichever edge BGP prefers: the
         # Internet may send the homenet's traffic to any edge that announced it.
-        forwarding = class_forwarding(homenet.id, choice, port_of, EDGE_BALANCE)
+        forwarding = class_forwarding(homenet.id, choice, port_of, EDGE_BALANCE, live)
         groups += forwarding.groups
         flows += forwarding.flows
         actions = (DecTtl(), SetField("eth_src", edge.internet_mac), SetField("eth_dst", homenet.gateway_mac),

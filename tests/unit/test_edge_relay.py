@@ -1,0 +1,66 @@
+"""The edge's tunnels run no BFD: they return the MSPMB's BFD packets, and the controller
+relays the MSPMB's verdict on each tunnel to the edge's groups."""
+from __future__ import annotations
+
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from msp_controller.dataplane.provision import edge_commands, mspmb_commands
+from msp_controller.model.config import edge_tunnel_port, mspmb_tunnel_port
+from tests.harness import EDGE, HOME, UPSTREAM_MAC, udp4
+
+SERVER4, H1_4 = "203.0.113.10", "198.51.100.10"
+INTERNET = 1
+TUNNEL_A, TUNNEL_B = 11, 12
+BFD_MAC = "00:23:20:00:00:01"  # the destination Open vSwitch gives BFD control packets
+
+
+def bfd_packet(ttl: int = 255) -> dict:
+    return {"eth_src": "02:00:00:00:00:09", "eth_dst": BFD_MAC, "eth_type": 0x0800, "ip_proto": 17,
+            "ipv4_src": "169.254.1.1", "ipv4_dst": "169.254.1.0", "udp_src": 49152, "udp_dst": 3784, "ttl": ttl}
+
+
+def inbound(net, config) -> list[int]:
+    packet = udp4(SERVER4, H1_4, UPSTREAM_MAC, config.edge("edge1").internet_mac)
+    return [out.port for out in net.switch(EDGE).process(INTERNET, packet)]
+
+
+def test_the_edge_returns_bfd_through_the_tunnel_it_came_in_unchanged(net):
+    for tunnel in (TUNNEL_A, TUNNEL_B):
+        outputs = net.switch(EDGE).process(tunnel, bfd_packet())
+        assert [out.port for out in outputs] == [tunnel]
+        assert outputs[0].packet["ttl"] == 255  # BFD drops a packet whose TTL is not 255
+        assert outputs[0].packet["ipv4_dst"] == "169.254.1.0"
+
+
+def test_bfd_from_the_internet_is_not_returned(net, config):
+    packet = {**bfd_packet(), "eth_dst": config.edge("edge1").internet_mac}
+    assert [out.port for out in net.switch(EDGE).process(INTERNET, packet)] != [INTERNET]
+
+
+def test_the_mspmb_verdict_moves_inbound_traffic_at_the_edge(net, config):
+    """The edge's own tunnel port stays live (no BFD there): only the relay can move it."""
+    assert inbound(net, config) == [TUNNEL_A]
+    net.set_live(HOME, "edge1-ispA", False)
+    assert net.switch(EDGE).port_is_live(TUNNEL_A)
+    assert inbound(net, config) == [TUNNEL_B]
+    net.set_live(HOME, "edge1-ispA", True)
+    assert inbound(net, config) == [TUNNEL_A]
+
+
+def test_the_relay_rewrites_groups_only(net):
+    """A tunnel's death costs the edge one group modification per class, no flow changes."""
+    messages = net.set_live(HOME, "edge1-ispA", False)
+    assert messages.get(EDGE)
+    assert all(isinstance(m, (parser.OFPGroupMod, parser.OFPBarrierRequest)) for m in messages[EDGE])
+
+
+def test_only_the_mspmb_runs_bfd(config):
+    home = config.homenet("home1")
+    edge = config.edge("edge1")
+    addresses = {(home.name, u.name): f"198.18.{100 + u.slot}.2" for u in home.uplinks}
+    edge_tunnels = [c for c in edge_commands(config, edge, addresses)
+                    if any(edge_tunnel_port(home, u) in c for u in home.uplinks)]
+    home_tunnels = [c for c in mspmb_commands(config, home)
+                    if any(mspmb_tunnel_port(edge, u) in c for u in home.uplinks)]
+    assert edge_tunnels and all("bfd:enable=false" in c for c in edge_tunnels)
+    assert home_tunnels and all("bfd:enable=true" in c for c in home_tunnels)
