@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput lint
 
 install:
 	bash scripts/install.sh
@@ -41,6 +41,12 @@ bench-containment: install
 
 bench-scale: install
 	$(PY) -m bench.scale
+
+bench-edge-scale: install
+	$(PY) -m bench.edge_scale
+
+bench-throughput: install
+	$(PY) -m bench.throughput
 
 lint: install
 	$(VENV)/bin/pip install -q mypy ruff
