@@ -1,9 +1,14 @@
 """Shared bits of the benchmarks: a REST client for the controller, waiting for steady state."""
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import sys
+import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from topologies.controller import Controller, wait_for
@@ -45,3 +50,16 @@ def wait_all_paths_healthy(controller: Controller, timeout: float = 60.0) -> Non
 
 def class_path(controller: Controller, name: str, direction: str = "egress") -> str | None:
     return next(c[direction] for c in homenet(controller)["classes"] if c["name"] == name)
+
+
+@contextlib.contextmanager
+def run_directory(prefix: str) -> Iterator[str]:
+    """A fresh directory under /run for one benchmark's network and logs: removed when the
+    benchmark succeeds, kept (and named on stderr) when it fails, for its logs."""
+    path = tempfile.mkdtemp(prefix=prefix, dir="/run")
+    try:
+        yield path
+    except BaseException:
+        print(f"benchmark failed: its logs are in {path}", file=sys.stderr)
+        raise
+    shutil.rmtree(path, ignore_errors=True)

@@ -12,10 +12,10 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import threading
 import time
 
+from bench.common import run_directory
 from topologies.bird import routes
 from topologies.controller import wait_for
 from topologies.faults import start_edge, stop_edge
@@ -73,10 +73,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    run_dir = tempfile.mkdtemp(prefix="msp-bench-edge-", dir="/run")
     results = []
     guard = LeakGuard()
-    with running(run_dir, guard=guard) as (net, controller):
+    with run_directory("msp-bench-edge-") as run_dir, \
+            running(run_dir, guard=guard) as (net, controller):
         wait_reachable(net["h1"], SERVER4, timeout=60)
         for index in range(args.runs):
             wait_for(lambda: best_is_edge1(net), 60, interval=0.2, what="edge1 preferred again")

@@ -15,9 +15,9 @@ import json
 import re
 import statistics
 import sys
-import tempfile
 from typing import Any
 
+from bench.common import run_directory
 from topologies.controller import Controller
 from topologies.faults import isp_blackhole
 from topologies.leak_guard import LeakGuard
@@ -39,9 +39,9 @@ def main() -> int:
     parser.add_argument("--isp-rate-mbit", type=int, default=DEFAULT_ISP_RATE_MBIT,
                         help="each ISP's access rate (0: unlimited: the 2-core CPU becomes the bottleneck)")
     args = parser.parse_args()
-    run_dir = tempfile.mkdtemp(prefix="msp-bench-", dir="/run")
     guard = LeakGuard()
-    with running(run_dir, isp_rate_mbit=args.isp_rate_mbit, guard=guard) as (net, controller):
+    with run_directory("msp-bench-") as run_dir, \
+            running(run_dir, isp_rate_mbit=args.isp_rate_mbit, guard=guard) as (net, controller):
         wait_reachable(net["h1"], SERVER4, timeout=60)
         runs = [failover_run(net, f"run {i + 1}", 6000 + 10 * i) for i in range(args.runs)]
         quiet = full_rate_quiet(net, controller, args.full_rate_seconds)

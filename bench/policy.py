@@ -11,10 +11,9 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 
-from bench.common import DEFAULT_POLICY, api, wait_all_paths_healthy
+from bench.common import DEFAULT_POLICY, api, run_directory, wait_all_paths_healthy
 from topologies.controller import wait_for
 from topologies.faults import inner_udp_counts, watch_inner_udp_port
 from topologies.leak_guard import LeakGuard
@@ -34,10 +33,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    run_dir = tempfile.mkdtemp(prefix="msp-bench-policy-", dir="/run")
     applied, confirmed, polls = [], [], []
     guard = LeakGuard()
-    with running(run_dir, guard=guard) as (net, controller):
+    with run_directory("msp-bench-policy-") as run_dir, \
+            running(run_dir, guard=guard) as (net, controller):
         wait_reachable(net["h1"], SERVER4, timeout=60)
         wait_all_paths_healthy(controller)
         for isp in ("ispA", "ispB"):

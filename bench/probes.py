@@ -14,10 +14,9 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 
-from bench.common import DEFAULT_POLICY, api, class_path, path_info, wait_all_paths_healthy
+from bench.common import DEFAULT_POLICY, api, class_path, path_info, run_directory, wait_all_paths_healthy
 from topologies.controller import wait_for
 from topologies.faults import isp_loss
 from topologies.leak_guard import LeakGuard
@@ -48,10 +47,10 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=6)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    run_dir = tempfile.mkdtemp(prefix="msp-bench-probes-", dir="/run")
     table, detections = [], []
     guard = LeakGuard()
-    with running(run_dir, guard=guard) as (net, controller):
+    with run_directory("msp-bench-probes-") as run_dir, \
+            running(run_dir, guard=guard) as (net, controller):
         wait_reachable(net["h1"], SERVER4, timeout=60)
         wait_all_paths_healthy(controller)
         for rate in (float(r) for r in args.rates.split(",")):

@@ -17,10 +17,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from typing import Any
 
 from bench import proc_cpu
+from bench.common import run_directory
 from bench.proc_cpu import USER
 from bench.throughput_paths import Endpoints, RoutedPath, VxlanPath, check_free
 from bench.throughput_report import (
@@ -57,10 +57,10 @@ def main() -> int:
         parser.error(f"--runs must be at least 1, got {args.runs}")
     if args.dump_dir:
         os.makedirs(args.dump_dir, exist_ok=True)
-    run_dir = tempfile.mkdtemp(prefix="msp-bench-", dir="/run")
     guard = LeakGuard()
     streams: list[StreamFigures] = []
-    with running(run_dir, isp_rate_mbit=0, guard=guard) as (net, controller):
+    with run_directory("msp-bench-") as run_dir, \
+            running(run_dir, isp_rate_mbit=0, guard=guard) as (net, controller):
         edge = net.plan.edge.name
         wait_reachable(net["h1"], SERVER4, timeout=60)
         wait_path(net, args.isp)
