@@ -90,8 +90,8 @@ class OvsInstance:
         self.processes.append(subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
-    def ns(self, *argv: str) -> str:
-        return run("ip", "netns", "exec", self.namespace, *argv)
+    def ns(self, *argv: str, input: str | None = None) -> str:
+        return run("ip", "netns", "exec", self.namespace, *argv, input=input)
 
     def vsctl(self, *args: str, wait: bool = True, timeout: int = 300) -> str:
         argv = ["ovs-vsctl", f"--db=unix:{self.db_socket}", f"--timeout={timeout}"]

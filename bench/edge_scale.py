@@ -49,6 +49,9 @@ SLOTS = ("a", "b")
 DESIGNS = ("ports", "reflect-ports", "reflect")
 CHOSEN = "reflect-ports"  # what the controller builds (docs/design.md)
 FLOWS_PER_HOMENET = 6  # about what a homenet's part holds at the edge (classify, egress, ingress)
+CUT_TABLE = "msp_cut"
+CUT_RULESET = (f"table netdev {CUT_TABLE} {{\n  chain out {{\n"
+               f"    type filter hook egress device \"{HOMES_VETH}\" priority 0;\n  }}\n}}\n")
 STATE = re.compile(r"State: (\w+)")
 UP = re.compile(r"(?<![_\w])state=up\b")
 
@@ -122,7 +125,7 @@ def bfd_state(instance: OvsInstance, port: str) -> str:
 
 
 def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> dict[str, float]:
-    """Drop one home's ISP A traffic at the edge's underlay; time each BFD end going down.
+    """Cut one home's ISP A path (its packets to the edge); time each BFD end going down.
 
     Times come from each ovs-vswitchd's own log line for the state change (millisecond
     timestamps), counted from just before the drop flows were sent: an upper bound, free
@@ -131,9 +134,10 @@ def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> 
     watch = {"home": (homes, f"h{index}-a")}
     if design == "ports":
         watch["edge"] = (edge, f"e{index}-a")
+    # The cut is made in the homes' kernel (an nftables egress hook on their veth, which
+    # sees what OVS sends), so its moment is known however loaded the edge is.
     start = time.time()
-    edge.add_flows("br-up", [f"priority=1000,ip,nw_src={address},actions=drop",
-                             f"priority=1000,ip,nw_dst={address},actions=drop"])
+    homes.ns("nft", "add", "rule", "netdev", CUT_TABLE, "out", "ip", "saddr", address, "drop")
     polled: dict[str, float] = {}
     try:
         deadline = start + 10
@@ -142,9 +146,7 @@ def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> 
                 if name not in polled and bfd_state(instance, port) == "down":
                     polled[name] = time.time()
     finally:
-        for field in ("nw_src", "nw_dst"):
-            edge.ofctl("del-flows", "--strict", f"unix:{edge.dir / 'br-up'}.mgmt",
-                       f"priority=1000,ip,{field}={address}")
+        homes.ns("nft", "flush", "chain", "netdev", CUT_TABLE, "out")
     # OVS rate-limits its BFD log lines: with thousands of sessions, fall back to the poll.
     found = {name: ((down_at(instance, port, start) or polled[name]) - start) * 1000
              for name, (instance, port) in watch.items() if name in polled}
@@ -193,6 +195,7 @@ def measure(design: str, n: int, bfd_ms: int, background_ms: int | None, idle_se
         edge.start()
         link(homes, edge)
         homes.underlay(HOMES_VETH, [home_address(k, i) for k in range(len(SLOTS)) for i in range(n)], 17)
+        homes.ns("nft", "-f", "-", input=CUT_RULESET)  # where time_cut() cuts
         edge.underlay(EDGE_VETH, EDGE_ADDRESSES, 17)
         for instance, bridge in ((homes, "homes"), (edge, "br-msp")):
             instance.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev",
