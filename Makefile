@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap lint
 
 install:
 	bash scripts/install.sh
@@ -47,6 +47,9 @@ bench-edge-scale: install
 
 bench-throughput: install
 	$(PY) -m bench.throughput
+
+bench-flap: install
+	$(PY) -m bench.flap
 
 lint: install
 	$(VENV)/bin/pip install -q mypy ruff

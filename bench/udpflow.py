@@ -4,7 +4,8 @@ Run the receiver and the sender inside the hosts' namespaces:
     python -m bench.udpflow recv --port 5001 --seconds 8 --out recv.json
     python -m bench.udpflow send --to 198.51.100.10 --port 5001 --rate 1000 --seconds 6 --out send.json
 Each writes one JSON object. The receiver's longest gap between two arrivals is the outage
-as the application saw it; sent minus received is the loss.
+as the application saw it; sent minus received is the loss. It also lists every gap of at
+least GAP_LISTED_MS (when, how long), so that a run with several outages can count them.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import time
 HEADER = struct.Struct("!QQ")  # magic, sequence number
 MAGIC = 0x4D53505544500001
 PAYLOAD_BYTES = 64
+GAP_LISTED_MS = 10.0  # 10 packet intervals at 1000/s: an outage, not scheduling jitter
+MAX_GAPS_LISTED = 10000  # bounded, whatever the run's length
 
 
 def send(to: str, port: int, rate: int, seconds: float, src_port: int = 0) -> dict[str, object]:
@@ -56,6 +59,7 @@ def receive(port: int, seconds: float, ready_file: str | None = None) -> dict[st
     max_gap = 0.0
     max_gap_at = 0.0
     first_arrival: float | None = None
+    gaps: list[tuple[float, float]] = []  # (seconds after the first arrival, gap in ms)
     while time.monotonic() < deadline:
         try:
             data = sock.recv(2048)
@@ -69,13 +73,16 @@ def receive(port: int, seconds: float, ready_file: str | None = None) -> dict[st
         now = time.monotonic()
         if first_arrival is None:
             first_arrival = now
+        if last_arrival is not None and (now - last_arrival) * 1000 >= GAP_LISTED_MS and len(gaps) < MAX_GAPS_LISTED:
+            gaps.append((round(last_arrival - first_arrival, 3), round((now - last_arrival) * 1000, 2)))
         if last_arrival is not None and now - last_arrival > max_gap:
             max_gap = now - last_arrival
             max_gap_at = last_arrival - first_arrival
         last_arrival = now
         seen.add(sequence)
     return {"received": len(seen), "max_gap_ms": round(max_gap * 1000, 2),
-            "max_gap_at_s": round(max_gap_at, 3), "highest_sequence": max(seen) if seen else -1}
+            "max_gap_at_s": round(max_gap_at, 3), "highest_sequence": max(seen) if seen else -1,
+            "gaps_ms": gaps, "first_arrival_at": first_arrival}
 
 
 def main() -> None:

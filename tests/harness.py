@@ -80,6 +80,11 @@ class Harness:
         self.switch(dpid).set_port_live(number, live)
         return self.apply(self.core.port_status(dpid, name, PortState(number, live), self.now))
 
+    def advance(self, seconds: float) -> Messages:
+        """Time passes: the core's periodic tick runs (flap damping ends, hold-downs expire)."""
+        self.now += seconds
+        return self.apply(self.core.tick(self.now))
+
     def packet_in(self, dpid: int, port_name: str, frame: bytes, table_id: int = 0) -> list[Any]:
         """Hand a frame to the controller; return the packet-outs it sends."""
         messages = self.apply(self.core.packet_in(dpid, self.ports[dpid][port_name], table_id, frame, self.now))

@@ -44,10 +44,24 @@ class StreamResult:
     sent: int
     received: int
     max_gap_ms: float
+    # Every gap of 10 ms or more: (seconds after the first arrival, gap in ms), in time order.
+    gaps: tuple[tuple[float, float], ...] = ()
+    first_arrival_at: float | None = None  # time.monotonic() (one clock in every namespace)
 
     @property
     def lost(self) -> int:
         return max(0, self.sent - self.received)
+
+    def outages(self, min_ms: float, after_s: float = 0.0) -> list[float]:
+        """The gaps of at least min_ms (ms) that began after_s seconds or later into the stream."""
+        return [gap for at, gap in self.gaps if gap >= min_ms and at >= after_s]
+
+    def gaps_between(self, start: float, end: float) -> list[tuple[float, float]]:
+        """(when it began, in time.monotonic(); ms) of each gap that began within [start, end)."""
+        if self.first_arrival_at is None:
+            return []
+        return [(self.first_arrival_at + at, gap) for at, gap in self.gaps
+                if start <= self.first_arrival_at + at < end]
 
 
 class UdpStream:
@@ -85,7 +99,9 @@ class UdpStream:
             sent = json.load(handle)
         with open(os.path.join(self.dir, "recv.json")) as handle:
             received = json.load(handle)
-        return StreamResult(sent["sent"], received["received"], received["max_gap_ms"])
+        return StreamResult(sent["sent"], received["received"], received["max_gap_ms"],
+                            tuple((at, gap) for at, gap in received.get("gaps_ms", [])),
+                            received.get("first_arrival_at"))
 
     def stop(self) -> None:
         for process in self.processes:

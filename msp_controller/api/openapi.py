@@ -66,8 +66,19 @@ def _policy_schemas() -> dict[str, Schema]:
             "classes": {"type": "array", "items": _ref("TrafficClass"), "maxItems": 64,
                         "description": "no packet may match two classes"},
             "default": _ref("DefaultClass"),
+            "damping": _ref("Damping"),
         }, required=["default"], description="A homenet's traffic policy: classes of traffic "
                                               "and how each direction of each picks its ISP."),
+        "Damping": _strict({
+            "recover_s": {**_number(0, 3600), "default": 2,
+                          "description": "up time a path needs after one failure before it carries traffic again"},
+            "half_life_s": {**_number(1, 3600), "default": 15,
+                            "description": "a path's failure count (penalty) halves this often while it is up"},
+            "max_hold_s": {**_number(0, 3600), "default": 30,
+                           "description": "the longest up time ever needed; at least recover_s, or 0: no damping"},
+        }, description="Flap damping, for every path of the homenet: each failure adds 1 to the path's "
+                       "penalty; a path that failed is used after the others until it has been up for "
+                       "recover_s + half_life_s x log2(penalty) seconds (at most max_hold_s)."),
         "TrafficClass": _strict({
             "name": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$", "not": {"enum": ["default"]}},
             "match": _ref("Match"),

@@ -14,6 +14,7 @@ import dataclasses
 import heapq
 import ipaddress
 import logging
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from msp_controller.core.probing import ProbeScheduler
 from msp_controller.core.registry import Kind, Registry, Role
 from msp_controller.core.switches import Pending, PortState, SwitchState, union
 from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane.claims import ClaimGuard, binding_of
 from msp_controller.dataplane.flows.common import SwitchProgram
 from msp_controller.dataplane.flows.edge import default_route_flow, edge_base_program, edge_homenet_part
 from msp_controller.dataplane.flows.mspmb import host_flow, mspmb_program
@@ -34,6 +36,7 @@ from msp_controller.dataplane.probe_packet import ProbeTemplate, parse_probe
 from msp_controller.dataplane.reconcile import ReportedFlow, reconcile, transition
 from msp_controller.decide.announce import HomenetAnnouncements, Route, prefix_routes
 from msp_controller.decide.choice import EGRESS, INGRESS, Direction, choose
+from msp_controller.decide.damping import FlapDamper, hold_s
 from msp_controller.decide.paths import PathPlan, TunnelPath, plan_homenet
 from msp_controller.decide.probes import PathStats, ProbeTracker, SlaJudge
 from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
@@ -113,11 +116,17 @@ class MspCore:
         self.counters: dict[tuple[int, int], PortCounters] = {}
         self.bgp_routes: dict[str, dict[str, Route]] = {}  # prefix -> neighbor -> route, as announced
         self._holddowns: list[tuple[float, str]] = []  # (when, homenet): announcements to revisit
+        self.damper: FlapDamper[TunnelPath] = FlapDamper()  # flap damping, one entry per path
+        # (when, homenet): a damped path is trusted again; _damping_wake holds each homenet's
+        # earliest such time, so that later (superseded) heap entries are skipped.
+        self._damping_due: list[tuple[float, str]] = []
+        self._damping_wake: dict[str, float] = {}
         self.path_changes: collections.deque[PathChange] = collections.deque(maxlen=1000)
         # Totals since start, for metrics (the deque keeps only the last changes).
         self.path_changes_total: collections.Counter[str] = collections.Counter()  # by direction
         self.reconciliations: collections.Counter[str] = collections.Counter()  # by role kind
         self.ignored_packets = 0
+        self.claims: dict[int, ClaimGuard] = {}  # per switch: who may take which address
         self.strangers: dict[int, dict[str, PortState]] = {}  # connected, owned by no homenet (yet)
         for homenet in (config.homenets if homenets is None else homenets):
             self.add_homenet(homenet, 0.0, (policies or {}).get(homenet.name))
@@ -192,12 +201,15 @@ class MspCore:
         self._forget_paths(state)
         self.registry.remove(name)
         self._to_judge.discard(name)
+        self._damping_wake.pop(name, None)
         LOG.info("%s: removed", name)
         return effects
 
     def _clear(self, dpid: int, part: str) -> Effects:
         """Remove one part of a switch's program; a switch's own part takes its learned
         neighbour entries with it."""
+        if part == OWN:
+            self.claims.pop(dpid, None)  # and their claim records
         switch = self.switches.get(dpid)
         if switch is None or switch.parts is None or part not in switch.parts:
             return Effects()
@@ -228,6 +240,7 @@ class MspCore:
             self.path_by_id.pop(path_id, None)
             self.prober.remove(path)
             self.tracker.forget(path)
+            self.damper.forget(path)
             for class_name, direction, _ in state.policy.direction_policies():
                 self.judge.forget((class_name, direction, path))
 
@@ -286,8 +299,9 @@ class MspCore:
         role = self.registry.roles[dpid]
         if part != OWN:
             state = self.homenets[part]
+            internet = switch.numbers.get(self.registry.edge(role.name).internet_port)  # its BCP 38 drops
             ports = tuple(switch.numbers.get(edge_tunnel_port(state.spec, u)) for u in state.spec.uplinks)
-            return state.spec, state.choices[INGRESS], state.plan.live, ports
+            return state.spec, state.choices[INGRESS], state.plan.live, ports, internet
         if role.kind is Kind.MSPMB:
             state = self.homenets[role.name]
             return state.spec, state.choices[EGRESS], tuple(sorted(switch.numbers.items()))
@@ -324,7 +338,8 @@ class MspCore:
         """Recompute one homenet's paths and class choices; move its parts to match."""
         state.plan = plan_homenet(self.config, state.spec, self.liveness, self._edges_up())
         old = state.choices
-        state.choices = {direction: choose(state.policy, state.plan, direction, self._usable)
+        damped = self._damp(state, now)
+        state.choices = {direction: choose(state.policy, state.plan, direction, self._usable, damped)
                          for direction in DIRECTIONS}
         self._log_choices(state, old, now)
         effects = Effects()
@@ -333,6 +348,28 @@ class MspCore:
             effects.merge(self._update_part(self.registry.edge(edge_name).dpid, state.name))
         effects.bgp.update(self._announce(state, now))
         return effects
+
+    def _damp(self, state: HomenetState, now: float) -> frozenset[TunnelPath]:
+        """Feed the plan's liveness to flap damping; return the paths it holds back now, and
+        wake the tick when the first of them is due to be trusted (O(this homenet's paths))."""
+        rule, plan = state.policy.damping, state.plan
+        for path in plan.paths:
+            # Known up, or down by some end's report; a silent end (reconnecting) says nothing.
+            up = True if path in plan.known_live else False if path not in plan.live else None
+            self.damper.observe(path, up, rule, now)
+        due = self.damper.next_trusted(plan.paths, rule, now)
+        if due is not None and due < self._damping_wake.get(state.name, math.inf):
+            self._damping_wake[state.name] = due
+            heapq.heappush(self._damping_due, (due, state.name))
+        damped = frozenset(path for path in plan.paths if self.damper.damped(path, rule, now))
+        before = frozenset(p for choices in state.choices.values() for c in choices for p in c.damped)
+        for path in damped - before:
+            penalty = self.damper.state(path).penalty
+            LOG.info("%s: path %s is damped (penalty %.2f): it comes after the others until it has been "
+                     "up for %.1f s", state.name, path, penalty, hold_s(rule, penalty))
+        for path in before - damped:
+            LOG.info("%s: path %s is trusted again (flap damping)", state.name, path)
+        return damped
 
     def _usable(self, traffic_class: str, direction: Direction, path: TunnelPath) -> bool:
         return self.judge.usable((traffic_class, direction, path))
@@ -478,7 +515,13 @@ class MspCore:
             owner = self.registry.tunnel_owner.get((role.name, name))
             if owner is not None:
                 return self._replan(self.homenets[owner], now)
-            return self._update_part(dpid, OWN)  # the Internet port: the edge's own flows
+            effects = self._update_part(dpid, OWN)  # the Internet port: the edge's own flows
+            if name == self.registry.edge(role.name).internet_port and \
+                    (before and before.number) != (port and port.number):
+                # ... and, when its number changes, each homenet's BCP 38 drops that name it.
+                for homenet in self.registry.homenets_at(role.name):
+                    effects.merge(self._update_part(dpid, homenet))
+            return effects
         if role.kind is Kind.UNDERLAY:
             return self._update_part(dpid, OWN)
         return self._replan(self.homenets[role.name], now)
@@ -522,14 +565,24 @@ class MspCore:
         if event.reply is not None:
             messages.append(ofmsg.packet_out(in_port, event.reply))
         if event.learned is not None:
-            messages += self._learn(switch, owner, in_port, *event.learned)
+            messages += self._learn(dpid, switch, owner, in_port, *event.learned, now)
+        if event.own_claimed is not None and (note := self._claim_guard(dpid).own_address(
+                *event.own_claimed, in_port, now)):
+            LOG.warning("%s: %s", owner.name, note)
         return Effects({dpid: messages})
 
     def _is_tunnel_port(self, role: Role, switch: SwitchState, in_port: int) -> bool:
         name = switch.names.get(in_port)
         return name is not None and (role.name, name) in self.registry.tunnel_owner
 
-    def _learn(self, switch: SwitchState, owner: Homenet | Edge, port: int, ip: str, mac: str) -> list[Any]:
+    def _claim_guard(self, dpid: int) -> ClaimGuard:
+        guard = self.claims.get(dpid)
+        if guard is None:
+            guard = self.claims[dpid] = ClaimGuard(capacity=2 * MAX_NEIGHBORS)
+        return guard
+
+    def _learn(self, dpid: int, switch: SwitchState, owner: Homenet | Edge, port: int, ip: str, mac: str,
+               now: float) -> list[Any]:
         if isinstance(owner, Homenet):
             flow = host_flow(owner, ip, mac, port, HOST_IDLE_TIMEOUT_S)
         else:
@@ -537,7 +590,16 @@ class MspCore:
             if address not in (owner.internet_gateway_ipv4, owner.internet_gateway_ipv6):
                 return []
             flow = default_route_flow(owner, port, mac, ipv6=address.version == 6)
-        if switch.neighbors.get(ip) == flow:
+        # A known address moves only when its holder is gone (claims.py).
+        held = switch.neighbors.get(ip)
+        holder = binding_of(held) if held is not None else None
+        verdict = self._claim_guard(dpid).judge(ip, mac, port, holder, now)
+        if verdict.note:
+            LOG.warning("%s: %s", owner.name, verdict.note)
+        if not verdict.accepted:
+            self.ignored_packets += 1
+            return self._ask_holder(dpid, switch, owner, ip, holder, now) if verdict.ask else []
+        if held == flow:
             return []
         LOG.info("%s: neighbour %s is %s on port %d", owner.name, ip, mac, port)
         messages = []
@@ -548,6 +610,16 @@ class MspCore:
                                                      oldest.cookie))
         switch.neighbors[ip] = flow
         return messages + ([] if flow.cookie in switch.present_learned else [ofmsg.flow_add(flow)])
+
+    def _ask_holder(self, dpid: int, switch: SwitchState, owner: Homenet | Edge, ip: str,
+                    holder: tuple[str, int] | None, now: float) -> list[Any]:
+        """Solicit an address out of its holder's port: a live holder answers, and keeps it."""
+        iface = _lan_interface(owner) if isinstance(owner, Homenet) else _internet_interface(owner)
+        frame = solicit(iface, ip)
+        if holder is None or frame is None or not _may_solicit(switch, ip, now):
+            return []
+        self._claim_guard(dpid).asked(ip, now)
+        return [ofmsg.packet_out(holder[1], frame)]
 
     def flow_removed(self, dpid: int, cookie: int) -> None:
         """A learned entry aged out: forget it so that the next sighting installs it again."""
@@ -586,7 +658,8 @@ class MspCore:
         return Effects({edge.dpid: messages})
 
     def tick(self, now: float) -> Effects:
-        """Periodic work: keep the edges' upstream routers resolved; end BGP hold-downs."""
+        """Periodic work: keep the edges' upstream routers resolved; end BGP hold-downs;
+        replan the homenets whose damped paths are due to be trusted again."""
         effects = Effects()
         for edge in self.registry.edges.values():
             effects.merge(self._resolve_gateways(edge, now))
@@ -594,6 +667,13 @@ class MspCore:
             _, name = heapq.heappop(self._holddowns)
             if name in self.homenets:
                 effects.bgp.update(self._announce(self.homenets[name], now))
+        while self._damping_due and self._damping_due[0][0] <= now:
+            due, name = heapq.heappop(self._damping_due)
+            if self._damping_wake.get(name) != due:
+                continue  # superseded by an earlier wake, which replanned and re-armed
+            del self._damping_wake[name]
+            if name in self.homenets:
+                effects.merge(self._replan(self.homenets[name], now))
         return effects
 
     # --- policy -----------------------------------------------------------------------------

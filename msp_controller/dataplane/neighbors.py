@@ -33,9 +33,12 @@ class RouterInterface:
 
 @dataclass(frozen=True)
 class NeighborEvent:
-    learned: tuple[str, str] | None = None  # (IP address, MAC) of a neighbour on this port
+    # (IP address, MAC) a neighbour on this port claims; the core decides whether to believe
+    # it (claims.py: a known address moves only when its holder is gone).
+    learned: tuple[str, str] | None = None
     reply: bytes | None = None  # frame to send back out of the port it came in on
     ignored: str | None = None
+    own_claimed: tuple[str, str] | None = None  # (IP, MAC) claiming one of our own addresses: refused
 
 
 def _answers_for(iface: RouterInterface, target: IPv4Address | IPv6Address, sender: str) -> bool:
@@ -45,6 +48,35 @@ def _answers_for(iface: RouterInterface, target: IPv4Address | IPv6Address, send
     if target == own.ip:
         return True
     return iface.proxy and target in own.network and str(target) != sender
+
+
+def is_unicast_mac(mac: str) -> bool:
+    """A MAC a neighbour may have: not broadcast, not multicast (group bit), not all zeros."""
+    try:
+        value = bytes.fromhex(mac.replace(":", ""))
+    except ValueError:
+        return False
+    return len(value) == 6 and any(value) and not value[0] & 1
+
+
+def _is_own(iface: RouterInterface, address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    own = iface.ipv4 if ip.version == 4 else iface.ipv6
+    return own is not None and ip == own.ip
+
+
+def _refused(iface: RouterInterface, eth: ethernet.ethernet, ip: str, mac: str) -> NeighborEvent | None:
+    """A frame no neighbour may send (nothing learned, nothing answered): a source or claimed
+    MAC that is not a unicast address, or a claim of one of the interface's own addresses."""
+    for what, value in (("Ethernet source", eth.src), ("claimed MAC", mac)):
+        if not is_unicast_mac(value):
+            return NeighborEvent(ignored=f"{what} {value} is not a unicast address")
+    if _is_own(iface, ip):
+        return NeighborEvent(ignored=f"{mac} claims {ip}, an address of ours", own_claimed=(ip, mac))
+    return None
 
 
 def _learnable(iface: RouterInterface, address: str) -> bool:
@@ -75,6 +107,9 @@ def handle_frame(iface: RouterInterface, data: bytes) -> NeighborEvent:
 
 
 def _handle_arp(iface: RouterInterface, eth: ethernet.ethernet, req: arp.arp) -> NeighborEvent:
+    refused = _refused(iface, eth, req.src_ip, req.src_mac)
+    if refused is not None:
+        return refused
     learned = (req.src_ip, req.src_mac) if _learnable(iface, req.src_ip) else None
     if req.opcode != arp.ARP_REQUEST:
         return NeighborEvent(learned=learned)
@@ -105,11 +140,17 @@ def _handle_nd(iface: RouterInterface, eth: ethernet.ethernet, ip6: ipv6.ipv6,
     if ip6.hop_limit != 255:
         return NeighborEvent(ignored="neighbour discovery with hop limit below 255 (RFC 4861)")
     if icmp.type_ == icmpv6.ND_NEIGHBOR_ADVERT:
+        refused = _refused(iface, eth, message.dst, eth.src)
+        if refused is not None:
+            return refused
         learned = (message.dst, eth.src) if _learnable(iface, message.dst) else None
         return NeighborEvent(learned=learned)
     if icmp.type_ != icmpv6.ND_NEIGHBOR_SOLICIT:
         return NeighborEvent(ignored=f"ICMPv6 type {icmp.type_}")
     source_mac = _link_layer_option(message) or eth.src
+    refused = _refused(iface, eth, ip6.src, source_mac)
+    if refused is not None:
+        return refused
     learned = (ip6.src, source_mac) if _learnable(iface, ip6.src) else None
     target = ipaddress.IPv6Address(message.dst)
     if ipaddress.IPv6Address(ip6.src).is_unspecified or not _answers_for(iface, target, ip6.src):

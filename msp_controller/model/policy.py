@@ -26,7 +26,8 @@ JSON shape::
          "ingress": {"mode": "sla", "order": ["ispA", "ispB"], "max_rtt_ms": 50, "max_loss_pct": 2}}
       ],
       "default": {"egress":  {"mode": "failover", "order": ["ispA", "ispB"]},   # required
-                  "ingress": {"mode": "failover", "order": ["ispA", "ispB"]}}
+                  "ingress": {"mode": "failover", "order": ["ispA", "ispB"]}},
+      "damping": {"recover_s": 2, "half_life_s": 15, "max_hold_s": 30}          # optional
     }
 
 Match fields are all optional but a class needs at least one (a class matching everything
@@ -48,6 +49,13 @@ Modes, in each direction:
             whose path meets them all is used. A path that broke the SLA is used again
             only once it has met the thresholds scaled by (1 - "hysteresis_pct"/100)
             (0..100, default 20) for "recover_s" seconds (0..3600, default 10).
+
+Flap damping ("damping", every field optional, for every path of the homenet): each
+failure of a path adds 1 to its penalty, which halves every "half_life_s" (1..3600,
+default 15) while the path is up. A path that failed carries traffic again (unless no
+other path is live) only after "recover_s" (0..3600, default 2) + half_life_s x
+log2(penalty) seconds up, and at most after "max_hold_s" (recover_s..3600, default 30; 0
+turns damping off). See decide/damping.py.
 
 Unknown keys, wrong types (true is not a number) and out-of-range values are errors. Error
 paths look like classes[1].egress.weights.ispC; an error about the whole document has an
@@ -97,6 +105,13 @@ HYSTERESIS_RANGE = (0.0, 100.0)
 RECOVER_RANGE = (0.0, 3600.0)
 DEFAULT_HYSTERESIS_PCT = 20.0
 DEFAULT_RECOVER_S = 10.0
+DAMPING_FIELDS = ("recover_s", "half_life_s", "max_hold_s")
+HALF_LIFE_RANGE = (1.0, 3600.0)
+MAX_HOLD_RANGE = (0.0, 3600.0)
+# A failed path waits 2 s: longer than BFD's slow start (see docs/design.md, "Flap damping").
+DEFAULT_DAMPING_RECOVER_S = 2.0
+DEFAULT_DAMPING_HALF_LIFE_S = 15.0
+DEFAULT_DAMPING_MAX_HOLD_S = 30.0
 
 
 # --- the model ---------------------------------------------------------------------------
@@ -228,11 +243,26 @@ class TrafficClass:
 
 
 @dataclass(frozen=True)
+class Damping:
+    """How long a path that failed stays out of use once it is up again (decide/damping.py)."""
+
+    recover_s: float = DEFAULT_DAMPING_RECOVER_S  # up time needed after a single failure
+    half_life_s: float = DEFAULT_DAMPING_HALF_LIFE_S  # the failure count halves this often while up
+    max_hold_s: float = DEFAULT_DAMPING_MAX_HOLD_S  # the longest wait; 0: no damping
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_hold_s > 0
+
+
+@dataclass(frozen=True)
 class Policy:
-    """A homenet's classes (no two overlap) and the policy for everything else."""
+    """A homenet's classes (no two overlap), the policy for everything else, and how
+    paths that keep failing are damped (the same for every class)."""
 
     classes: tuple[TrafficClass, ...]
     default: ClassPolicy
+    damping: Damping = Damping()
 
     @classmethod
     def default_for(cls, homenet: Homenet) -> Policy:
@@ -285,6 +315,8 @@ def policy_to_json(policy: Policy) -> dict[str, object]:
         "classes": [_class_to_json(c) for c in policy.classes],
         "default": {"egress": _direction_to_json(policy.default.egress),
                     "ingress": _direction_to_json(policy.default.ingress)},
+        "damping": {"recover_s": policy.damping.recover_s, "half_life_s": policy.damping.half_life_s,
+                    "max_hold_s": policy.damping.max_hold_s},
     }
 
 
@@ -332,10 +364,28 @@ def _direction_to_json(direction: DirectionPolicy) -> dict[str, object]:
 
 def parse_policy(data: object, homenet: Homenet) -> Policy:
     """Validate decoded JSON against a homenet. Raises FieldError naming the first bad field."""
-    root = _Object(data, "", ("classes", "default"))
+    root = _Object(data, "", ("classes", "default", "damping"))
     classes = _parse_classes(root.data["classes"], "classes", homenet) if root.has("classes") else ()
     default = _parse_class_policy(root.get("default"), "default", homenet)
-    return Policy(classes=classes, default=default)
+    damping = _parse_damping(root.data["damping"], "damping") if root.has("damping") else Damping()
+    return Policy(classes=classes, default=default, damping=damping)
+
+
+def _parse_damping(value: object, where: str) -> Damping:
+    obj = _Object(value, where, DAMPING_FIELDS)
+    recover = obj.number("recover_s", *RECOVER_RANGE)
+    half_life = obj.number("half_life_s", *HALF_LIFE_RANGE)
+    max_hold = obj.number("max_hold_s", *MAX_HOLD_RANGE)
+    damping = Damping(
+        recover_s=DEFAULT_DAMPING_RECOVER_S if recover is None else recover,
+        half_life_s=DEFAULT_DAMPING_HALF_LIFE_S if half_life is None else half_life,
+        max_hold_s=DEFAULT_DAMPING_MAX_HOLD_S if max_hold is None else max_hold,
+    )
+    if damping.enabled and damping.max_hold_s < damping.recover_s:
+        raise FieldError(obj.path("max_hold_s"), f"{damping.max_hold_s:g} is below recover_s "
+                                                 f"({damping.recover_s:g}): the longest wait cannot be shorter "
+                                                 f"than the shortest (0 turns damping off)")
+    return damping
 
 
 def _parse_classes(value: object, where: str, homenet: Homenet) -> tuple[TrafficClass, ...]:

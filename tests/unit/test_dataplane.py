@@ -6,6 +6,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from msp_controller.core import MspCore
 from msp_controller.core.switches import union
 from msp_controller.dataplane import ofmsg
+from msp_controller.model.policy import DEFAULT_DAMPING_RECOVER_S
 from tests.harness import EDGE, EDGE_UNDERLAY, H1_MAC, HOME, LOCAL, UNDERLAY_A, UPSTREAM_MAC, Harness, udp4, udp6
 
 SERVER4, SERVER6 = "203.0.113.10", "2001:db8:200::10"
@@ -72,6 +73,7 @@ def test_failback_when_tunnel_a_returns(net, config):
     gw = config.homenet("home1").gateway_mac
     net.set_live(HOME, "edge1-ispA", False)
     net.set_live(HOME, "edge1-ispA", True)
+    net.advance(DEFAULT_DAMPING_RECOVER_S)  # flap damping: a returned tunnel waits this long
     assert _tunnel_taken(net, udp4(H1_4, SERVER4, H1_MAC, gw)) == TUNNEL_A
 
 

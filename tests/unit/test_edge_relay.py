@@ -6,6 +6,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from msp_controller.dataplane.provision import edge_commands, mspmb_commands
 from msp_controller.model.config import edge_tunnel_port, mspmb_tunnel_port
+from msp_controller.model.policy import DEFAULT_DAMPING_RECOVER_S
 from tests.harness import EDGE, HOME, UPSTREAM_MAC, udp4
 
 SERVER4, H1_4 = "203.0.113.10", "198.51.100.10"
@@ -44,6 +45,7 @@ def test_the_mspmb_verdict_moves_inbound_traffic_at_the_edge(net, config):
     assert net.switch(EDGE).port_is_live(TUNNEL_A)
     assert inbound(net, config) == [TUNNEL_B]
     net.set_live(HOME, "edge1-ispA", True)
+    net.advance(DEFAULT_DAMPING_RECOVER_S)  # flap damping: a returned tunnel waits this long
     assert inbound(net, config) == [TUNNEL_A]
 
 

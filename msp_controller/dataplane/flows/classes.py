@@ -52,10 +52,15 @@ def group_id(homenet_id: int, choice: DirectionChoice) -> int:
     return (homenet_id << 8) | (0x80 if choice.direction == "ingress" else 0) | (choice.index + 1)
 
 
-def _failover_group(gid: int, paths: Sequence[TunnelPath], port_of: PortOf, live: Live) -> Group:
-    ports = [port for path in paths
-             if (port := port_of(path)) is not None and (live is None or path in live)]
-    return Group(gid, "ff", tuple(Bucket((Output(port),), watch_port=port) for port in ports))
+def _failover_group(gid: int, paths: Sequence[TunnelPath], port_of: PortOf, live: Live,
+                    damped: Collection[TunnelPath] = ()) -> Group:
+    usable = [path for path in paths if port_of(path) is not None and (live is None or path in live)]
+    # Where the controller tells liveness (live given), a damped path is left out while a
+    # trusted one remains: it could not take over faster than the controller anyway, and a
+    # flapping path then costs no group change. Elsewhere BFD keeps it as the last resort.
+    trusted = [path for path in usable if path not in damped] if live is not None else usable
+    ports = [port_of(path) for path in (trusted or usable)]
+    return Group(gid, "ff", tuple(Bucket((Output(port),), watch_port=port) for port in ports if port is not None))
 
 
 def hash_links(weights: Sequence[int]) -> tuple[int, ...]:
@@ -83,8 +88,10 @@ def _balance(homenet_id: int, choice: DirectionChoice, port_of: PortOf, balance_
     # One fast-failover group per spread path: its own tunnel while live, then the next
     # (rotating, so a dead path's flows do not all land on one), then the other edges.
     # Dead paths keep their hash links (flows on live paths stay put); their groups skip them.
-    groups = tuple(_failover_group(((k + 1) << PATH_GROUP_SHIFT) | base, spread[k:] + spread[:k] + others,
-                                   port_of, live)
+    # A damped path (flap damping) comes last in every group, its own included, until trusted.
+    groups = tuple(_failover_group(((k + 1) << PATH_GROUP_SHIFT) | base,
+                                   sorted(spread[k:] + spread[:k] + others, key=lambda p: p in choice.damped),
+                                   port_of, live, choice.damped)
                    for k in range(len(spread)))
     links = hash_links(weights)
     tag = base << LINK_BITS
@@ -101,7 +108,7 @@ def class_forwarding(homenet_id: int, choice: DirectionChoice, port_of: PortOf,
     that path's fast-failover group keeps the flow there while the path is live."""
     if choice.mode == BALANCE:
         return _balance(homenet_id, choice, port_of, balance_table, live)
-    group = _failover_group(group_id(homenet_id, choice), choice.paths, port_of, live)
+    group = _failover_group(group_id(homenet_id, choice), choice.paths, port_of, live, choice.damped)
     return ClassForwarding((ToGroup(group.group_id),), None, (group,), ())
 
 

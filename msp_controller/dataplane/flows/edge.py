@@ -33,6 +33,10 @@ from msp_controller.decide.choice import DirectionChoice
 from msp_controller.decide.paths import TunnelPath
 from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
 
+# BCP 38 at the Internet port: above the admission flows (PRIO_ADMIT), below the neighbour
+# punts (PRIO_NEIGHBOR), so that no two flows of one priority overlap in the table.
+PRIO_BCP38 = 250
+
 
 def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: PortNumbers,
                       ingress: tuple[DirectionChoice, ...], live: Collection[TunnelPath]) -> SwitchProgram:
@@ -61,8 +65,12 @@ def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: Po
         for prefix in homenet.prefixes:
             flows.append(Flow(EDGE_CLASSIFY, PRIO_ADMIT, match(in_port=port, **prefix_match(prefix, "src")),
                               goto=EDGE_EGRESS))
+    internet = ports.get(edge.internet_port)
     for prefix in homenet.prefixes:
         flows.append(Flow(EDGE_EGRESS, PRIO_SPECIFIC, match(**prefix_match(prefix, "dst")), goto=EDGE_INGRESS))
+        if internet is not None:
+            # BCP 38: the homenet's own addresses never come from the Internet (dropped).
+            flows.append(Flow(EDGE_CLASSIFY, PRIO_BCP38, match(in_port=internet, **prefix_match(prefix, "src"))))
     groups: list[Group] = []
     for choice in ingress:
         # Every edge gets the class's paths from itself, whichever edge BGP prefers: the

@@ -1,0 +1,133 @@
+"""Whether a neighbour may take an address by ARP or neighbour discovery, in bounded memory.
+
+Anyone on a LAN port (or on an edge's Internet link) can claim any address. The rule (see
+docs/design.md, "Addressing and neighbours"):
+
+- an address of the box itself (the gateway's, the edge's) is never learned: neighbors.py
+  refuses it, and `ClaimGuard.own_address` says whether to log it now;
+- bad MACs (broadcast, multicast, all zeros) are refused by neighbors.py too;
+- an address without an entry goes to its first claimant, as before;
+- an address with an entry moves to another (MAC, port) only once its holder has been silent
+  for MOVE_HOLD_S and did not answer when the controller asked it (ANSWER_WAIT_S). A live
+  holder keeps its address however many claims arrive, and an address moves at most once
+  per MOVE_HOLD_S: a claim storm cannot flip traffic between hosts.
+
+Refusals are logged at most once per address per LOG_INTERVAL_S. All state is bounded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from msp_controller.dataplane.ofmsg import Flow, Output, SetField
+
+# How long an address's holder must have been silent before another may take it. Long
+# enough that a live host speaks up in time (Linux re-confirms a neighbour it uses every
+# 15-45 s, and answers the controller's question at once), short enough that a host that
+# really left, or a replaced upstream router, is taken over within half a minute.
+MOVE_HOLD_S = 30.0
+# A live host answers an ARP request or a neighbour solicitation within milliseconds; a
+# second covers a busy controller or box.
+ANSWER_WAIT_S = 1.0
+LOG_INTERVAL_S = 10.0  # at most one log line per claimed address in this long
+# Records per switch: twice the neighbour table (core/msp.py MAX_NEIGHBORS), so that a
+# record outlives its entry for a while; beyond it the least recently claimed is forgotten.
+MAX_RECORDS = 2048
+
+Binding = tuple[str, int]  # (MAC, port) an address is delivered to
+
+
+def binding_of(flow: Flow) -> Binding | None:
+    """Where a learned neighbour flow sends its address's packets."""
+    mac = next((a.value for a in flow.actions if isinstance(a, SetField) and a.name == "eth_dst"), None)
+    port = next((a.port for a in flow.actions if isinstance(a, Output)), None)
+    if not isinstance(mac, str) or not isinstance(port, int):
+        return None
+    return mac.lower(), port
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    accepted: bool
+    ask: bool = False  # solicit the holder now: a live one answers, and so keeps its address
+    note: str | None = None  # a line to log (None: nothing to say, or said recently)
+
+
+ACCEPTED = Verdict(True)
+
+
+@dataclass(slots=True)
+class _Record:
+    confirmed: float  # when the holder took the address or last claimed it
+    asked: float | None = None  # when the controller first asked the holder since then
+
+
+class ClaimGuard:
+    """The claims of one switch's neighbours (an MSPMB's LAN, an edge's Internet link)."""
+
+    def __init__(self, hold_s: float = MOVE_HOLD_S, answer_wait_s: float = ANSWER_WAIT_S,
+                 log_interval_s: float = LOG_INTERVAL_S, capacity: int = MAX_RECORDS) -> None:
+        self.hold_s = hold_s
+        self.answer_wait_s = answer_wait_s
+        self.log_interval_s = log_interval_s
+        self.capacity = capacity
+        self._records: dict[str, _Record] = {}  # least recently claimed first
+        self._logged: dict[str, float] = {}  # address -> when last logged; oldest first
+        self.suppressed = 0  # lines not logged because too many addresses were being logged
+
+    @property
+    def tracked(self) -> int:
+        """Addresses remembered (records and log times): never more than 2 x capacity."""
+        return len(self._records) + len(self._logged)
+
+    def judge(self, ip: str, mac: str, port: int, holder: Binding | None, now: float) -> Verdict:
+        """A valid claim of a learnable address; holder: where the address goes now, if anywhere."""
+        if holder is None or holder == (mac.lower(), port):
+            self._remember(ip, _Record(now))  # first claim, or the holder confirming
+            return ACCEPTED
+        record = self._records.get(ip)
+        if record is None:  # forgotten (capacity): the holder has the benefit of the doubt
+            record = _Record(now)
+        self._remember(ip, record)
+        silent = now - record.confirmed
+        if record.asked is not None and now - record.asked > self.hold_s:
+            record.asked = None  # an old question: the holder may be back, ask it again
+        if silent >= self.hold_s and record.asked is not None and now - record.asked >= self.answer_wait_s:
+            self._remember(ip, _Record(now))
+            return Verdict(True, note=f"{ip} moves from {holder[0]} on port {holder[1]} to {mac} on port "
+                                      f"{port}: its holder was silent for {silent:.0f} s and did not answer")
+        return Verdict(False, ask=True, note=self._note(
+            ip, now, f"ignored {mac} on port {port} claiming {ip}: {holder[0]} on port {holder[1]} holds it "
+                     f"(last heard {silent:.1f} s ago; an address moves only after its holder has been silent "
+                     f"for {self.hold_s:.0f} s and does not answer)"))
+
+    def asked(self, ip: str, now: float) -> None:
+        """The controller has just asked the holder of `ip` (the answer wait starts now)."""
+        record = self._records.get(ip)
+        if record is not None and record.asked is None:
+            record.asked = now
+
+    def own_address(self, ip: str, mac: str, port: int, now: float) -> str | None:
+        """A neighbour claims the box's own address (always refused): a line to log, if due."""
+        return self._note(ip, now, f"ignored {mac} on port {port} claiming {ip}, an address of this box")
+
+    def _remember(self, ip: str, record: _Record) -> None:
+        self._records.pop(ip, None)
+        self._records[ip] = record
+        while len(self._records) > self.capacity:
+            del self._records[next(iter(self._records))]
+
+    def _note(self, ip: str, now: float, text: str) -> str | None:
+        last = self._logged.get(ip)
+        if last is not None and now - last < self.log_interval_s:
+            return None
+        logged = self._logged
+        logged.pop(ip, None)
+        while logged and now - next(iter(logged.values())) >= self.log_interval_s:
+            del logged[next(iter(logged))]  # oldest first: only expired ones go
+        if len(logged) >= self.capacity:
+            self.suppressed += 1  # every remembered line is recent: say nothing rather than forget one
+            return None
+        logged[ip] = now
+        if self.suppressed:
+            text, self.suppressed = f"{text} ({self.suppressed} similar lines suppressed)", 0
+        return text
