@@ -138,6 +138,7 @@ def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> 
     # sees what OVS sends), so its moment is known however loaded the edge is.
     start = time.time()
     homes.ns("nft", "add", "rule", "netdev", CUT_TABLE, "out", "ip", "saddr", address, "drop")
+    cut = time.time()  # the cut took effect between start and here
     polled: dict[str, float] = {}
     try:
         deadline = start + 10
@@ -148,8 +149,12 @@ def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> 
     finally:
         homes.ns("nft", "flush", "chain", "netdev", CUT_TABLE, "out")
     # OVS rate-limits its BFD log lines: with thousands of sessions, fall back to the poll.
-    found = {name: ((down_at(instance, port, start) or polled[name]) - start) * 1000
-             for name, (instance, port) in watch.items() if name in polled}
+    found = {}
+    for name, (instance, port) in watch.items():
+        if name in polled:
+            down = down_at(instance, port, start) or polled[name]
+            found[name] = (down - start) * 1000
+            found[name + "_lower"] = (down - cut) * 1000
     wait_for(lambda: bfd_state(homes, f"h{index}-a") == "up", 30, what=f"h{index}-a back up")
     return found
 
@@ -231,6 +236,7 @@ def measure(design: str, n: int, bfd_ms: int, background_ms: int | None, idle_se
         finally:
             replay_pps = stop_replay(replayer) if replayer is not None else None
         home_ms = [c["home"] for c in cut_results if "home" in c]
+        home_lower_ms = [c["home_lower"] for c in cut_results if "home_lower" in c]
         edge_ms = [c["edge"] for c in cut_results if "edge" in c]
         result = {
             "design": design, "homenets": n, "bfd_ms": bfd_ms, "background_bfd_ms": background_ms,
@@ -245,6 +251,7 @@ def measure(design: str, n: int, bfd_ms: int, background_ms: int | None, idle_se
             "edge_mb_per_homenet": round((edge_rss - edge_rss_base) / n, 3),
             "homes_cpu_pct_idle": round(homes_cpu, 1),
             "detect_ms_home": round(statistics.median(home_ms), 1) if home_ms else None,
+            "detect_ms_home_lower": round(statistics.median(home_lower_ms), 1) if home_lower_ms else None,
             "detect_ms_edge": round(statistics.median(edge_ms), 1) if edge_ms else None,
             "replay_pps": round(replay_pps) if replay_pps is not None else None,
             "cuts_detected": len(home_ms), "cuts": cuts, "carried": still_up >= wanted and len(home_ms) == cuts,

@@ -34,6 +34,8 @@ from msp_controller.bgp.speaker import Route as BgpRoute
 from msp_controller.core import BgpChanges, Effects, PortCounters, PortState, load_core
 from msp_controller.dataplane import ofmsg
 from msp_controller.dataplane.reconcile import ReportedFlow
+from msp_controller.identity import ryu_tls
+from msp_controller.identity.binding import admit_switch, owner_of, tls_mode
 from msp_controller.model.config import MspConfig, load_config
 from msp_controller.model.errors import FieldError
 from msp_controller.store import SqliteStore
@@ -81,6 +83,15 @@ class MspApp(app_manager.RyuApp):
         except (OSError, ValueError) as err:  # sqlite3 errors are OSError/DatabaseError
             sys.exit(f"msp: cannot open the state store {state_path}: {err}")
         self.core = load_core(config, self.store.load())
+        try:
+            self._tls = tls_mode(cfg.CONF.ctl_privkey, cfg.CONF.ctl_cert, cfg.CONF.ca_certs)
+        except ValueError as err:
+            sys.exit(f"msp: {err}")
+        if self._tls:
+            ryu_tls.install()  # Ryu 4.34's own TLS listener admits one connection only
+        else:
+            LOG.warning("msp: OpenFlow is plain TCP: switch identities are not authenticated "
+                        "(see docs/operations.md, Enrolling a box)")
         self.datapaths: dict[int, Any] = {}
         self._port_replies: dict[int, dict[str, PortState]] = {}
         self._barriers: dict[tuple[int, int], Any] = {}
@@ -163,12 +174,18 @@ class MspApp(app_manager.RyuApp):
                 message.datapath = datapath
                 datapath.send_msg(message)
 
+    def _admitted(self, datapath: Any) -> bool:
+        """False for a refused or replaced connection: nothing it says changes anything."""
+        return self.datapaths.get(datapath.id) is datapath
+
     def _run(self, datapath: Any, what: str, call: Callable[[], Effects]) -> None:
         """Run a core call; on a bug, say so loudly and drop the switch's connection.
 
         The switch keeps forwarding (fail mode secure) and, when it reconnects, is
         reconciled from what it really holds rather than left half-programmed.
         """
+        if not self._admitted(datapath):
+            return
         try:
             self._send(call())
         except Exception:
@@ -220,6 +237,14 @@ class MspApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _features(self, ev: Any) -> None:
         datapath = ev.msg.datapath
+        if self._tls:
+            admission = admit_switch(datapath.socket, ev.msg.datapath_id,
+                                     lambda dpid: owner_of(self.core.role(dpid)))
+            if not admission.accepted:
+                LOG.warning("msp: refused a switch claiming datapath id %016x with certificate [%s]: %s",
+                            ev.msg.datapath_id, admission.subject, admission.reason)
+                datapath.close()
+                return
         self.datapaths[datapath.id] = datapath
         self._port_replies[datapath.id] = {}
         request = ofmsg.port_desc_request()
@@ -279,11 +304,15 @@ class MspApp(app_manager.RyuApp):
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
     def _port_stats(self, ev: Any) -> None:
+        if not self._admitted(ev.msg.datapath):
+            return
         self.core.port_counters(ev.msg.datapath.id, {
             s.port_no: PortCounters(s.tx_packets, s.tx_bytes, s.rx_packets, s.rx_bytes) for s in ev.msg.body})
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev: Any) -> None:
+        if not self._admitted(ev.msg.datapath):
+            return
         self.core.flow_removed(ev.msg.datapath.id, ev.msg.cookie)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
