@@ -109,7 +109,8 @@ def main() -> int:
         isp_blackhole(net["ispA"], False)
         back = time.monotonic()
         wait_path(net, "ispA")
-        line(f"   traffic back on ISP A {time.monotonic() - back:.2f} s after it recovered (BFD and the controller)")
+        line(f"   traffic back on ISP A {time.monotonic() - back:.2f} s after it recovered "
+             "(BFD up, then 2 s of flap damping)")
 
         line("\n4. BGP: the MSP announces the PI prefixes at both edges; edge1 fails, then returns")
         ok &= edge_failure(net)
