@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 from topologies.ovsbox import OVS_NICE, OVS_SCHEMA, ensure_rx_buffers, wait_for
 
+from .scale_ovs import stop_processes
+
 HOMES_NS, EDGE_NS = "msp-es-homes", "msp-es-edge"
 HOMES_VETH, EDGE_VETH = "msp-es-h", "msp-es-e"
 # Per ISP slot: the edge's tunnel address, and the block the homes' addresses come from.
@@ -60,15 +62,8 @@ class OvsInstance:
             raise RuntimeError(f"OVS did not stay up in {self.namespace}; see the logs in {self.dir}")
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
-        self.processes.clear()
+        """ovs-vswitchd, then ovsdb-server, by PID; then the namespace (and its veth), by name."""
+        stop_processes(self.processes)
         if os.path.exists(f"/run/netns/{self.namespace}"):
             run("ip", "netns", "del", self.namespace)
 

@@ -124,7 +124,8 @@ def bfd_state(instance: OvsInstance, port: str) -> str:
     return found.group(1) if found else "unknown"
 
 
-def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> dict[str, float]:
+def time_cut(homes: OvsInstance, edge: OvsInstance, cutter: subprocess.Popen[str], design: str,
+             index: int) -> dict[str, float]:
     """Cut one home's ISP A path (its packets to the edge); time each BFD end going down.
 
     Times come from each ovs-vswitchd's own log line for the state change (millisecond
@@ -137,8 +138,10 @@ def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> 
     # The cut is made in the homes' kernel (an nftables egress hook on their veth, which
     # sees what OVS sends), so its moment is known however loaded the edge is.
     start = time.time()
-    homes.ns("nft", "add", "rule", "netdev", CUT_TABLE, "out", "ip", "saddr", address, "drop")
-    cut = time.time()  # the cut took effect between start and here
+    cutter.stdin.write(f"add rule netdev {CUT_TABLE} out ip saddr {address} drop\n")
+    cutter.stdin.flush()
+    cutter.stdout.readline()  # the rule is in: the cut took effect between start and here
+    cut = time.time()
     polled: dict[str, float] = {}
     try:
         deadline = start + 10
@@ -147,7 +150,9 @@ def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> 
                 if name not in polled and bfd_state(instance, port) == "down":
                     polled[name] = time.time()
     finally:
-        homes.ns("nft", "flush", "chain", "netdev", CUT_TABLE, "out")
+        cutter.stdin.write(f"flush chain netdev {CUT_TABLE} out\n")
+        cutter.stdin.flush()
+        cutter.stdout.readline()
     # OVS rate-limits its BFD log lines: with thousands of sessions, fall back to the poll.
     found = {}
     for name, (instance, port) in watch.items():
@@ -157,6 +162,14 @@ def time_cut(homes: OvsInstance, edge: OvsInstance, design: str, index: int) -> 
             found[name + "_lower"] = (down - cut) * 1000
     wait_for(lambda: bfd_state(homes, f"h{index}-a") == "up", 30, what=f"h{index}-a back up")
     return found
+
+
+def start_cutter(homes: OvsInstance) -> subprocess.Popen[str]:
+    """A shell in the homes' namespace, started ahead, that runs one nft command per line
+    and answers "done" once it is applied: a cut costs one nft run, not a namespace entry."""
+    return subprocess.Popen(["ip", "netns", "exec", homes.namespace, "sh", "-c",
+                             "while read -r line; do nft \"$line\" || true; echo done; done"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def down_at(instance: OvsInstance, port: str, after: float) -> float | None:
@@ -232,7 +245,10 @@ def measure(design: str, n: int, bfd_ms: int, background_ms: int | None, idle_se
         edge_rss = rss_mb(edge.vswitchd_pid)
         still_up = sessions_up(homes)  # all still up after the idle window (under the replay)?
         try:
-            cut_results = [time_cut(homes, edge, design, index) for index in sorted(measured_homes(n, cuts))]
+            cutter = start_cutter(homes)
+            cut_results = [time_cut(homes, edge, cutter, design, index) for index in sorted(measured_homes(n, cuts))]
+            cutter.stdin.close()
+            cutter.wait(timeout=10)
         finally:
             replay_pps = stop_replay(replayer) if replayer is not None else None
         home_ms = [c["home"] for c in cut_results if "home" in c]

@@ -24,6 +24,19 @@ BOX_ADDRESS = "198.19.0.250/24"
 BRIDGES_PER_TRANSACTION = 50
 
 
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop our daemons newest first (ovs-vswitchd before its database), by PID."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+    processes.clear()
+
+
 class OvsNamespace:
     def __init__(self, run_dir: pathlib.Path) -> None:
         self.dir = run_dir
@@ -55,15 +68,7 @@ class OvsNamespace:
 
     def stop(self) -> None:
         """ovs-vswitchd, then ovsdb-server, by PID; then the veth and namespace, by name."""
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
-        self.processes.clear()
+        stop_processes(self.processes)
         if self.linked:
             control_ns.delete_link(ROOT_VETH)
             self.linked = False

@@ -100,17 +100,22 @@ def isp_failure(net: ReferenceNetwork, isp: str = "ispA", seconds: float = 6.0, 
         tcp.stop()
 
 
-def bfd_forwarding(net: ReferenceNetwork) -> dict[str, bool]:
-    """Whether each tunnel end's BFD says forwarding (from each box's database)."""
-    states = {}
+def _bfd_status(net: ReferenceNetwork, key: str) -> dict[str, str]:
+    """One bfd_status key of every tunnel end that runs BFD, from each box's database."""
+    found = {}
     boxes = [("mspmb", "br-home")] + [(edge.name, edge.bridge) for edge in net.config.edges]
     for box, bridge in boxes:
         node: Any = net[box]
         for port in node.vsctl("list-ports", bridge).split():
-            status = node.vsctl("--if-exists", "get", "interface", port, "bfd_status:forwarding").strip()
+            status = node.vsctl("--if-exists", "get", "interface", port, f"bfd_status:{key}").strip()
             if status:
-                states[f"{box}/{port}"] = status.strip('"') == "true"
-    return states
+                found[f"{box}/{port}"] = status.strip('"')
+    return found
+
+
+def bfd_forwarding(net: ReferenceNetwork) -> dict[str, bool]:
+    """Whether each tunnel end's BFD says forwarding."""
+    return {end: value == "true" for end, value in _bfd_status(net, "forwarding").items()}
 
 
 def wait_all_bfd_up(net: ReferenceNetwork, timeout: float = 30.0) -> None:
@@ -120,12 +125,4 @@ def wait_all_bfd_up(net: ReferenceNetwork, timeout: float = 30.0) -> None:
 
 def bfd_flap_counts(net: ReferenceNetwork) -> dict[str, int]:
     """BFD state changes so far on every tunnel end (OVS's bfd_status:flap_count)."""
-    counts = {}
-    boxes = [("mspmb", "br-home")] + [(edge.name, edge.bridge) for edge in net.config.edges]
-    for box, bridge in boxes:
-        node: Any = net[box]
-        for port in node.vsctl("list-ports", bridge).split():
-            status = node.vsctl("--if-exists", "get", "interface", port, "bfd_status:flap_count").strip()
-            if status:
-                counts[f"{box}/{port}"] = int(status.strip('"'))
-    return counts
+    return {end: int(value) for end, value in _bfd_status(net, "flap_count").items()}

@@ -13,6 +13,9 @@ from ryu.lib.packet import arp, ether_types, ethernet, icmpv6, ipv6, packet
 IPv4Address = ipaddress.IPv4Address
 IPv6Address = ipaddress.IPv6Address
 
+IpAddress = IPv4Address | IPv6Address
+IpInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
 ND_ROUTER = 0b100  # R, S and O flags of a neighbour advertisement (Ryu's "res" field)
 ND_SOLICITED = 0b010
 ND_OVERRIDE = 0b001
@@ -59,13 +62,19 @@ def is_unicast_mac(mac: str) -> bool:
     return len(value) == 6 and any(value) and not value[0] & 1
 
 
-def _is_own(iface: RouterInterface, address: str) -> bool:
+def _same_family(iface: RouterInterface, address: str) -> tuple[IpAddress, IpInterface] | None:
+    """The address and the interface's own address of its family, if both exist."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return False
+        return None
     own = iface.ipv4 if ip.version == 4 else iface.ipv6
-    return own is not None and ip == own.ip
+    return None if own is None else (ip, own)
+
+
+def _is_own(iface: RouterInterface, address: str) -> bool:
+    pair = _same_family(iface, address)
+    return pair is not None and pair[0] == pair[1].ip
 
 
 def _refused(iface: RouterInterface, eth: ethernet.ethernet, ip: str, mac: str) -> NeighborEvent | None:
@@ -80,12 +89,11 @@ def _refused(iface: RouterInterface, eth: ethernet.ethernet, ip: str, mac: str) 
 
 
 def _learnable(iface: RouterInterface, address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    pair = _same_family(iface, address)
+    if pair is None:
         return False
-    own = iface.ipv4 if ip.version == 4 else iface.ipv6
-    return own is not None and ip in own.network and ip != own.ip and not ip.is_unspecified
+    ip, own = pair
+    return ip in own.network and ip != own.ip and not ip.is_unspecified
 
 
 def handle_frame(iface: RouterInterface, data: bytes) -> NeighborEvent:
