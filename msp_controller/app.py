@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
+from msp_controller.api import https
 from msp_controller.api.auth import Authorizer
 from msp_controller.api.metrics import ControllerMetrics
 from msp_controller.api.rest import mount
@@ -103,6 +105,12 @@ class MspApp(app_manager.RyuApp):
         if auth.open and not _is_loopback(wsapi_host):
             sys.exit(f"msp: the REST API would listen on {wsapi_host} with no token: configure [api] tokens "
                      "(see `mspctl token`) or give --wsapi-host 127.0.0.1")
+        if config.api_tls is not None:
+            try:
+                https.install(config.api_tls)  # ryu-manager starts its WSGI service after the apps
+            except (OSError, ssl.SSLError) as err:
+                sys.exit(f"msp: [api] tls_cert/tls_key: {err}")
+            LOG.info("msp: REST API over HTTPS (%s)", config.api_tls.cert)
         try:
             # Scrapes yield to the event loop now and then: 10,000 homenets take seconds.
             self.metrics = ControllerMetrics.from_environment(pause=lambda: hub.sleep(0))

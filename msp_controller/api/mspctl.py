@@ -14,7 +14,8 @@ have passed or Ctrl-C.
 Token: --token-file, else $MSP_TOKEN, else the file named by $MSP_TOKEN_FILE (sent as
 "Authorization: Bearer ..."; the reference topology's is etc/reference-operator.token).
 URL: --url, else $MSP_URL, else http://127.0.0.1:8080 (the reference topology's controller,
-in its own namespace, answers on http://198.19.255.2:8080).
+in its own namespace, answers on http://198.19.255.2:8080). For an https URL the server's
+certificate is checked against the system's CAs, or the file named by $MSP_CACERT.
 
 Exit status: 0 done, 1 the API refused (its message on stderr) or a local file is
 unreadable, 2 the controller cannot be reached (or bad usage).
@@ -26,6 +27,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -39,6 +41,7 @@ from msp_controller.api.openapi import API_PREFIX
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "MSP_URL"
+CACERT_ENV = "MSP_CACERT"  # the CA that signed the API's certificate, for https URLs
 
 
 class CtlError(Exception):
@@ -178,12 +181,19 @@ def _call(base: str, method: str, path: str, body: bytes | None, timeout: float,
     except ValueError as err:  # no scheme, say
         raise CtlError(f"bad --url {base!r}: {err}", 2) from None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=_tls_context()) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as err:
         raise CtlError(_api_error(err.code, err.reason, err.read()), 1, err.code) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         raise CtlError(f"cannot reach the controller at {base}: {_why(err)}", 2) from None
+
+
+def _tls_context() -> ssl.SSLContext | None:
+    """For an https URL: the system's CAs, or only the one in $MSP_CACERT (the controller's
+    own CA, [api] tls_cert's issuer)."""
+    cafile = os.environ.get(CACERT_ENV)
+    return ssl.create_default_context(cafile=cafile) if cafile else None
 
 
 def _why(err: Exception) -> str:

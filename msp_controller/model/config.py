@@ -7,6 +7,7 @@ keeps whatever config it had before.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -128,6 +129,14 @@ class Homenet:
 
 
 @dataclass(frozen=True)
+class ApiTls:
+    """The REST API over HTTPS: PEM files readable by the controller."""
+
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
 class MspConfig:
     bfd_interval_ms: int
     edges: tuple[Edge, ...]
@@ -138,6 +147,7 @@ class MspConfig:
     bgp: BgpConfig | None = None
     state_path: str = DEFAULT_STATE_PATH  # the SQLite store of runtime homenets and policies
     api_tokens: tuple[ApiToken, ...] = ()  # none: the REST API is open (loopback only)
+    api_tls: ApiTls | None = None  # the REST API's certificate and key; none: plain HTTP
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def edge(self, name: str) -> Edge:
@@ -474,7 +484,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
         index.add(homenet)
         homenets.append(homenet)
     bgp = _parse_bgp(root)
-    api_tokens = _parse_api(root)
+    api_tokens, api_tls = _parse_api(root)
     if bgp is None:
         for edge in edges:
             if edge.bgp_neighbors:
@@ -489,6 +499,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
         bgp=bgp,
         state_path=state_path,
         api_tokens=api_tokens,
+        api_tls=api_tls,
     )
 
 
@@ -501,11 +512,12 @@ def parse_homenet(data: Any, config: MspConfig, where: str = "homenet") -> Homen
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _parse_api(root: _Table) -> tuple[ApiToken, ...]:
+def _parse_api(root: _Table) -> tuple[tuple[ApiToken, ...], ApiTls | None]:
     raw = root.get("api", default=None, required=False)
     if raw is None:
-        return ()
+        return (), None
     api = _Table(raw, "api")
+    tls = _parse_api_tls(api)
     tokens = []
     for table in api.tables("tokens"):
         role_name = table.string("role")
@@ -522,7 +534,21 @@ def _parse_api(root: _Table) -> tuple[ApiToken, ...]:
     api.check_unknown()
     _unique([t.name for t in tokens], "api.tokens", "token name")
     _unique([t.sha256 for t in tokens], "api.tokens", "token digest")
-    return tuple(tokens)
+    return tuple(tokens), tls
+
+
+def _parse_api_tls(api: _Table) -> ApiTls | None:
+    """tls_cert and tls_key: both or neither, each a readable file."""
+    cert = api.string("tls_cert", required=False)
+    key = api.string("tls_key", required=False)
+    if not cert and not key:
+        return None
+    for name, value in (("tls_cert", cert), ("tls_key", key)):
+        if not value:
+            raise FieldError(api.path(name), "is required with " + ("tls_key" if name == "tls_cert" else "tls_cert"))
+        if not os.path.isfile(value) or not os.access(value, os.R_OK):
+            raise FieldError(api.path(name), f"{value} is not a readable file")
+    return ApiTls(cert=cert, key=key)
 
 
 def load_config(path: str) -> MspConfig:
