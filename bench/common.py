@@ -11,6 +11,9 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from msp_controller.api.openapi import METRICS_PATH
 from topologies.controller import Controller, wait_for
 
 DEFAULT_POLICY = {"egress": {"mode": "failover", "order": ["ispA", "ispB"]},
@@ -32,6 +35,16 @@ def api(controller: Controller, method: str, path: str, body: Any = None,
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+def metric_total(controller: Controller, family: str) -> float:
+    """The sum of one metric family's samples on the controller's /metrics (operator token)."""
+    request = urllib.request.Request(controller.url + METRICS_PATH,
+                                     headers={"Authorization": f"Bearer {controller.token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return sum(sample.value for metric in text_string_to_metric_families(text) if metric.name == family
+               for sample in metric.samples if sample.name == f"{family}_total")
 
 
 def homenet(controller: Controller) -> dict[str, Any]:

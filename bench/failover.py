@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 from typing import Any
 
-from bench.common import run_directory
+from bench.common import metric_total, run_directory
 from topologies.controller import Controller
 from topologies.faults import isp_blackhole
 from topologies.leak_guard import LeakGuard
@@ -25,9 +24,6 @@ from topologies.measure import SERVER4, TcpResult, TcpTransfer, wait_reachable
 from topologies.network import ReferenceNetwork
 from topologies.reference import DEFAULT_ISP_RATE_MBIT
 from topologies.scenario import FailoverResult, bfd_flap_counts, isp_failure, running, wait_all_bfd_up, wait_path
-
-# The core logs each class's move: "<homenet> <class> <direction> now via ..." or "no live path left".
-PATH_CHANGE = re.compile(r" (?:now via |: no live path left)")
 
 
 def main() -> int:
@@ -119,7 +115,8 @@ def outage_figures(runs: list[FailoverResult], suffix: str) -> dict[str, Any]:
 
 
 def path_changes(controller: Controller) -> int:
-    return sum(1 for line in controller.log_text().splitlines() if PATH_CHANGE.search(line))
+    """Class moves so far, as the controller counts them (msp_path_changes_total)."""
+    return int(metric_total(controller, "msp_path_changes"))
 
 
 if __name__ == "__main__":

@@ -54,13 +54,13 @@ def group_id(homenet_id: int, choice: DirectionChoice) -> int:
 
 def _failover_group(gid: int, paths: Sequence[TunnelPath], port_of: PortOf, live: Live,
                     damped: Collection[TunnelPath] = ()) -> Group:
-    usable = [path for path in paths if port_of(path) is not None and (live is None or path in live)]
+    usable = [(path, port) for path in paths
+              if (port := port_of(path)) is not None and (live is None or path in live)]
     # Where the controller tells liveness (live given), a damped path is left out while a
     # trusted one remains: it could not take over faster than the controller anyway, and a
     # flapping path then costs no group change. Elsewhere BFD keeps it as the last resort.
-    trusted = [path for path in usable if path not in damped] if live is not None else usable
-    ports = [port_of(path) for path in (trusted or usable)]
-    return Group(gid, "ff", tuple(Bucket((Output(port),), watch_port=port) for port in ports if port is not None))
+    trusted = [(path, port) for path, port in usable if path not in damped] if live is not None else usable
+    return Group(gid, "ff", tuple(Bucket((Output(port),), watch_port=port) for _, port in (trusted or usable)))
 
 
 def hash_links(weights: Sequence[int]) -> tuple[int, ...]:
