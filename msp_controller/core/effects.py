@@ -13,11 +13,13 @@ BgpChanges = dict[str, dict[str, Route]]
 
 class Effects(dict[int, list[Any]]):
     """Messages by datapath id (the mapping itself, in send order) plus `bgp`, the prefixes
-    whose announcements changed. A plain mapping of messages is accepted wherever Effects is."""
+    whose announcements changed, and `touched`, the homenets whose state was recomputed (what
+    the live dashboard re-reads). A plain mapping of messages is accepted wherever Effects is."""
 
     def __init__(self, messages: Mapping[int, list[Any]] | None = None, bgp: BgpChanges | None = None) -> None:
         super().__init__()
         self.bgp: BgpChanges = dict(bgp or {})
+        self.touched: set[str] = set()
         if messages:
             self.merge(messages)
 
@@ -30,4 +32,5 @@ class Effects(dict[int, list[Any]]):
             self.add(dpid, messages)
         if isinstance(other, Effects):
             self.bgp.update(other.bgp)
+            self.touched |= other.touched
         return self

@@ -343,6 +343,7 @@ class MspCore:
                          for direction in DIRECTIONS}
         self._log_choices(state, old, now)
         effects = Effects()
+        effects.touched.add(state.name)
         effects.merge(self._update_part(state.spec.dpid, OWN))
         for edge_name in state.spec.edges:
             effects.merge(self._update_part(self.registry.edge(edge_name).dpid, state.name))
