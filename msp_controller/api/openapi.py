@@ -67,6 +67,8 @@ def _policy_schemas() -> dict[str, Schema]:
                         "description": "no packet may match two classes"},
             "default": _ref("DefaultClass"),
             "damping": _ref("Damping"),
+            "rates": {"type": "object", "additionalProperties": _ref("IspRates"),
+                      "description": "ISP -> its access rates; the MSP shapes just below them at both ends"},
         }, required=["default"], description="A homenet's traffic policy: classes of traffic "
                                               "and how each direction of each picks its ISP."),
         "Damping": _strict({
@@ -84,11 +86,28 @@ def _policy_schemas() -> dict[str, Schema]:
             "match": _ref("Match"),
             "egress": _ref("PathSelection"),
             "ingress": _ref("PathSelection"),
+            "qos": _ref("ClassQos"),
         }, required=["name", "match", "egress", "ingress"]),
         "DefaultClass": _strict({
             "egress": _ref("PathSelection"),
             "ingress": _ref("PathSelection"),
+            "qos": _ref("ClassQos"),
         }, required=["egress", "ingress"], description="Traffic that matches no class."),
+        "ClassQos": _strict({
+            "dscp": {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 63},
+                               {"type": "string", "enum": ["trust"]}], "default": "trust",
+                     "description": "set this DSCP on the class's packets (upstream at the MSPMB, downstream "
+                                    "at the edge), or keep the host's; it also names the class's queue"},
+            "priority": {"oneOf": [{"type": "string", "enum": ["realtime"]},
+                                   {"type": "integer", "minimum": 1, "maximum": 100}], "default": 10,
+                         "description": "strict priority (needs a set dscp), or a weighted share of what is left"},
+            "max_rate_kbps": {"type": "integer", "minimum": 8, "maximum": 100000000,
+                              "description": "an OpenFlow meter drops what exceeds this, each way"},
+        }, description="Marking, priority and rate limit of a class, both ways (msp_controller/model/qos.py)."),
+        "IspRates": _strict({
+            "down_kbps": {"type": "integer", "minimum": 8, "maximum": 100000000, "nullable": True},
+            "up_kbps": {"type": "integer", "minimum": 8, "maximum": 100000000, "nullable": True},
+        }, description="An ISP's access rates; the MSP shapes a little below them at both ends (null: not shaped)."),
         "Match": {**_strict({
             "protocol": {"oneOf": [
                 {"type": "string", "enum": ["tcp", "udp", "icmp", "icmpv6"]},

@@ -27,8 +27,13 @@ JSON shape::
       ],
       "default": {"egress":  {"mode": "failover", "order": ["ispA", "ispB"]},   # required
                   "ingress": {"mode": "failover", "order": ["ispA", "ispB"]}},
-      "damping": {"recover_s": 2, "half_life_s": 15, "max_hold_s": 30}          # optional
+      "damping": {"recover_s": 2, "half_life_s": 15, "max_hold_s": 30},         # optional
+      "rates": {"ispA": {"down_kbps": 100000, "up_kbps": 20000}}                # optional
     }
+
+Every class and "default" may also carry "qos" (marking, priority, rate limit); "rates"
+gives ISPs' access rates, below which the MSP shapes the homenet's traffic at both ends:
+see model/qos.py.
 
 Match fields are all optional but a class needs at least one (a class matching everything
 is what "default" is for). They describe packets as they LEAVE the homenet: "sources" are
@@ -72,6 +77,7 @@ from typing import Final, Literal
 from msp_controller.model.config import Homenet, IPNetwork
 from msp_controller.model.errors import FieldError
 from msp_controller.model.portranges import MAX_PORT, PortRange
+from msp_controller.model.qos import ClassQos, IspRates, check_queues, parse_qos, parse_rates, qos_to_json, rates_to_json
 
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_NUMBERS.items()}
@@ -228,6 +234,7 @@ class ClassPolicy:
 
     egress: DirectionPolicy
     ingress: DirectionPolicy
+    qos: ClassQos = ClassQos()  # marking, priority, rate limit (model/qos.py)
 
 
 @dataclass(frozen=True)
@@ -236,10 +243,11 @@ class TrafficClass:
     match: ClassMatch
     egress: DirectionPolicy
     ingress: DirectionPolicy
+    qos: ClassQos = ClassQos()
 
     @property
     def policy(self) -> ClassPolicy:
-        return ClassPolicy(self.egress, self.ingress)
+        return ClassPolicy(self.egress, self.ingress, self.qos)
 
 
 @dataclass(frozen=True)
@@ -263,6 +271,10 @@ class Policy:
     classes: tuple[TrafficClass, ...]
     default: ClassPolicy
     damping: Damping = Damping()
+    rates: tuple[tuple[str, IspRates], ...] = ()  # ISP -> access rates, in uplink order; unlisted: not shaped
+
+    def isp_rates(self, isp: str) -> IspRates:
+        return dict(self.rates).get(isp, IspRates())
 
     @classmethod
     def default_for(cls, homenet: Homenet) -> Policy:
@@ -314,9 +326,11 @@ def policy_to_json(policy: Policy) -> dict[str, object]:
     return {
         "classes": [_class_to_json(c) for c in policy.classes],
         "default": {"egress": _direction_to_json(policy.default.egress),
-                    "ingress": _direction_to_json(policy.default.ingress)},
+                    "ingress": _direction_to_json(policy.default.ingress),
+                    "qos": qos_to_json(policy.default.qos)},
         "damping": {"recover_s": policy.damping.recover_s, "half_life_s": policy.damping.half_life_s,
                     "max_hold_s": policy.damping.max_hold_s},
+        "rates": {isp: rates_to_json(rates) for isp, rates in policy.rates},
     }
 
 
@@ -326,6 +340,7 @@ def _class_to_json(traffic_class: TrafficClass) -> dict[str, object]:
         "match": _match_to_json(traffic_class.match),
         "egress": _direction_to_json(traffic_class.egress),
         "ingress": _direction_to_json(traffic_class.ingress),
+        "qos": qos_to_json(traffic_class.qos),
     }
 
 
@@ -364,11 +379,26 @@ def _direction_to_json(direction: DirectionPolicy) -> dict[str, object]:
 
 def parse_policy(data: object, homenet: Homenet) -> Policy:
     """Validate decoded JSON against a homenet. Raises FieldError naming the first bad field."""
-    root = _Object(data, "", ("classes", "default", "damping"))
+    root = _Object(data, "", ("classes", "default", "damping", "rates"))
     classes = _parse_classes(root.data["classes"], "classes", homenet) if root.has("classes") else ()
     default = _parse_class_policy(root.get("default"), "default", homenet)
     damping = _parse_damping(root.data["damping"], "damping") if root.has("damping") else Damping()
-    return Policy(classes=classes, default=default, damping=damping)
+    check_queues({DEFAULT_NAME: default.qos, **{c.name: c.qos for c in classes}},
+                 {DEFAULT_NAME: "default.qos", **{c.name: f"classes[{i}].qos" for i, c in enumerate(classes)}})
+    rates = _parse_rates(root.data["rates"], "rates", homenet) if root.has("rates") else ()
+    return Policy(classes=classes, default=default, damping=damping, rates=rates)
+
+
+def _parse_rates(value: object, where: str, homenet: Homenet) -> tuple[tuple[str, IspRates], ...]:
+    if not isinstance(value, dict):
+        raise FieldError(where, f"must be an object of ISP: rates, not {_show(value)}")
+    found: dict[str, IspRates] = {}
+    for isp, rates in value.items():
+        here = _child(where, isp)
+        if not isinstance(isp, str):
+            raise FieldError(here, "ISP names must be strings")
+        found[_known_isp(isp, here, homenet)] = parse_rates(rates, here)
+    return tuple((u.name, found[u.name]) for u in homenet.uplinks if u.name in found)
 
 
 def _parse_damping(value: object, where: str) -> Damping:
@@ -406,7 +436,7 @@ def _parse_classes(value: object, where: str, homenet: Homenet) -> tuple[Traffic
 
 
 def _parse_class(value: object, where: str, homenet: Homenet) -> TrafficClass:
-    obj = _Object(value, where, ("name", "match", "egress", "ingress"))
+    obj = _Object(value, where, ("name", "match", "egress", "ingress", "qos"))
     name = _string(obj.get("name"), obj.path("name"))
     if not CLASS_NAME.fullmatch(name):
         raise FieldError(obj.path("name"), f"{_show(name)} does not match {CLASS_NAME.pattern}")
@@ -417,14 +447,16 @@ def _parse_class(value: object, where: str, homenet: Homenet) -> TrafficClass:
         match=_parse_match(obj.get("match"), obj.path("match"), homenet),
         egress=_parse_direction(obj.get("egress"), obj.path("egress"), homenet),
         ingress=_parse_direction(obj.get("ingress"), obj.path("ingress"), homenet),
+        qos=parse_qos(obj.data["qos"], obj.path("qos")) if obj.has("qos") else ClassQos(),
     )
 
 
 def _parse_class_policy(value: object, where: str, homenet: Homenet) -> ClassPolicy:
-    obj = _Object(value, where, ("egress", "ingress"))
+    obj = _Object(value, where, ("egress", "ingress", "qos"))
     return ClassPolicy(
         egress=_parse_direction(obj.get("egress"), obj.path("egress"), homenet),
         ingress=_parse_direction(obj.get("ingress"), obj.path("ingress"), homenet),
+        qos=parse_qos(obj.data["qos"], obj.path("qos")) if obj.has("qos") else ClassQos(),
     )
 
 
