@@ -34,6 +34,7 @@ from msp_controller.api.service import CoreService
 from msp_controller.bgp.speaker import BgpAnnouncer, Neighbor
 from msp_controller.bgp.speaker import Route as BgpRoute
 from msp_controller.core import BgpChanges, Effects, PortCounters, PortState, load_core
+from msp_controller.dashboard import web as dashboard
 from msp_controller.dataplane import ofmsg
 from msp_controller.dataplane.reconcile import ReportedFlow
 from msp_controller.identity import ryu_tls
@@ -118,6 +119,8 @@ class MspApp(app_manager.RyuApp):
             sys.exit(f"msp: {err}")
         mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm, bgp_sessions=self._bgp_sessions,
                                           store=self.store, metrics=self.metrics), auth)
+        self.dashboard = dashboard.Dashboard.create(self.core, auth)
+        dashboard.mount(kwargs["wsgi"], self.dashboard)
         LOG.info("msp: %d edges, %d homenets (%s; state in %s)", len(config.edges), len(self.core.homenets),
                  path, state_path)
         self._ticker = hub.spawn(self._every, TICK_S, "periodic tick", self._tick)
@@ -181,6 +184,15 @@ class MspApp(app_manager.RyuApp):
             for message in batch:
                 message.datapath = datapath
                 datapath.send_msg(message)
+        if isinstance(effects, Effects) and effects.touched:
+            self._publish(lambda: self.dashboard.publisher.touched(effects.touched))
+
+    def _publish(self, work: Callable[[], None]) -> None:
+        """Tell the dashboard; its failure is logged and never undoes what was sent."""
+        try:
+            work()
+        except Exception:
+            LOG.exception("msp: publishing to the dashboard failed")
 
     def _admitted(self, datapath: Any) -> bool:
         """False for a refused or replaced connection: nothing it says changes anything."""
@@ -232,6 +244,7 @@ class MspApp(app_manager.RyuApp):
 
     def _tick(self) -> None:
         self._send(self.core.tick(time.monotonic()))
+        self._publish(self.dashboard.publisher.tick)
         for dpid in self.core.counted_switches():
             datapath = self.datapaths.get(dpid)
             if datapath is not None:

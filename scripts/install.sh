@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(openvswitch-switch mininet bird2 iperf3 tcpdump iputils-ping ethtool
-                 nftables iproute2 procps python3-venv)
+                 nftables iproute2 procps python3-venv chromium)  # chromium: the dashboard's browser test
 VENV=${MSP_VENV:-.venv}
 
 missing=()
@@ -24,11 +24,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "install: virtual environment $VENV"
     python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import ryu, eventlet, networkx, webob, pytest, mininet, openapi_spec_validator, prometheus_client, hypothesis' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import ryu, eventlet, networkx, webob, pytest, mininet, openapi_spec_validator, prometheus_client, hypothesis, playwright' 2>/dev/null; then
     echo "install: Python packages (Ryu 4.34 needs an old setuptools and no build isolation)"
     "$VENV/bin/pip" install -q "setuptools<68" pbr wheel
     "$VENV/bin/pip" install -q --no-build-isolation ryu==4.34 eventlet==0.33.3
     "$VENV/bin/pip" install -q networkx webob prometheus-client pytest hypothesis mininet==2.3.0.dev6 openapi-spec-validator
+    # Playwright drives Debian's chromium (tests/integration/test_dashboard.py); it downloads no browser.
+    "$VENV/bin/pip" install -q playwright
 fi
 if ! "$VENV/bin/python" -c 'import msp_controller' 2>/dev/null || [ setup.cfg -nt "$VENV/.msp-installed" ]; then
     echo "install: msp_controller (editable)"

@@ -1,0 +1,120 @@
+"""The dashboard's change feed: events published per homenet, delivered to the subscribers
+that watch that homenet.
+
+Publishing costs O(subscribers of that homenet): subscribers are indexed by the homenets
+they watch, and an event is serialised once for all of them. Each subscriber has a bounded
+queue; one that falls behind (a stalled browser) loses its backlog and gets a single
+`resync` event instead, so a slow reader never grows the controller's memory.
+
+Waiting uses queue.Queue: under ryu-manager (eventlet, monkey-patched) it is green.
+"""
+from __future__ import annotations
+
+import json
+import queue
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+MAX_WATCHED = 200  # homenets one subscriber may watch: a page of the list, not the MSP
+QUEUE_EVENTS = 256  # per subscriber, before it is told to resync
+RESYNC = "resync"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # summary, homenet, stats, resync
+    homenet: str
+    text: str  # as sent: "event: <kind>\ndata: <json>\n\n"
+
+    @classmethod
+    def of(cls, kind: str, homenet: str, data: Any) -> Event:
+        payload = json.dumps(data, allow_nan=False, ensure_ascii=True, separators=(",", ":"))
+        return cls(kind, homenet, f"event: {kind}\ndata: {payload}\n\n")
+
+
+class Subscriber:
+    """One open event stream: the homenets whose summaries it wants, and at most one whose
+    full detail (paths, classes, changes, live statistics) it wants."""
+
+    def __init__(self, summaries: Iterable[str], detail: str | None, capacity: int = QUEUE_EVENTS) -> None:
+        self.summaries = frozenset(summaries)
+        self.detail = detail
+        self._queue: queue.Queue[Event] = queue.Queue(capacity)
+        self.resyncs = 0
+
+    @property
+    def homenets(self) -> frozenset[str]:
+        return self.summaries | ({self.detail} if self.detail else set())
+
+    def wants(self, kind: str, homenet: str) -> bool:
+        if kind == "summary":
+            return homenet in self.summaries
+        return homenet == self.detail
+
+    def offer(self, event: Event) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._drain()
+            self.resyncs += 1
+            self._queue.put_nowait(Event.of(RESYNC, event.homenet, {"reason": "too slow: events were dropped"}))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def next(self, timeout_s: float) -> Event | None:
+        """The next event, or None after timeout_s (time for a keep-alive)."""
+        try:
+            return self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+
+class EventFeed:
+    def __init__(self) -> None:
+        self._by_homenet: dict[str, set[Subscriber]] = {}
+
+    def subscribe(self, summaries: Iterable[str] = (), detail: str | None = None) -> Subscriber:
+        subscriber = Subscriber(summaries, detail)
+        if len(subscriber.summaries) > MAX_WATCHED:
+            raise ValueError(f"a stream may watch at most {MAX_WATCHED} homenets, not {len(subscriber.summaries)}")
+        for name in subscriber.homenets:
+            self._by_homenet.setdefault(name, set()).add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        for name in subscriber.homenets:
+            watchers = self._by_homenet.get(name)
+            if watchers is not None:
+                watchers.discard(subscriber)
+                if not watchers:
+                    del self._by_homenet[name]
+
+    def watched(self, homenet: str) -> bool:
+        return homenet in self._by_homenet
+
+    def watches_detail(self, homenet: str) -> bool:
+        return any(s.detail == homenet for s in self._by_homenet.get(homenet, ()))
+
+    def detailed(self) -> list[str]:
+        """The homenets some open page shows in full (their statistics are published)."""
+        return [name for name, subs in self._by_homenet.items() if any(s.detail == name for s in subs)]
+
+    def publish(self, kind: str, homenet: str, data: Any) -> int:
+        """Deliver to the subscribers that want it; how many did."""
+        subscribers = [s for s in self._by_homenet.get(homenet, ()) if s.wants(kind, homenet)]
+        if not subscribers:
+            return 0
+        event = Event.of(kind, homenet, data)
+        for subscriber in subscribers:
+            subscriber.offer(event)
+        return len(subscribers)
+
+    @property
+    def subscribers(self) -> int:
+        return len({s for subs in self._by_homenet.values() for s in subs})
