@@ -39,7 +39,8 @@ def _tunnel(bridge: str, port: str, remote_ip: str, key: int, bfd_ms: int | None
             local_ip: str | None = None) -> Command:
     """A VXLAN port; with BFD every bfd_ms, or (None) with BFD off, explicitly, so that
     provisioning an existing port turns it off."""
-    options = [f"options:remote_ip={remote_ip}", f"options:key={key}"]
+    # tos=inherit: the outer header carries the class's DSCP, which the shaping queues by.
+    options = [f"options:remote_ip={remote_ip}", f"options:key={key}", "options:tos=inherit"]
     if local_ip is not None:
         options.append(f"options:local_ip={local_ip}")
     bfd = ["bfd:enable=false"] if bfd_ms is None else \

@@ -11,11 +11,12 @@ falling back to the next live path when its own dies.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from msp_controller.decide.paths import PathPlan, TunnelPath
 from msp_controller.model.policy import BALANCE, DEFAULT_NAME, SLA, DirectionPolicy, Mode, PacketMatch, Policy
+from msp_controller.model.qos import ClassQos
 
 Direction = Literal["egress", "ingress"]
 EGRESS: Final[Direction] = "egress"
@@ -36,6 +37,7 @@ class DirectionChoice:
     match: PacketMatch | None  # None for the default class
     active: tuple[TunnelPath, ...]  # what carries the traffic now
     damped: frozenset[TunnelPath] = frozenset()  # put after the others in every group (balance too)
+    qos: ClassQos = ClassQos()  # the class's marking and rate limit (dataplane/flows/qos.py)
 
     def describe_active(self) -> str | None:
         return " + ".join(str(p) for p in self.active) if self.active else None
@@ -91,7 +93,8 @@ def choose(policy: Policy, plan: PathPlan, direction: Direction, usable: Usable,
     damped: the paths flap damping keeps behind the others for now."""
     held = frozenset(damped)
     default = policy.default.egress if direction == EGRESS else policy.default.ingress
-    choices = [_choice(0, DEFAULT_NAME, direction, default, None, plan, usable, held)]
+    choices = [replace(_choice(0, DEFAULT_NAME, direction, default, None, plan, usable, held),
+                       qos=policy.default.qos)]
     for index, traffic_class in enumerate(policy.classes, start=1):
         if direction == EGRESS:
             choices.append(_choice(index, traffic_class.name, direction, traffic_class.egress,
@@ -99,4 +102,5 @@ def choose(policy: Policy, plan: PathPlan, direction: Direction, usable: Usable,
         else:
             choices.append(_choice(index, traffic_class.name, direction, traffic_class.ingress,
                                    traffic_class.match.mirrored(), plan, usable, held))
+        choices[-1] = replace(choices[-1], qos=traffic_class.qos)
     return tuple(choices)

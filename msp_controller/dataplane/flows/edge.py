@@ -12,6 +12,7 @@ from collections.abc import Collection
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller.dataplane.flows.classes import PRIO_CLASS, class_forwarding, flow_matches
+from msp_controller.dataplane.flows.qos import marking
 from msp_controller.dataplane.flows.common import (
     BFD_UDP_PORT,
     ETH_IPV4,
@@ -79,7 +80,7 @@ def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: Po
         groups += forwarding.groups
         flows += forwarding.flows
         actions = (DecTtl(), SetField("eth_src", edge.internet_mac), SetField("eth_dst", homenet.gateway_mac),
-                   *forwarding.actions)
+                   *marking(choice), *forwarding.actions)
         if choice.match is None:
             for prefix in homenet.prefixes:
                 flows.append(Flow(EDGE_INGRESS, PRIO_ROUTE, match(**prefix_match(prefix, "dst")), actions,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller.dataplane.flows.classes import PRIO_CLASS, class_forwarding, flow_matches
+from msp_controller.dataplane.flows.qos import marking
 from msp_controller.dataplane.flows.common import (
     ETH_IPV4,
     ETH_IPV6,
@@ -59,7 +60,7 @@ def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers,
         groups += forwarding.groups
         flows += forwarding.flows
         # The MSP as a whole is one router hop: the TTL drops here on the way out.
-        actions = (DecTtl(), SetField("eth_src", homenet.gateway_mac), *forwarding.actions)
+        actions = (DecTtl(), SetField("eth_src", homenet.gateway_mac), *marking(choice), *forwarding.actions)
         if choice.match is None:
             for eth_type in (ETH_IPV4, ETH_IPV6):
                 flows.append(Flow(MSPMB_EGRESS, PRIO_ROUTE, match(eth_type=eth_type), actions, goto=forwarding.goto))
