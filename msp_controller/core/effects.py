@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from msp_controller.core.leases import LeaseChange
 from msp_controller.decide.announce import Route
 
 # prefix -> neighbor address -> how to announce it there; an empty mapping withdraws the
@@ -19,6 +20,7 @@ class Effects(dict[int, list[Any]]):
     def __init__(self, messages: Mapping[int, list[Any]] | None = None, bgp: BgpChanges | None = None) -> None:
         super().__init__()
         self.bgp: BgpChanges = dict(bgp or {})
+        self.leases: list[LeaseChange] = []  # DHCP bindings for the store (core/leases.py)
         self.touched: set[str] = set()
         if messages:
             self.merge(messages)
@@ -32,5 +34,6 @@ class Effects(dict[int, list[Any]]):
             self.add(dpid, messages)
         if isinstance(other, Effects):
             self.bgp.update(other.bgp)
+            self.leases.extend(other.leases)
             self.touched |= other.touched
         return self

@@ -15,12 +15,13 @@ import heapq
 import ipaddress
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from msp_controller.core.effects import BgpChanges, Effects
 from msp_controller.core.homenet import DIRECTIONS, HomenetState, SlaKey
+from msp_controller.core.autoconf import AutoconfAnswer, HostAutoconf
 from msp_controller.core.probing import ProbeScheduler
 from msp_controller.core.registry import Kind, Registry, Role
 from msp_controller.core.switches import Pending, PortState, SwitchState, union
@@ -31,6 +32,7 @@ from msp_controller.dataplane.flows.edge import default_route_flow, edge_base_pr
 from msp_controller.dataplane.flows.mspmb import host_flow, mspmb_program
 from msp_controller.dataplane.flows.underlay import underlay_program
 from msp_controller.dataplane.neighbors import RouterInterface, destination_of, handle_frame, solicit
+from msp_controller.dataplane.ra import link_local
 from msp_controller.dataplane.pipeline import MSPMB_DELIVER
 from msp_controller.dataplane.probe_packet import ProbeTemplate, parse_probe
 from msp_controller.dataplane.reconcile import ReportedFlow, reconcile, transition
@@ -127,6 +129,7 @@ class MspCore:
         self.reconciliations: collections.Counter[str] = collections.Counter()  # by role kind
         self.ignored_packets = 0
         self.claims: dict[int, ClaimGuard] = {}  # per switch: who may take which address
+        self.autoconf = HostAutoconf()  # DHCP leases and router advertisements (core/autoconf.py)
         self.strangers: dict[int, dict[str, PortState]] = {}  # connected, owned by no homenet (yet)
         for homenet in (config.homenets if homenets is None else homenets):
             self.add_homenet(homenet, 0.0, (policies or {}).get(homenet.name))
@@ -141,6 +144,7 @@ class MspCore:
         """Serve a new homenet: program its switches as they connect (those connected now at
         once), announce its prefixes once a tunnel of it is up. FieldError on a clash."""
         self.registry.add(homenet)
+        self.autoconf.add_homenet(homenet)
         plan = plan_homenet(self.config, homenet, self.liveness, self._edges_up())
         state = HomenetState(homenet, policy or default_policy(homenet), plan,
                              HomenetAnnouncements(self.config.bgp.hold_down_s if self.config.bgp else 0.0))
@@ -176,6 +180,7 @@ class MspCore:
         self._forget_paths(old)
         self.registry.remove(homenet.name)
         self.registry.add(homenet)
+        self.autoconf.add_homenet(homenet)
         old.spec = homenet
         old.policy = policy or old.policy
         old.plan = plan_homenet(self.config, homenet, self.liveness, self._edges_up())
@@ -200,6 +205,7 @@ class MspCore:
             self.bgp_routes.pop(str(prefix), None)
         self._forget_paths(state)
         self.registry.remove(name)
+        self.autoconf.remove_homenet(name)
         self._to_judge.discard(name)
         self._damping_wake.pop(name, None)
         LOG.info("%s: removed", name)
@@ -491,6 +497,8 @@ class MspCore:
                  role.kind.value, role.name, len(messages), len(wanted.flows), len(wanted.groups),
                  len(pending.flows))
         effects = Effects({dpid: messages})
+        if role.kind is Kind.MSPMB:
+            self.autoconf.start_adverts(self.homenets[role.name].spec, now)
         if role.kind is Kind.EDGE:
             # A programmed edge may now announce the homenets it serves.
             for name in self.registry.homenets_at(role.name):
@@ -558,6 +566,10 @@ class MspCore:
             self.ignored_packets += 1
             return Effects()
         iface, owner = found
+        if isinstance(owner, Homenet):
+            answer = self.autoconf.handle(owner, in_port, data, now, _holder_check(switch))
+            if answer is not None:
+                return self._autoconf_effects(dpid, in_port, owner, answer)
         event = handle_frame(iface, data)
         if event.ignored:
             self.ignored_packets += 1
@@ -622,6 +634,27 @@ class MspCore:
         self._claim_guard(dpid).asked(ip, now)
         return [ofmsg.packet_out(holder[1], frame)]
 
+    def _autoconf_effects(self, dpid: int, in_port: int, homenet: Homenet, answer: AutoconfAnswer) -> Effects:
+        if answer.ignored:
+            self.ignored_packets += 1
+            LOG.debug("%s port %d: ignored packet: %s", homenet.name, in_port, answer.ignored)
+        if answer.note:
+            LOG.info("%s: %s", homenet.name, answer.note)
+        effects = Effects({dpid: [ofmsg.packet_out(in_port, frame) for frame in answer.replies]})
+        effects.leases.extend(answer.changes)
+        return effects
+
+    def _spec_of(self, name: str) -> Homenet | None:
+        state = self.homenets.get(name)
+        return state.spec if state is not None else None
+
+    def _programmed_lan_ports(self, homenet: Homenet) -> list[int] | None:
+        switch = self.switches.get(homenet.dpid)
+        if switch is None or not switch.reconciled:
+            return None
+        ports = switch.port_numbers()
+        return [ports[name] for name in homenet.lan_ports if name in ports]
+
     def flow_removed(self, dpid: int, cookie: int) -> None:
         """A learned entry aged out: forget it so that the next sighting installs it again."""
         switch = self.switches.get(dpid)
@@ -664,6 +697,8 @@ class MspCore:
         effects = Effects()
         for edge in self.registry.edges.values():
             effects.merge(self._resolve_gateways(edge, now))
+        for dpid, port, frame in self.autoconf.adverts(now, self._spec_of, self._programmed_lan_ports):
+            effects.add(dpid, [ofmsg.packet_out(port, frame)])
         while self._holddowns and self._holddowns[0][0] <= now:
             _, name = heapq.heappop(self._holddowns)
             if name in self.homenets:
@@ -830,7 +865,17 @@ def _port_text(port: PortState | None) -> str:
 
 
 def _lan_interface(homenet: Homenet) -> RouterInterface:
-    return RouterInterface(homenet.gateway_mac, homenet.lan_ipv4, homenet.lan_ipv6, proxy=True)
+    return RouterInterface(homenet.gateway_mac, homenet.lan_ipv4, homenet.lan_ipv6, proxy=True,
+                           link_local=link_local(homenet.gateway_mac) if homenet.lan_ipv6 else None)
+
+
+def _holder_check(switch: SwitchState) -> Callable[[ipaddress.IPv4Address, str], bool]:
+    """Whether another MAC holds an address on this MSPMB (a static host): not to be leased."""
+    def in_use(ip: ipaddress.IPv4Address, mac: str) -> bool:
+        flow = switch.neighbors.get(str(ip))
+        holder = binding_of(flow) if flow is not None else None
+        return holder is not None and holder[0] != mac.lower()
+    return in_use
 
 
 def _internet_interface(edge: Edge) -> RouterInterface:

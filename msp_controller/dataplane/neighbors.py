@@ -32,6 +32,8 @@ class RouterInterface:
     # Answer for every address of the subnet (the MSPMB routes host to host, so each host
     # must send everything to it), not just for our own address.
     proxy: bool = False
+    # The IPv6 link-local address router advertisements come from (hosts' default router).
+    link_local: IPv6Address | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class NeighborEvent:
 
 
 def _answers_for(iface: RouterInterface, target: IPv4Address | IPv6Address, sender: str) -> bool:
+    if iface.link_local is not None and target == iface.link_local:
+        return True
     own = iface.ipv4 if target.version == 4 else iface.ipv6
     if own is None:
         return False

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msp_controller.model.access import ApiToken, Role
+from msp_controller.model.autoconf import Autoconf, parse_autoconf
 from msp_controller.model.errors import FieldError
 
 IPv4Interface = ipaddress.IPv4Interface
@@ -105,6 +106,7 @@ class Homenet:
     egress_order: tuple[str, ...]
     ingress_order: tuple[str, ...]
     backup_prepend: int = 2  # AS-path prepends on the announcements of every edge but the first
+    autoconf: Autoconf | None = None  # DHCPv4 and router advertisements for its hosts (model/autoconf.py)
 
     bridge = "br-home"
 
@@ -445,6 +447,7 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
         egress_order=_parse_order(table, "egress_order", uplinks),
         ingress_order=_parse_order(table, "ingress_order", uplinks),
         backup_prepend=table.integer("backup_prepend", 0, 10, default=2, required=False),
+        autoconf=parse_autoconf(table.get("autoconf", required=False), table.path("autoconf"), lan_ipv4, lan_ipv6),
     )
     clash = set(lan_ports) & {u.port for u in uplinks}
     if clash:

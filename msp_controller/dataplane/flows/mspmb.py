@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
+from msp_controller.dataplane.flows.autoconf import autoconf_punts
 from msp_controller.dataplane.flows.classes import PRIO_CLASS, class_forwarding, flow_matches
 from msp_controller.dataplane.flows.qos import marking
 from msp_controller.dataplane.flows.common import (
@@ -37,6 +38,8 @@ def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers,
     flows: list[Flow] = []
     for port in lan_ports:
         flows += neighbor_punts(MSPMB_CLASSIFY, port)
+        if homenet.autoconf is not None and homenet.autoconf.enabled:
+            flows += autoconf_punts(MSPMB_CLASSIFY, port)  # DHCP and router solicitations
         # Anti-spoofing: hosts may only send from the homenet's prefixes, to the gateway.
         for prefix in homenet.prefixes:
             flows.append(Flow(MSPMB_CLASSIFY, PRIO_ADMIT,
