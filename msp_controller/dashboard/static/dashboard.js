@@ -144,6 +144,10 @@ function loadHomenet(name) {
     stats: (sample) => {
       state.history.push(sample);
       if (state.history.length > 120) state.history.shift();
+      if (state.homenet) {
+        for (const p of state.homenet.paths) Object.assign(p, sample.paths[p.path] || {});
+        drawPicture(state.homenet);
+      }
       drawGraphs();
     },
   });
@@ -183,48 +187,55 @@ function drawPicture(view) {
   const edges = view.edges;
   const rows = Math.max(uplinks.length, edges.length);
   const height = 60 + rows * 110;
-  svg.setAttribute("viewBox", "0 0 760 " + height);
+  const ispX = 260, edgeX = 630;
+  svg.setAttribute("viewBox", "0 0 800 " + height);
   svg.replaceChildren();
   const rowY = (i, n) => 40 + (i + 0.5) * (height - 60) / n;
   const ispY = Object.fromEntries(uplinks.map((u, i) => [u, rowY(i, uplinks.length)]));
   const edgeY = Object.fromEntries(edges.map((e, i) => [e, rowY(i, edges.length)]));
   const homeY = (height + 20) / 2;
+  const along = (p, t) => [ispX + 42 + t * (edgeX - ispX - 42), ispY[p.isp] + t * (edgeY[p.edge] - ispY[p.isp])];
   const uses = {};
   for (const c of view.classes) {
     for (const [direction, arrow] of [["egress", "\u2191"], ["ingress", "\u2193"]]) {
       for (const path of (c[direction] || "").split(" + ").filter(Boolean)) {
-        (uses[path] = uses[path] || []).push(arrow + " " + c.name);
+        (uses[path] = uses[path] || []).push(arrow + c.name);
       }
     }
   }
-  svg.append(el("svg:text", { x: 20, y: 22 }, "homenet " + view.name), el("svg:text", { x: 600, y: 22 }, "MSP"));
+  svg.append(el("svg:text", { x: 20, y: 22 }, "homenet " + view.name), el("svg:text", { x: edgeX, y: 22 }, "MSP"));
   for (const u of uplinks) {
-    svg.append(el("svg:line", { x1: 130, y1: homeY, x2: 250, y2: ispY[u], stroke: "#888", "stroke-width": 2 }));
+    svg.append(el("svg:line", { x1: 130, y1: homeY, x2: ispX - 40, y2: ispY[u], stroke: "#888", "stroke-width": 2 }));
   }
   for (const p of view.paths) {
     const used = uses[p.path];
-    const y1 = ispY[p.isp], y2 = edgeY[p.edge];
+    const [x1, y1] = along(p, 0), [x2, y2] = along(p, 1);
     svg.append(el("svg:line", { class: "path " + p.state + (used ? " used" : ""), "data-path": p.path,
-      x1: 330, y1: y1, x2: 590, y2: y2 }));
-    const label = el("svg:text", { x: 350 + (edgeY[p.edge] > ispY[p.isp] ? 20 : 0), y: y1 + (y2 - y1) * 0.25 - 6,
-      class: "use", "data-uses": p.path }, used ? used.join("  ") : "");
-    svg.append(label);
+      x1: x1, y1: y1, x2: x2, y2: y2 }));
+  }
+  for (const p of view.paths) {
+    // Labels where the lines are apart: the classes near the ISP, the state further on.
+    const [ux, uy] = along(p, 0.16), [sx, sy] = along(p, 0.62);
+    if (uses[p.path]) {
+      svg.append(el("svg:text", { x: ux, y: uy - 7, class: "use", "data-uses": p.path }, uses[p.path].join(" ")));
+    }
+    const rtt = p.rtt_ms !== null && p.rtt_ms !== undefined ? ", " + p.rtt_ms + " ms" : "";
+    const loss = p.loss_pct ? ", " + p.loss_pct + " % loss" : "";
+    svg.append(el("svg:text", { x: sx, y: sy - 6, "text-anchor": "middle", "data-state": p.path },
+      p.path + ": " + p.state + rtt + loss));
   }
   svg.append(el("svg:rect", { class: "box", x: 20, y: homeY - 30, width: 110, height: 60, rx: 6 }),
     el("svg:text", { x: 30, y: homeY - 8 }, "MSPMB"),
     el("svg:text", { x: 30, y: homeY + 12 }, view.prefixes[0] || ""));
   for (const u of uplinks) {
-    svg.append(el("svg:ellipse", { class: "isp", cx: 290, cy: ispY[u], rx: 42, ry: 24 }),
-      el("svg:text", { x: 268, y: ispY[u] + 4 }, u));
+    svg.append(el("svg:ellipse", { class: "isp", cx: ispX, cy: ispY[u], rx: 42, ry: 24 }),
+      el("svg:text", { x: ispX, y: ispY[u] + 4, "text-anchor": "middle" }, u));
   }
   for (const e of edges) {
-    svg.append(el("svg:rect", { class: "box", x: 590, y: edgeY[e] - 24, width: 150, height: 48, rx: 6 }),
-      el("svg:text", { x: 600, y: edgeY[e] - 4 }, e + (e === view.edge ? " (primary)" : "")),
-      el("svg:text", { x: 600, y: edgeY[e] + 14 }, view.announced_at.includes(e) ? "announcing" : "not announcing"));
-  }
-  for (const p of view.paths) {
-    svg.append(el("svg:text", { x: 470, y: (ispY[p.isp] + edgeY[p.edge]) / 2 + 14, "data-state": p.path },
-      p.path + ": " + p.state + (p.rtt_ms !== null ? ", " + p.rtt_ms + " ms" : "")));
+    svg.append(el("svg:rect", { class: "box", x: edgeX, y: edgeY[e] - 24, width: 150, height: 48, rx: 6 }),
+      el("svg:text", { x: edgeX + 10, y: edgeY[e] - 4 }, e + (e === view.edge ? " (primary)" : "")),
+      el("svg:text", { x: edgeX + 10, y: edgeY[e] + 14 },
+        view.announced_at.includes(e) ? "announcing" : "not announcing"));
   }
 }
 
@@ -258,7 +269,7 @@ function drawGraph(svg, paths, field, fixedMax) {
     points.forEach((sample, j) => {
       const v = sample.paths[p] ? sample.paths[p][field] : null;
       if (v === null || v === undefined) return;
-      coords.push((width - (points.length - 1 - j) * (width / 120)).toFixed(1) + "," +
+      coords.push((j * width / 119).toFixed(1) + "," +  // fills from the left, then scrolls
         (height - 4 - (v / max) * (height - 20)).toFixed(1));
     });
     svg.append(el("svg:polyline", { points: coords.join(" "), stroke: COLORS[i % COLORS.length], "data-path": p }));
