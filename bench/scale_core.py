@@ -92,7 +92,8 @@ def connect(core: MspCore, dpid: int, ports: Ports, now: float) -> int:
     """A switch connects and reports empty tables; returns how many messages the core sent."""
     sent = _count(core.switch_up(dpid, dict(ports), now))
     sent += _count(core.flow_stats(dpid, [], False, now))
-    return sent + _count(core.group_desc(dpid, {}, False, now))
+    sent += _count(core.group_desc(dpid, {}, False, now))
+    return sent + _count(core.meter_config(dpid, {}, False, now))
 
 
 def _count(effects: Effects) -> int:

@@ -36,6 +36,7 @@ from msp_controller.bgp.speaker import Route as BgpRoute
 from msp_controller.core import BgpChanges, Effects, PortCounters, PortState, load_core
 from msp_controller.dashboard import web as dashboard
 from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane.meters import meter_signature
 from msp_controller.dataplane.reconcile import ReportedFlow
 from msp_controller.identity import ryu_tls
 from msp_controller.identity.binding import admit_switch, owner_of, tls_mode
@@ -299,6 +300,14 @@ class MspApp(app_manager.RyuApp):
         more = bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE)
         self._run(datapath, "group description",
                   lambda: self.core.group_desc(datapath.id, groups, more, time.monotonic()))
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    def _meter_config(self, ev: Any) -> None:
+        datapath = ev.msg.datapath
+        meters = {m.meter_id: meter_signature(m.flags, m.bands) for m in ev.msg.body}
+        more = bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE)
+        self._run(datapath, "meter config",
+                  lambda: self.core.meter_config(datapath.id, meters, more, time.monotonic()))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev: Any) -> None:

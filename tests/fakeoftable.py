@@ -7,7 +7,8 @@ the pipeline. FakeNetwork joins several switches with links and traces a packet 
 
 The model is strict where Open vSwitch is strict, so controller bugs show up in tests:
 flows that break OXM prerequisites, goto_table backwards, equal-priority flows that both
-match a packet, and unknown actions or instructions all raise.
+match a packet, a meter instruction naming a meter the switch does not hold, and unknown
+actions or instructions all raise. Meters are kept (OFPMeterMod) but never drop a packet.
 
 Conventions of the packet dict:
   - MACs are "aa:bb:cc:dd:ee:ff", IPs are strings, everything else is an int.
@@ -242,6 +243,20 @@ class FakeFlow:
     def outputs_to_group(self, group_id: int) -> bool:
         return any(isinstance(a, parser.OFPActionGroup) and a.group_id == group_id for a in self.actions())
 
+    @property
+    def meter_id(self) -> int | None:
+        """The meter this flow's packets pass, if any."""
+        return next((i.meter_id for i in self.instructions if isinstance(i, parser.OFPInstructionMeter)), None)
+
+
+@dataclass
+class FakeMeter:
+    """One meter entry, bands as the Ryu objects of the last add or modify."""
+
+    meter_id: int
+    flags: int
+    bands: list[Any]
+
 
 @dataclass
 class FakeGroup:
@@ -287,6 +302,7 @@ class FakeSwitch:
         self._ports: dict[int, bool] = dict(ports or {})  # port_no -> live
         self._flows: list[FakeFlow] = []
         self._groups: dict[int, FakeGroup] = {}
+        self._meters: dict[int, FakeMeter] = {}
         self.packet_outs: list[parser.OFPPacketOut] = []
 
     # ------------------------------------------------------------------ state
@@ -294,6 +310,10 @@ class FakeSwitch:
     @property
     def groups(self) -> dict[int, FakeGroup]:
         return dict(self._groups)
+
+    @property
+    def meters(self) -> dict[int, FakeMeter]:
+        return dict(self._meters)
 
     def flows(self, table_id: int | None = None) -> list[FakeFlow]:
         """Flows of one table (or all), by table then descending priority."""
@@ -315,6 +335,8 @@ class FakeSwitch:
                 self._flow_mod(msg)
             elif isinstance(msg, parser.OFPGroupMod):
                 self._group_mod(msg)
+            elif isinstance(msg, parser.OFPMeterMod):
+                self._meter_mod(msg)
             elif isinstance(msg, parser.OFPPacketOut):
                 self.packet_outs.append(msg)
             elif not isinstance(msg, parser.OFPBarrierRequest):
@@ -396,7 +418,10 @@ class FakeSwitch:
                 self._check_actions(inst.actions)
                 set_fields = [a.key for a in inst.actions if isinstance(a, parser.OFPActionSetField)]
                 _check_prerequisites(match, set_fields, "set_field")
-            elif not isinstance(inst, (parser.OFPInstructionWriteMetadata, parser.OFPInstructionMeter)):
+            elif isinstance(inst, parser.OFPInstructionMeter):
+                if inst.meter_id not in self._meters:
+                    raise ValueError(f"meter {inst.meter_id} is not installed (table {table_id})")
+            elif not isinstance(inst, parser.OFPInstructionWriteMetadata):
                 raise NotImplementedError(f"fake switch does not handle {type(inst).__name__}")
 
     @staticmethod
@@ -423,6 +448,25 @@ class FakeSwitch:
         for bucket in mod.buckets:
             self._check_actions(bucket.actions)
         self._groups[mod.group_id] = FakeGroup(mod.group_id, mod.type, list(mod.buckets))
+
+    def _meter_mod(self, mod: parser.OFPMeterMod) -> None:
+        if not 1 <= mod.meter_id <= ofp.OFPM_MAX:
+            raise ValueError(f"meter id {mod.meter_id} out of range")
+        exists = mod.meter_id in self._meters
+        if mod.command == ofp.OFPMC_DELETE:
+            # OpenFlow: deleting a meter also deletes the flows that use it.
+            if self._meters.pop(mod.meter_id, None) is not None:
+                self._flows = [f for f in self._flows if f.meter_id != mod.meter_id]
+            return
+        if mod.command == ofp.OFPMC_ADD and exists:
+            raise ValueError(f"meter {mod.meter_id} already exists")
+        if mod.command == ofp.OFPMC_MODIFY and not exists:
+            raise ValueError(f"meter {mod.meter_id} does not exist")
+        if mod.command not in (ofp.OFPMC_ADD, ofp.OFPMC_MODIFY):
+            raise ValueError(f"unknown meter_mod command {mod.command}")
+        if not mod.bands:
+            raise ValueError(f"meter {mod.meter_id} has no band")
+        self._meters[mod.meter_id] = FakeMeter(mod.meter_id, mod.flags, list(mod.bands))
 
     def _delete_group(self, group_id: int) -> None:
         doomed = list(self._groups) if group_id == ofp.OFPG_ALL else [group_id]

@@ -12,6 +12,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller.core import Messages, MspCore, PortState
 from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane.meters import meter_signature
 from msp_controller.dataplane.reconcile import ReportedFlow
 from msp_controller.model.config import MspConfig
 from tests.fakeoftable import FakeNetwork, FakeSwitch
@@ -68,8 +69,10 @@ class Harness:
         fake = self.switch(dpid)
         flows = [ReportedFlow(f.table_id, f.priority, f.cookie, f.ofp_match) for f in fake.flows()]
         groups = {g.group_id: ofmsg.group_signature(g.type, g.buckets) for g in fake.groups.values()}
+        meters = {m.meter_id: meter_signature(m.flags, m.bands) for m in fake.meters.values()}
         self.apply(self.core.flow_stats(dpid, flows, False, self.now))
-        return self.apply(self.core.group_desc(dpid, groups, False, self.now))
+        self.apply(self.core.group_desc(dpid, groups, False, self.now))
+        return self.apply(self.core.meter_config(dpid, meters, False, self.now))
 
     def connect_all(self) -> None:
         for dpid in self.ports:

@@ -35,7 +35,8 @@ from msp_controller.dataplane.neighbors import RouterInterface, destination_of, 
 from msp_controller.dataplane.ra import link_local
 from msp_controller.dataplane.pipeline import MSPMB_DELIVER
 from msp_controller.dataplane.probe_packet import ProbeTemplate, parse_probe
-from msp_controller.dataplane.reconcile import ReportedFlow, reconcile, transition
+from msp_controller.dataplane.meters import punt_meters
+from msp_controller.dataplane.reconcile import ReportedFlow, read_requests, reconcile, transition
 from msp_controller.decide.announce import HomenetAnnouncements, Route, prefix_routes
 from msp_controller.decide.choice import EGRESS, INGRESS, Direction, choose
 from msp_controller.decide.damping import FlapDamper, hold_s
@@ -54,6 +55,10 @@ SOLICIT_INTERVAL_S = 1.0  # at most one ARP/NS per unresolved address per second
 MAX_NEIGHBORS = 1024  # learned entries: beyond it the oldest is forgotten, its flow deleted
 MAX_SOLICITING = 1024  # addresses asked for within the last interval: beyond it, ask later
 GATEWAY_REFRESH_S = 30.0  # re-ask the upstream router even when its MAC is known
+# Solicitation times and claim records are checked for age this often, switch by switch
+# (only switches that hold some); a solicitation is forgotten after GATEWAY_REFRESH_S.
+AGEING_CHECK_S = 10.0
+MAX_STRANGERS = 256  # connected switches nobody owns, remembered for a homenet created later
 PROBE_WINDOW_S = 5.0  # RTT, jitter and loss are estimated over this sliding window
 PROBE_TIMEOUT_S = 1.0  # a probe unanswered this long is lost
 PROBE_INTERVAL_S = 0.05
@@ -131,6 +136,9 @@ class MspCore:
         self.claims: dict[int, ClaimGuard] = {}  # per switch: who may take which address
         self.autoconf = HostAutoconf()  # DHCP leases and router advertisements (core/autoconf.py)
         self.strangers: dict[int, dict[str, PortState]] = {}  # connected, owned by no homenet (yet)
+        self.punt_meters = punt_meters(config.flood)  # on every MSPMB and edge (dataplane/meters.py)
+        self._ageing: list[tuple[float, int]] = []  # (when, dpid): switches whose tables may age
+        self._ageing_armed: set[int] = set()
         for homenet in (config.homenets if homenets is None else homenets):
             self.add_homenet(homenet, 0.0, (policies or {}).get(homenet.name))
 
@@ -160,7 +168,7 @@ class MspCore:
             if ports is not None:
                 LOG.info("datapath %016x is %s's: reconciling it", dpid, homenet.name)
                 self.switches[dpid] = SwitchState(ports)
-                effects.add(dpid, [ofmsg.flow_stats_request(), ofmsg.group_desc_request()])
+                effects.add(dpid, read_requests())
         return effects
 
     def replace_homenet(self, homenet: Homenet, now: float, policy: Policy | None = None) -> Effects:
@@ -275,6 +283,8 @@ class MspCore:
             program = mspmb_program(self.config, state.spec, ports, state.choices[EGRESS])
         else:
             program = self._underlay_program(role, ports)
+        if part == OWN and role.kind in (Kind.MSPMB, Kind.EDGE):
+            program = dataclasses.replace(program, meters=self.punt_meters)
         for flow in program.flows:
             role.pipeline.check(flow)
         return program
@@ -444,11 +454,13 @@ class MspCore:
         if role is None:
             # Kept (ports only) in case a homenet created later owns it: then it is reconciled.
             LOG.warning("datapath %016x is nobody's (yet): not programmed", dpid)
+            if dpid not in self.strangers and len(self.strangers) >= MAX_STRANGERS:
+                return Effects()  # not remembered: it is reconciled when it next connects
             self.strangers[dpid] = dict(ports)
             return Effects()
         LOG.info("%s %s (%016x) connected with %d ports", role.kind.value, role.name, dpid, len(ports))
         self.switches[dpid] = SwitchState(dict(ports))
-        effects = Effects({dpid: [ofmsg.flow_stats_request(), ofmsg.group_desc_request()]})
+        effects = Effects({dpid: read_requests()})
         for state in self._affected(role):
             effects.merge(self._replan(state, now))
         return effects
@@ -480,6 +492,15 @@ class MspCore:
         switch.pending.groups_done = not more
         return self._maybe_reconcile(dpid, switch, now)
 
+    def meter_config(self, dpid: int, meters: dict[int, tuple[Any, ...]], more: bool, now: float) -> Effects:
+        """A reconnecting switch's meters (id -> meters.meter_signature)."""
+        switch = self.switches.get(dpid)
+        if switch is None or switch.pending is None:
+            return Effects()
+        switch.pending.meters.update(meters)
+        switch.pending.meters_done = not more
+        return self._maybe_reconcile(dpid, switch, now)
+
     def _maybe_reconcile(self, dpid: int, switch: SwitchState, now: float) -> Effects:
         pending: Pending | None = switch.pending
         if pending is None or not pending.done:
@@ -488,7 +509,7 @@ class MspCore:
         switch.present_learned = {flow.cookie for flow in pending.flows if flow.is_learned}
         parts = self._parts_of(dpid)
         wanted = union(parts)
-        messages = reconcile(wanted, pending.flows, pending.groups)
+        messages = reconcile(wanted, pending.flows, pending.groups, pending.meters)
         switch.parts = parts
         switch.inputs = {part: self._inputs(dpid, part, switch) for part in parts}
         role = self.registry.roles[dpid]
@@ -556,6 +577,7 @@ class MspCore:
         role = self.role(dpid)
         if switch is None or role is None or not switch.reconciled:
             return Effects()
+        self._arm_ageing(dpid, now)  # what follows may solicit or record a claim
         if role.kind is Kind.MSPMB and table_id == MSPMB_DELIVER:
             return self._resolve_destination(dpid, switch, role, data, now)
         ports = switch.port_numbers()
@@ -681,6 +703,7 @@ class MspCore:
             return Effects()
         iface = _internet_interface(edge)
         messages = []
+        self._arm_ageing(edge.dpid, now)
         for gateway in (edge.internet_gateway_ipv4, edge.internet_gateway_ipv6):
             if gateway is None:
                 continue
@@ -697,6 +720,7 @@ class MspCore:
         effects = Effects()
         for edge in self.registry.edges.values():
             effects.merge(self._resolve_gateways(edge, now))
+        self._age_tables(now)
         for dpid, port, frame in self.autoconf.adverts(now, self._spec_of, self._programmed_lan_ports):
             effects.add(dpid, [ofmsg.packet_out(port, frame)])
         while self._holddowns and self._holddowns[0][0] <= now:
@@ -711,6 +735,26 @@ class MspCore:
             if name in self.homenets:
                 effects.merge(self._replan(self.homenets[name], now))
         return effects
+
+    def _arm_ageing(self, dpid: int, now: float) -> None:
+        if dpid not in self._ageing_armed:
+            self._ageing_armed.add(dpid)
+            heapq.heappush(self._ageing, (now + AGEING_CHECK_S, dpid))
+
+    def _age_tables(self, now: float) -> None:
+        """Forget old solicitation times and claim records of the switches that are due."""
+        while self._ageing and self._ageing[0][0] <= now:
+            _, dpid = heapq.heappop(self._ageing)
+            self._ageing_armed.discard(dpid)
+            switch = self.switches.get(dpid)
+            solicited = switch.solicited if switch is not None else {}
+            while solicited and now - next(iter(solicited.values())) >= GATEWAY_REFRESH_S:
+                del solicited[next(iter(solicited))]
+            guard = self.claims.get(dpid)
+            if guard is not None:
+                guard.expire(now)
+            if solicited or (guard is not None and guard.tracked):
+                self._arm_ageing(dpid, now)
 
     # --- policy -----------------------------------------------------------------------------
 

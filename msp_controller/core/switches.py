@@ -21,12 +21,14 @@ class Pending:
 
     flows: list[ReportedFlow] = field(default_factory=list)
     groups: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    meters: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # id -> meters.meter_signature
     flows_done: bool = False
     groups_done: bool = False
+    meters_done: bool = False
 
     @property
     def done(self) -> bool:
-        return self.flows_done and self.groups_done
+        return self.flows_done and self.groups_done and self.meters_done
 
 
 @dataclass
@@ -75,4 +77,5 @@ class SwitchState:
 
 def union(parts: dict[str, SwitchProgram]) -> SwitchProgram:
     return SwitchProgram(flows=tuple(f for part in parts.values() for f in part.flows),
-                         groups=tuple(g for part in parts.values() for g in part.groups))
+                         groups=tuple(g for part in parts.values() for g in part.groups),
+                         meters=tuple(m for part in parts.values() for m in part.meters))

@@ -12,7 +12,8 @@ docs/design.md, "Addressing and neighbours"):
   holder keeps its address however many claims arrive, and an address moves at most once
   per MOVE_HOLD_S: a claim storm cannot flip traffic between hosts.
 
-Refusals are logged at most once per address per LOG_INTERVAL_S. All state is bounded.
+Refusals are logged at most once per address per LOG_INTERVAL_S. All state is bounded,
+and ages: a record untouched for RECORD_TTL_S is forgotten (`expire`).
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ LOG_INTERVAL_S = 10.0  # at most one log line per claimed address in this long
 # Records per switch: twice the neighbour table (core/msp.py MAX_NEIGHBORS), so that a
 # record outlives its entry for a while; beyond it the least recently claimed is forgotten.
 MAX_RECORDS = 2048
+# A record untouched this long is forgotten: by then the holder's entry has aged out of the
+# switch (HOST_IDLE_TIMEOUT_S, core/msp.py), and a forgotten record only gives the holder
+# the benefit of the doubt again.
+RECORD_TTL_S = 600.0
 
 Binding = tuple[str, int]  # (MAC, port) an address is delivered to
 
@@ -59,14 +64,17 @@ ACCEPTED = Verdict(True)
 class _Record:
     confirmed: float  # when the holder took the address or last claimed it
     asked: float | None = None  # when the controller first asked the holder since then
+    touched: float = 0.0  # when a claim of the address last came (records are kept in this order)
 
 
 class ClaimGuard:
     """The claims of one switch's neighbours (an MSPMB's LAN, an edge's Internet link)."""
 
     def __init__(self, hold_s: float = MOVE_HOLD_S, answer_wait_s: float = ANSWER_WAIT_S,
-                 log_interval_s: float = LOG_INTERVAL_S, capacity: int = MAX_RECORDS) -> None:
+                 log_interval_s: float = LOG_INTERVAL_S, capacity: int = MAX_RECORDS,
+                 ttl_s: float = RECORD_TTL_S) -> None:
         self.hold_s = hold_s
+        self.ttl_s = ttl_s
         self.answer_wait_s = answer_wait_s
         self.log_interval_s = log_interval_s
         self.capacity = capacity
@@ -82,17 +90,17 @@ class ClaimGuard:
     def judge(self, ip: str, mac: str, port: int, holder: Binding | None, now: float) -> Verdict:
         """A valid claim of a learnable address; holder: where the address goes now, if anywhere."""
         if holder is None or holder == (mac.lower(), port):
-            self._remember(ip, _Record(now))  # first claim, or the holder confirming
+            self._remember(ip, _Record(now), now)  # first claim, or the holder confirming
             return ACCEPTED
         record = self._records.get(ip)
-        if record is None:  # forgotten (capacity): the holder has the benefit of the doubt
+        if record is None:  # forgotten (capacity, age): the holder has the benefit of the doubt
             record = _Record(now)
-        self._remember(ip, record)
+        self._remember(ip, record, now)
         silent = now - record.confirmed
         if record.asked is not None and now - record.asked > self.hold_s:
             record.asked = None  # an old question: the holder may be back, ask it again
         if silent >= self.hold_s and record.asked is not None and now - record.asked >= self.answer_wait_s:
-            self._remember(ip, _Record(now))
+            self._remember(ip, _Record(now), now)
             return Verdict(True, note=f"{ip} moves from {holder[0]} on port {holder[1]} to {mac} on port "
                                       f"{port}: its holder was silent for {silent:.0f} s and did not answer")
         return Verdict(False, ask=True, note=self._note(
@@ -110,7 +118,16 @@ class ClaimGuard:
         """A neighbour claims the box's own address (always refused): a line to log, if due."""
         return self._note(ip, now, f"ignored {mac} on port {port} claiming {ip}, an address of this box")
 
-    def _remember(self, ip: str, record: _Record) -> None:
+    def expire(self, now: float) -> None:
+        """Forget records untouched for ttl_s and log times older than log_interval_s."""
+        records, logged = self._records, self._logged
+        while records and now - next(iter(records.values())).touched >= self.ttl_s:
+            del records[next(iter(records))]
+        while logged and now - next(iter(logged.values())) >= self.log_interval_s:
+            del logged[next(iter(logged))]
+
+    def _remember(self, ip: str, record: _Record, now: float) -> None:
+        record.touched = now
         self._records.pop(ip, None)
         self._records[ip] = record
         while len(self._records) > self.capacity:

@@ -94,6 +94,7 @@ class Flow:
     goto: int | None = None
     idle_timeout: int = 0
     learned: bool = False  # a neighbour entry: not reconciled, may age out
+    meter: int | None = None  # the meter its packets pass first (every controller-bound flow has one)
     _cookie: int = field(default=0, compare=False, repr=False)  # computed once, on first use
 
     @property
@@ -152,6 +153,8 @@ def _ryu_action(action: Action) -> Any:
 
 def flow_add(flow: Flow) -> parser.OFPFlowMod:
     instructions: list[Any] = []
+    if flow.meter is not None:
+        instructions.append(parser.OFPInstructionMeter(flow.meter, ofp.OFPIT_METER))
     if flow.actions:
         instructions.append(parser.OFPInstructionActions(
             ofp.OFPIT_APPLY_ACTIONS, [_ryu_action(a) for a in flow.actions]))

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from msp_controller.dataplane.ofmsg import Flow, Multipath, SetField
+from msp_controller.dataplane.meters import PUNT_METER_IDS
+from msp_controller.dataplane.ofmsg import CONTROLLER, Flow, Multipath, Output, SetField
 
 L3_MATCH = frozenset({"in_port", "eth_type", "eth_src", "eth_dst", "ip_proto", "ip_dscp",
                       "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_src", "tcp_dst",
@@ -44,6 +45,10 @@ class Pipeline:
             raise ValueError(f"{self.role}/{table.name}: cannot match on {sorted(extra)}")
         if flow.goto is not None and flow.goto not in table.next_tables:
             raise ValueError(f"{self.role}/{table.name}: cannot go to table {flow.goto}")
+        if any(isinstance(a, Output) and a.port == CONTROLLER for a in flow.actions) and \
+                flow.meter not in PUNT_METER_IDS:
+            raise ValueError(f"{self.role}/{table.name}: a controller-bound flow needs a punt meter "
+                             f"(meters.PuntReason): {flow}")
         for action in flow.actions:
             written = action.name if isinstance(action, SetField) else \
                 action.register if isinstance(action, Multipath) else None

@@ -1,9 +1,10 @@
 """Turn "what the switch has" and "what we want" into the fewest, safely ordered messages.
 
 Nothing is flushed: flows are told apart by their content cookie, groups by their
-buckets, and only what differs is sent. Order: groups first (flows may point at them),
-then flow adds, then flow deletes (an add replaces a flow with the same match in place,
-so traffic never meets a gap), and deleted groups last.
+buckets, meters by their bands, and only what differs is sent. Order: meters and groups
+first (flows may point at them), then flow adds, then flow deletes (an add replaces a flow
+with the same match in place, so traffic never meets a gap), and deleted groups and
+meters last (deleting a meter would delete the flows that use it).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from msp_controller.dataplane import meters as of_meters
 from msp_controller.dataplane import ofmsg
 from msp_controller.dataplane.flows.common import SwitchProgram
 
@@ -29,6 +31,11 @@ class ReportedFlow:
         return (self.cookie >> ofmsg.COOKIE_CLASS_SHIFT) == ofmsg.COOKIE_NEIGHBOR
 
 
+def read_requests() -> list[Any]:
+    """What a (re)connected switch is asked before it is reconciled: flows, groups, meters."""
+    return [ofmsg.flow_stats_request(), ofmsg.group_desc_request(), of_meters.meter_config_request()]
+
+
 def _ordered(group_changes: list[Any], flow_adds: list[Any], flow_deletes: list[Any],
              group_deletes: list[Any]) -> list[Any]:
     messages: list[Any] = []
@@ -43,8 +50,10 @@ def _ordered(group_changes: list[Any], flow_adds: list[Any], flow_deletes: list[
 
 
 def reconcile(desired: SwitchProgram, flows: Iterable[ReportedFlow],
-              groups: dict[int, tuple[Any, ...]]) -> list[Any]:
-    """Messages that bring a switch from what it reported to the desired program."""
+              groups: dict[int, tuple[Any, ...]], meters: dict[int, tuple[Any, ...]] | None = None) -> list[Any]:
+    """Messages that bring a switch from what it reported (flows, groups by id, meters by
+    id as meters.meter_signature) to the desired program."""
+    meters = meters or {}
     wanted = {flow.cookie for flow in desired.flows}
     present = set()
     flow_deletes = []
@@ -62,7 +71,15 @@ def reconcile(desired: SwitchProgram, flows: Iterable[ReportedFlow],
             group_changes.append(ofmsg.group_modify(group))
     wanted_groups = {group.group_id for group in desired.groups}
     group_deletes = [ofmsg.group_delete(gid) for gid in sorted(groups) if gid not in wanted_groups]
-    return _ordered(group_changes, flow_adds, flow_deletes, group_deletes)
+    meter_changes = []
+    for meter in desired.meters:
+        if meter.meter_id not in meters:
+            meter_changes.append(of_meters.meter_add(meter))
+        elif meters[meter.meter_id] != of_meters.desired_meter_signature(meter):
+            meter_changes.append(of_meters.meter_modify(meter))
+    wanted_meters = {meter.meter_id for meter in desired.meters}
+    meter_deletes = [of_meters.meter_delete(mid) for mid in sorted(meters) if mid not in wanted_meters]
+    return _ordered(meter_changes + group_changes, flow_adds, flow_deletes, group_deletes + meter_deletes)
 
 
 def transition(old: SwitchProgram, new: SwitchProgram) -> list[Any]:
@@ -83,4 +100,9 @@ def transition(old: SwitchProgram, new: SwitchProgram) -> list[Any]:
         elif old_groups[gid] != group:
             group_changes.append(ofmsg.group_modify(group))
     group_deletes = [ofmsg.group_delete(gid) for gid in sorted(old_groups) if gid not in new_groups]
-    return _ordered(group_changes, flow_adds, flow_deletes, group_deletes)
+    old_meters = {meter.meter_id: meter for meter in old.meters}
+    new_meters = {meter.meter_id: meter for meter in new.meters}
+    meter_changes = [of_meters.meter_add(meter) if mid not in old_meters else of_meters.meter_modify(meter)
+                     for mid, meter in new_meters.items() if old_meters.get(mid) != meter]
+    meter_deletes = [of_meters.meter_delete(mid) for mid in sorted(old_meters) if mid not in new_meters]
+    return _ordered(meter_changes + group_changes, flow_adds, flow_deletes, group_deletes + meter_deletes)

@@ -17,6 +17,7 @@ from typing import Any
 from msp_controller.model.access import ApiToken, Role
 from msp_controller.model.autoconf import Autoconf, parse_autoconf
 from msp_controller.model.errors import FieldError
+from msp_controller.model.flood import MAX_PUNT_PPS, PROBE_BUDGET_PPS, REASONS, PuntRates
 
 IPv4Interface = ipaddress.IPv4Interface
 IPv6Interface = ipaddress.IPv6Interface
@@ -150,6 +151,7 @@ class MspConfig:
     state_path: str = DEFAULT_STATE_PATH  # the SQLite store of runtime homenets and policies
     api_tokens: tuple[ApiToken, ...] = ()  # none: the REST API is open (loopback only)
     api_tls: ApiTls | None = None  # the REST API's certificate and key; none: plain HTTP
+    flood: PuntRates = PuntRates()  # packet-in rate caps per switch and reason ([flood])
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def edge(self, name: str) -> Edge:
@@ -488,6 +490,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
         homenets.append(homenet)
     bgp = _parse_bgp(root)
     api_tokens, api_tls = _parse_api(root)
+    flood = _parse_flood(root)
     if bgp is None:
         for edge in edges:
             if edge.bgp_neighbors:
@@ -503,6 +506,7 @@ def parse_config(data: Mapping[str, Any]) -> MspConfig:
         state_path=state_path,
         api_tokens=api_tokens,
         api_tls=api_tls,
+        flood=flood,
     )
 
 
@@ -513,6 +517,22 @@ def parse_homenet(data: Any, config: MspConfig, where: str = "homenet") -> Homen
 
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _parse_flood(root: _Table) -> PuntRates:
+    """[flood] <reason>_pps: packets per second a switch may send the controller for it."""
+    raw = root.get("flood", default=None, required=False)
+    if raw is None:
+        return PuntRates()
+    table = _Table(raw, "flood")
+    defaults = PuntRates()
+    rates = {f"{reason}_pps": table.integer(f"{reason}_pps", 1, MAX_PUNT_PPS, required=False,
+                                            default=defaults.pps(reason)) for reason in REASONS}
+    if rates["probe_pps"] < PROBE_BUDGET_PPS:
+        raise FieldError(table.path("probe_pps"), f"{rates['probe_pps']} is below the controller's probe budget "
+                                                  f"({PROBE_BUDGET_PPS}/s): probes would be lost")
+    table.check_unknown()
+    return PuntRates(**rates)
 
 
 def _parse_api(root: _Table) -> tuple[tuple[ApiToken, ...], ApiTls | None]:

@@ -194,8 +194,9 @@ def test_a_box_that_connected_before_its_homenet_existed_is_programmed_when_it_i
     assert two.switch(HOME2).flows() == []
     effects = _create(two, reference_data)
     requests = [m for m in effects.get(HOME2, []) if isinstance(m, ofmsg.parser.OFPMultipartRequest)]
-    assert len(requests) == 2  # it reads the box's tables, then reconciles it
+    assert len(requests) == 3  # it reads the box's flows, groups and meters, then reconciles it
     for dpid in HOME2_BOXES:  # the stats replies the (empty) boxes send back: no reconnect
         two.apply(two.core.flow_stats(dpid, [], False, two.now))
         two.apply(two.core.group_desc(dpid, {}, False, two.now))
+        two.apply(two.core.meter_config(dpid, {}, False, two.now))
     assert two.switch(HOME2).flows() and two.core.switches[HOME2].reconciled

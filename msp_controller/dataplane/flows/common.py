@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from msp_controller.dataplane.meters import Meter, PuntReason
 from msp_controller.dataplane.ofmsg import CONTROLLER, Flow, Group, Output, match
 
 ETH_IPV4, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806
@@ -29,6 +30,7 @@ class SwitchProgram:
 
     flows: tuple[Flow, ...] = ()
     groups: tuple[Group, ...] = field(default_factory=tuple)
+    meters: tuple[Meter, ...] = ()
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -45,9 +47,10 @@ def prefix_match(network: ipaddress.IPv4Network | ipaddress.IPv6Network, field_n
 def neighbor_punts(table: int, in_port: int) -> list[Flow]:
     """Send ARP and IPv6 neighbour solicitations/advertisements from a port to the controller."""
     to_controller = (Output(CONTROLLER),)
+    meter = PuntReason.NEIGHBOR.value
     return [
-        Flow(table, PRIO_NEIGHBOR, match(in_port=in_port, eth_type=ETH_ARP), to_controller),
+        Flow(table, PRIO_NEIGHBOR, match(in_port=in_port, eth_type=ETH_ARP), to_controller, meter=meter),
         *(Flow(table, PRIO_NEIGHBOR, match(in_port=in_port, eth_type=ETH_IPV6, ip_proto=IPPROTO_ICMPV6,
-                                           icmpv6_type=icmp_type), to_controller)
+                                           icmpv6_type=icmp_type), to_controller, meter=meter)
           for icmp_type in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT)),
     ]

@@ -27,6 +27,7 @@ from msp_controller.dataplane.flows.common import (
     neighbor_punts,
     prefix_match,
 )
+from msp_controller.dataplane.meters import PuntReason
 from msp_controller.dataplane.ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
 from msp_controller.dataplane.pipeline import EDGE_BALANCE, EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS
 from msp_controller.dataplane.probe_packet import PROBE_UDP_PORT
@@ -61,7 +62,7 @@ def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: Po
         # Probe replies reflected by the MSPMB: timed by the controller.
         flows.append(Flow(EDGE_CLASSIFY, PRIO_PROBE,
                           match(in_port=port, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=PROBE_UDP_PORT),
-                          (Output(CONTROLLER),)))
+                          (Output(CONTROLLER),), meter=PuntReason.PROBE.value))
         # Anti-spoofing: a homenet's tunnels carry only its own source addresses.
         for prefix in homenet.prefixes:
             flows.append(Flow(EDGE_CLASSIFY, PRIO_ADMIT, match(in_port=port, **prefix_match(prefix, "src")),

@@ -19,6 +19,7 @@ from msp_controller.dataplane.flows.common import (
     neighbor_punts,
     prefix_match,
 )
+from msp_controller.dataplane.meters import PuntReason
 from msp_controller.dataplane.ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
 from msp_controller.dataplane.pipeline import MSPMB_BALANCE, MSPMB_CLASSIFY, MSPMB_DELIVER, MSPMB_EGRESS
 from msp_controller.dataplane.probe_packet import PROBE_UDP_PORT
@@ -71,7 +72,7 @@ def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers,
             for fields in flow_matches(choice.match):
                 flows.append(Flow(MSPMB_EGRESS, PRIO_CLASS, match(**fields), actions, goto=forwarding.goto))
     # No neighbour entry yet: the controller resolves the host (and drops this packet).
-    flows.append(Flow(MSPMB_DELIVER, 0, match(), (Output(CONTROLLER),)))
+    flows.append(Flow(MSPMB_DELIVER, 0, match(), (Output(CONTROLLER),), meter=PuntReason.UNRESOLVED.value))
     return SwitchProgram(flows=tuple(flows), groups=tuple(groups))
 
 
