@@ -33,13 +33,22 @@ from msp_controller.model.qos import ClassQos
 
 Command = list[str]
 
-SHAPE_FRACTION = 0.95  # of the ISP's rate: enough headroom that the ISP's buffer stays empty
+# Of the ISP's rate: the ISP's buffer stays empty as long as we send slower than it drains.
+# Both count whole frames here; a real ISP that counts other overheads needs a lower figure.
+SHAPE_FRACTION = 0.97
 MTU_BYTES = 1514  # an underlay frame
 REALTIME_SHARE = 0.2  # of the shaped rate guaranteed to the real-time queue (it may borrow more)
 REALTIME_QUEUE_PACKETS = 64
 BULK_QUEUE_MS = 30  # a weighted queue's FIFO, in time at the shaped rate: TCP fills it, voice never waits in it
 MIN_QUEUE_BYTES = 16 * MTU_BYTES
-MAX_QUEUES = 15  # leaves per homenet and ISP (class ids are 16 per homenet and ISP)
+# BFD inside a VXLAN tunnel: outer IP (20) + UDP (8) + VXLAN (8) + Ethernet (14) + inner IP (20),
+# then the inner UDP destination port, 3784. BFD shares the real-time priority: a BFD packet
+# that waits behind bulk for 3 intervals is a false failover (docs/design.md).
+VXLAN_UDP_PORT = 4789
+BFD_PORT_OFFSET = 72
+BFD_UDP_PORT = 3784
+CONTROL_KBPS = 256  # guaranteed to BFD
+MAX_QUEUES = 14  # leaves per homenet and ISP (class ids are 16 per homenet and ISP)
 UNSHAPED_KBIT = 10_000_000  # the edge's class for what belongs to no shaped homenet
 UNSHAPED_MINOR = 0xFFFF
 # Classes with children never use their quantum; setting it silences HTB's "quantum is big".
@@ -89,8 +98,19 @@ def _leaves(dev: str, parent: str, base: int, shaped_kbps: float, policy_queues:
     (classes and qdiscs, filters, the default leaf's class id)."""
     realtime_kbps = shaped_kbps * REALTIME_SHARE if any(q.realtime for q in policy_queues) else 0.0
     total_weight = sum(q.weight for q in policy_queues if not q.realtime)
-    commands: list[Command] = []
-    filters: list[Command] = []
+    where = ["match", "ip", "dst", f"{dst}/32"] if dst else []
+    control = f"1:{base + MAX_QUEUES + 1:x}"
+    commands: list[Command] = [
+        ["class", "replace", "dev", dev, "parent", parent, "classid", control, "htb",
+         "rate", _kbit(min(CONTROL_KBPS, shaped_kbps / 10)), "ceil", _kbit(shaped_kbps), "prio", "0",
+         "quantum", str(MTU_BYTES)],
+        ["qdisc", "replace", "dev", dev, "parent", control, "handle", f"{base + MAX_QUEUES + 1:x}:",
+         "pfifo", "limit", str(REALTIME_QUEUE_PACKETS)],
+    ]
+    filters: list[Command] = [
+        ["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+         "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", str(VXLAN_UDP_PORT), "0xffff",
+         "match", "u16", str(BFD_UDP_PORT), "0xffff", "at", str(BFD_PORT_OFFSET), *where, "flowid", control]]
     default_leaf = ""
     queue_bytes = max(MIN_QUEUE_BYTES, int(shaped_kbps * 1000 / 8 * BULK_QUEUE_MS / 1000))
     for index, queue in enumerate(policy_queues, start=1):
@@ -109,7 +129,6 @@ def _leaves(dev: str, parent: str, base: int, shaped_kbps: float, policy_queues:
         if not queue.dscps:
             default_leaf = classid
         for dscp in queue.dscps:
-            where = ["match", "ip", "dst", f"{dst}/32"] if dst else []
             filters.append(["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1",
                             "u32", "match", "ip", "tos", *_tos(dscp), *where, "flowid", classid])
     if dst:  # anything else towards this uplink: its default queue

@@ -33,6 +33,7 @@ MAX_DSCP = 63
 WEIGHT_RANGE = (1, 100)
 DEFAULT_WEIGHT = 10
 RATE_KBPS_RANGE = (8, 100_000_000)  # 8 kbit/s .. 100 Gbit/s
+MAX_WEIGHTED_DSCPS = 13  # queues per homenet and ISP: 14, one of them real-time (dataplane/shaping.py)
 QOS_FIELDS = ("dscp", "priority", "max_rate_kbps")
 RATE_FIELDS = ("down_kbps", "up_kbps")
 
@@ -120,6 +121,11 @@ def check_queues(qos_by_class: Mapping[str, ClassQos], where_of: Mapping[str, st
                              f"DSCP {dscp} is also set by class {owner[dscp]!r} with priority "
                              f"{qos_by_class[owner[dscp]].priority!r}: one DSCP is one queue, one priority")
         owner.setdefault(dscp, name)
+    weighted = {d for d, name in owner.items() if not qos_by_class[name].realtime}
+    if len(weighted) > MAX_WEIGHTED_DSCPS:
+        last = [name for name in qos_by_class if qos_by_class[name].set_dscp in weighted][-1]
+        raise FieldError(f"{where_of[last]}.dscp", f"{len(weighted)} DSCPs set by weighted classes "
+                                                   f"(at most {MAX_WEIGHTED_DSCPS}: each is a queue at every ISP)")
 
 
 def _object(value: object, where: str, fields: tuple[str, ...]) -> dict[object, object]:

@@ -102,3 +102,20 @@ def test_downstream_is_shaped_per_homenet_and_isp(home, policy):
     assert classes[voice_a]["ceil"] == f"{int(100000 * SHAPE_FRACTION)}kbit"
     # Everything else leaves unshaped (the root's default class).
     assert commands[0][-1] == "ffff" and "1:ffff" in classes
+
+
+def test_bfd_goes_first_at_both_ends(home, policy):
+    """BFD waiting behind bulk for three intervals would be a false failover."""
+    for commands in (mspmb_shaping(policy, home.uplink("ispA")),
+                     edge_shaping("edge1-up", [EdgeLink(home, home.uplink("ispA"), "198.18.1.2", policy)])):
+        bfd = _flowid(commands, "u16 3784 0xffff at 72", "dport 4789")
+        assert _classes(commands)[bfd]["prio"] == "0"
+
+
+def test_too_many_queues_is_a_policy_error(home):
+    doc = copy.deepcopy(POLICY)
+    doc["classes"] = [{"name": f"c{i}", "match": {"protocol": "tcp", "dst_ports": [1000 + i]},
+                       "egress": FAILOVER_AB, "ingress": FAILOVER_AB, "qos": {"dscp": 1 + i}} for i in range(14)]
+    with pytest.raises(ValueError) as info:
+        parse_policy(doc, home)
+    assert "classes[13].qos.dscp" in str(info.value)
