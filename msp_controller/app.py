@@ -86,7 +86,7 @@ class MspApp(app_manager.RyuApp):
             self.store = SqliteStore(state_path)
         except (OSError, ValueError) as err:  # sqlite3 errors are OSError/DatabaseError
             sys.exit(f"msp: cannot open the state store {state_path}: {err}")
-        self.core = load_core(config, self.store.load())
+        self.core = load_core(config, self.store.load(), time.monotonic())
         try:
             self._tls = tls_mode(cfg.CONF.ctl_privkey, cfg.CONF.ctl_cert, cfg.CONF.ca_certs)
         except ValueError as err:
@@ -178,6 +178,8 @@ class MspApp(app_manager.RyuApp):
     def _send(self, effects: Effects) -> None:
         if isinstance(effects, Effects) and effects.bgp:
             self._apply_bgp(effects.bgp)
+        if isinstance(effects, Effects) and effects.leases:
+            self._store_leases(effects)
         for dpid, batch in effects.items():
             datapath = self.datapaths.get(dpid)
             if datapath is None:
@@ -194,6 +196,12 @@ class MspApp(app_manager.RyuApp):
             work()
         except Exception:
             LOG.exception("msp: publishing to the dashboard failed")
+
+    def _store_leases(self, effects: Effects) -> None:
+        try:
+            self.store.put_leases(effects.leases)
+        except Exception:  # the answers still go out: a lost write costs a lease's memory at restart
+            LOG.exception("msp: could not store %d DHCP bindings", len(effects.leases))
 
     def _admitted(self, datapath: Any) -> bool:
         """False for a refused or replaced connection: nothing it says changes anything."""

@@ -12,10 +12,11 @@ from msp_controller.store import StoredState
 LOG = logging.getLogger("msp.core")
 
 
-def load_core(config: MspConfig, stored: StoredState) -> MspCore:
+def load_core(config: MspConfig, stored: StoredState, now: float = 0.0) -> MspCore:
     """The config's homenets (less those deleted at run time, replaced by their stored
     versions), then the homenets created at run time; every stored policy. A stored record
-    that no longer validates is logged and skipped, never fatal: the rest must serve."""
+    that no longer validates is logged and skipped, never fatal: the rest must serve. Stored
+    DHCP bindings hold their addresses for a lease time from `now`."""
     homenets: dict[str, Homenet] = {h.name: h for h in config.homenets if h.name not in stored.deleted}
     for name, spec in stored.homenets.items():
         try:
@@ -35,4 +36,5 @@ def load_core(config: MspConfig, stored: StoredState) -> MspCore:
             core.add_homenet(homenet, 0.0, policies.get(homenet.name))
         except FieldError as err:
             LOG.error("not serving homenet %s: %s", homenet.name, err)
+    core.autoconf.restore(stored.leases, now)
     return core

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from msp_controller.core.leases import LeaseChange
 
 
 @dataclass(frozen=True)
@@ -10,6 +14,7 @@ class StoredState:
     homenets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> spec as the API took it
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> policy (API JSON)
     deleted: frozenset[str] = frozenset()  # deleted at run time: not seeded from the config again
+    leases: tuple[tuple[str, str, str], ...] = ()  # DHCP bindings: (homenet, address, MAC)
 
 
 class Store(Protocol):
@@ -23,5 +28,7 @@ class Store(Protocol):
     def delete_homenet(self, name: str) -> None: ...
 
     def put_policy(self, name: str, policy: dict[str, Any]) -> None: ...
+
+    def put_leases(self, changes: Sequence[LeaseChange]) -> None: ...
 
     def close(self) -> None: ...

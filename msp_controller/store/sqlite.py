@@ -8,14 +8,21 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from typing import Any
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from msp_controller.store.base import StoredState
+
+if TYPE_CHECKING:
+    from msp_controller.core.leases import LeaseChange
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS homenets (name TEXT PRIMARY KEY, spec TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS policies (name TEXT PRIMARY KEY, policy TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deleted (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS leases (homenet TEXT NOT NULL, ip TEXT NOT NULL, mac TEXT NOT NULL,
+                                   PRIMARY KEY (homenet, ip));
 """
 
 
@@ -34,7 +41,8 @@ class SqliteStore:
         homenets = {name: json.loads(spec) for name, spec in self._db.execute("SELECT name, spec FROM homenets")}
         policies = {name: json.loads(p) for name, p in self._db.execute("SELECT name, policy FROM policies")}
         deleted = frozenset(name for (name,) in self._db.execute("SELECT name FROM deleted"))
-        return StoredState(homenets, policies, deleted)
+        leases = tuple(self._db.execute("SELECT homenet, ip, mac FROM leases"))
+        return StoredState(homenets, policies, deleted, leases)
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -59,11 +67,18 @@ class SqliteStore:
     def delete_homenet(self, name: str) -> None:
         self._write([("DELETE FROM homenets WHERE name = ?", (name,)),
                      ("DELETE FROM policies WHERE name = ?", (name,)),
+                     ("DELETE FROM leases WHERE homenet = ?", (name,)),
                      ("INSERT OR REPLACE INTO deleted (name) VALUES (?)", (name,))])
 
     def put_policy(self, name: str, policy: dict[str, Any]) -> None:
         self._write([("INSERT OR REPLACE INTO policies (name, policy) VALUES (?, ?)",
                       (name, json.dumps(policy, sort_keys=True)))])
+
+    def put_leases(self, changes: Sequence[LeaseChange]) -> None:
+        """DHCP bindings: an address given to a MAC, or freed (mac None); one transaction."""
+        self._write([("DELETE FROM leases WHERE homenet = ? AND ip = ?", (c.homenet, c.ip)) if c.mac is None else
+                     ("INSERT OR REPLACE INTO leases (homenet, ip, mac) VALUES (?, ?, ?)", (c.homenet, c.ip, c.mac))
+                     for c in changes])
 
     def close(self) -> None:
         self._db.close()
@@ -76,21 +91,33 @@ class MemoryStore:
         self.state = StoredState()
 
     def load(self) -> StoredState:
-        return StoredState(dict(self.state.homenets), dict(self.state.policies), self.state.deleted)
+        return StoredState(dict(self.state.homenets), dict(self.state.policies), self.state.deleted, self.state.leases)
 
     def put_homenet(self, name: str, spec: dict[str, Any], policy: dict[str, Any] | None) -> None:
         policies = dict(self.state.policies)
         if policy is not None:
             policies[name] = policy
-        self.state = StoredState({**self.state.homenets, name: spec}, policies, self.state.deleted - {name})
+        self.state = StoredState({**self.state.homenets, name: spec}, policies, self.state.deleted - {name},
+                                 self.state.leases)
 
     def delete_homenet(self, name: str) -> None:
         self.state = StoredState({k: v for k, v in self.state.homenets.items() if k != name},
                                  {k: v for k, v in self.state.policies.items() if k != name},
-                                 self.state.deleted | {name})
+                                 self.state.deleted | {name},
+                                 tuple(lease for lease in self.state.leases if lease[0] != name))
 
     def put_policy(self, name: str, policy: dict[str, Any]) -> None:
-        self.state = StoredState(self.state.homenets, {**self.state.policies, name: policy}, self.state.deleted)
+        self.state = StoredState(self.state.homenets, {**self.state.policies, name: policy}, self.state.deleted,
+                                 self.state.leases)
+
+    def put_leases(self, changes: Sequence[LeaseChange]) -> None:
+        leases = {(h, ip): mac for h, ip, mac in self.state.leases}
+        for change in changes:
+            if change.mac is None:
+                leases.pop((change.homenet, change.ip), None)
+            else:
+                leases[(change.homenet, change.ip)] = change.mac
+        self.state = dataclasses.replace(self.state, leases=tuple((h, ip, mac) for (h, ip), mac in leases.items()))
 
     def close(self) -> None:
         pass
