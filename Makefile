@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-dashboard lint
 
 install:
 	bash scripts/install.sh
@@ -50,6 +50,9 @@ bench-throughput: install
 
 bench-flap: install
 	$(PY) -m bench.flap
+
+bench-dashboard: install
+	$(PY) -m bench.dashboard
 
 lint: install
 	$(VENV)/bin/pip install -q mypy ruff
