@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from msp_controller.core.autoconf import AutoconfAnswer, HostAutoconf
 from msp_controller.core.effects import BgpChanges, Effects
 from msp_controller.core.homenet import DIRECTIONS, HomenetState, SlaKey
-from msp_controller.core.autoconf import AutoconfAnswer, HostAutoconf
 from msp_controller.core.probing import ProbeScheduler
 from msp_controller.core.registry import Kind, Registry, Role
 from msp_controller.core.switches import Pending, PortState, SwitchState, union
@@ -32,9 +32,9 @@ from msp_controller.dataplane.flows.edge import default_route_flow, edge_base_pr
 from msp_controller.dataplane.flows.mspmb import host_flow, mspmb_program
 from msp_controller.dataplane.flows.underlay import underlay_program
 from msp_controller.dataplane.neighbors import RouterInterface, destination_of, handle_frame, solicit
-from msp_controller.dataplane.ra import link_local
 from msp_controller.dataplane.pipeline import MSPMB_DELIVER
 from msp_controller.dataplane.probe_packet import ProbeTemplate, parse_probe
+from msp_controller.dataplane.ra import link_local
 from msp_controller.dataplane.meters import punt_meters
 from msp_controller.dataplane.reconcile import ReportedFlow, read_requests, reconcile, transition
 from msp_controller.decide.announce import HomenetAnnouncements, Route, prefix_routes

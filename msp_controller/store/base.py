@@ -1,8 +1,8 @@
 """The store's interface: small on purpose, so that a replicated backend can follow."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:

@@ -5,10 +5,10 @@ change survives a crash or power loss, and a crash during it leaves the previous
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
-import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 

@@ -341,7 +341,7 @@ def test_unsolicited_advertisements_go_out_of_every_lan_port_then_every_interval
                                                                                                    "mspmb-lan2"))
             sent_at.append(net.now)
     assert sent_at[0] <= core_autoconf.INITIAL_SPREAD_S + 1
-    gaps = [b - a for a, b in zip(sent_at, sent_at[1:])]
+    gaps = [b - a for a, b in zip(sent_at, sent_at[1:], strict=False)]
     assert gaps and all(20 - 1 <= gap <= 60 + 1 for gap in gaps), gaps
 
 

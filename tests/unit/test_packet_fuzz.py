@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from ryu.ofproto import ofproto_v1_3 as ofp
 
+from msp_controller.core import leases as core_leases
 from msp_controller.core import msp as core_msp
 from msp_controller.core.msp import MspCore
 from msp_controller.dataplane import ofmsg
@@ -213,6 +214,21 @@ def dhcp_frames(draw: st.DrawFn) -> bytes:
 
 
 @st.composite
+def router_solicitations(draw: st.DrawFn) -> bytes:
+    """Router solicitations as hosts send them (to ff02::2, hop limit 255, a right checksum
+    mostly), with odd sources, options and lengths."""
+    source = draw(st.one_of(st.just(bytes(16)), IPV6S))
+    message = bytes([133, draw(st.sampled_from([0, 0, 0, 1]))]) + bytes(6) + draw(nd_options())
+    destination = ipaddress.IPv6Address("ff02::2").packed
+    if draw(st.sampled_from([True, True, True, False])):
+        pseudo = source + destination + struct.pack("!I3xB", len(message), 58)
+        message = message[:2] + struct.pack("!H", _checksum(pseudo + message)) + message[4:]
+    header = struct.pack("!IHBB", 0x60000000, draw(st.sampled_from([len(message)] * 3 + [0, 4, 0xFFFF])), 58,
+                         draw(st.sampled_from([255, 255, 255, 64])))
+    return ethernet(b"\x33\x33\0\0\0\x02", draw(MACS), 0x86DD, header + source + destination + message)
+
+
+@st.composite
 def probe_frames(draw: st.DrawFn, genuine: list[tuple[int, int, bytes]]) -> bytes:
     replay = draw(st.booleans())
     if genuine and replay:
@@ -250,7 +266,8 @@ def mangled(draw: st.DrawFn, frames: st.SearchStrategy[bytes]) -> bytes:
 
 
 def frames(genuine: list[tuple[int, int, bytes]]) -> st.SearchStrategy[bytes]:
-    return mangled(st.one_of(arp_frames(), icmpv6_frames(), dhcp_frames(), probe_frames(genuine),
+    return mangled(st.one_of(arp_frames(), icmpv6_frames(), dhcp_frames(), router_solicitations(),
+                             probe_frames(genuine),
                              udp_to_probe_port(), st.binary(max_size=128)))
 
 
@@ -286,6 +303,8 @@ def feed(harness: Harness, dpid: int, in_port: int, table_id: int, frame: bytes)
     for switch_dpid, switch in core.switches.items():
         assert len(switch.neighbors) <= core_msp.MAX_NEIGHBORS, switch_dpid
         assert len(switch.solicited) <= core_msp.MAX_SOLICITING, switch_dpid
+    for book in core.autoconf.books.values():  # DHCP: offers and leases stay bounded
+        assert len(book.offers) <= core_leases.MAX_OFFERS and len(book.by_ip) <= book.size
 
 
 @st.composite
@@ -313,7 +332,8 @@ def test_frames_from_the_lan_and_the_internet_ports(data: st.DataObject) -> None
     lan, internet = harness.ports[HOME]["mspmb-lan1"], harness.ports[EDGE]["edge1-inet"]
     for _ in range(data.draw(st.integers(1, 6))):
         dpid, port = data.draw(st.sampled_from([(HOME, lan), (EDGE, internet), (EDGE2, 1)]))
-        feed(harness, dpid, port, 0, data.draw(mangled(st.one_of(arp_frames(), icmpv6_frames()))))
+        feed(harness, dpid, port, 0, data.draw(mangled(st.one_of(arp_frames(), icmpv6_frames(), dhcp_frames(),
+                                                                 router_solicitations()))))
 
 
 def test_a_flood_of_spoofed_hosts_keeps_the_neighbour_table_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
