@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_WATCHED = 200  # homenets one subscriber may watch: a page of the list, not the MSP
+MAX_STREAMS = 500  # open streams in all: each holds a green thread and a queue
 QUEUE_EVENTS = 256  # per subscriber, before it is told to resync
 RESYNC = "resync"
 
@@ -42,6 +43,7 @@ class Subscriber:
         self.detail = detail
         self._queue: queue.Queue[Event] = queue.Queue(capacity)
         self.resyncs = 0
+        self.closed = False
 
     @property
     def homenets(self) -> frozenset[str]:
@@ -75,19 +77,33 @@ class Subscriber:
             return None
 
 
+class FeedFull(Exception):
+    """As many streams are open as the controller serves: answered 503."""
+
+
 class EventFeed:
-    def __init__(self) -> None:
+    def __init__(self, max_streams: int = MAX_STREAMS) -> None:
         self._by_homenet: dict[str, set[Subscriber]] = {}
+        self.max_streams = max_streams
+        self.streams = 0
 
     def subscribe(self, summaries: Iterable[str] = (), detail: str | None = None) -> Subscriber:
         subscriber = Subscriber(summaries, detail)
         if len(subscriber.summaries) > MAX_WATCHED:
             raise ValueError(f"a stream may watch at most {MAX_WATCHED} homenets, not {len(subscriber.summaries)}")
+        if self.streams >= self.max_streams:
+            raise FeedFull(f"{self.streams} event streams are open, the most this controller serves; "
+                           "close a dashboard tab or try again later")
+        self.streams += 1
         for name in subscriber.homenets:
             self._by_homenet.setdefault(name, set()).add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber.closed:
+            return
+        subscriber.closed = True
+        self.streams -= 1
         for name in subscriber.homenets:
             watchers = self._by_homenet.get(name)
             if watchers is not None:
@@ -117,4 +133,4 @@ class EventFeed:
 
     @property
     def subscribers(self) -> int:
-        return len({s for subs in self._by_homenet.values() for s in subs})
+        return self.streams

@@ -26,7 +26,7 @@ import webob
 from msp_controller.api.auth import AuthError, Authorizer, Principal
 from msp_controller.api.rest import NAME_RE, ApiError, json_response, read_json_object
 from msp_controller.dashboard import views
-from msp_controller.dashboard.feed import MAX_WATCHED, EventFeed, Subscriber
+from msp_controller.dashboard.feed import MAX_WATCHED, Event, EventFeed, FeedFull, Subscriber
 from msp_controller.dashboard.live import DashboardPublisher
 from msp_controller.dashboard.session import COOKIE, Sessions
 from msp_controller.model.access import Role
@@ -104,6 +104,7 @@ class Dashboard:
             return json_response(200, {**views.detail(self.core, name, now),
                                        "history": self.publisher.history(name)})
         if path == PREFIX + "/events":
+            _only(method, "GET", head=False)  # a HEAD must not hold a stream open
             return self._events(request, principal)
         raise ApiError(404, f"no such dashboard path {path[:100]!r}")
 
@@ -162,7 +163,10 @@ class Dashboard:
         summaries = [self._homenet(principal, n) for n in names]
         if detail is not None:
             detail = self._homenet(principal, detail)
-        subscriber = self.feed.subscribe(summaries, detail)
+        try:
+            subscriber = self.feed.subscribe(summaries, detail)
+        except FeedFull as err:
+            raise ApiError(503, str(err), headers={"Retry-After": "10"}) from None
         # The state as of now goes first, on the same stream: nothing is missed in between.
         first = [views.summary(self.core, n) for n in summaries]
         now = self.clock()
@@ -172,29 +176,37 @@ class Dashboard:
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"
         request.environ["eventlet.minimum_write_chunk_size"] = 0  # send each event as it comes
-        response.app_iter = _stream(self.feed, subscriber, first, opening)
+        response.app_iter = _Stream(self.feed, subscriber, first, opening)
         return response
 
 
-def _stream(feed: EventFeed, subscriber: Subscriber, summaries: list[dict[str, Any]],
-            opening: dict[str, Any] | None) -> Iterator[bytes]:
-    from msp_controller.dashboard.feed import Event
+class _Stream:
+    """The body of an event stream. The subscription ends when the server closes the body
+    (the browser went away), even if it never started iterating it."""
 
-    try:
+    def __init__(self, feed: EventFeed, subscriber: Subscriber, summaries: list[dict[str, Any]],
+                 opening: dict[str, Any] | None) -> None:
+        self.feed = feed
+        self.subscriber = subscriber
+        self.summaries = summaries
+        self.opening = opening
+
+    def __iter__(self) -> Iterator[bytes]:
         yield b"retry: 1000\n\n"
-        for row in summaries:
+        for row in self.summaries:
             yield Event.of("summary", row["name"], row).text.encode()
-        if opening is not None:
-            yield Event.of("homenet", opening["name"], opening).text.encode()
-        while True:
-            event = subscriber.next(KEEPALIVE_S)
+        if self.opening is not None:
+            yield Event.of("homenet", self.opening["name"], self.opening).text.encode()
+        while not self.subscriber.closed:
+            event = self.subscriber.next(KEEPALIVE_S)
             yield (event.text if event is not None else ": keep-alive\n\n").encode()
-    finally:
-        feed.unsubscribe(subscriber)
+
+    def close(self) -> None:
+        self.feed.unsubscribe(self.subscriber)
 
 
-def _only(method: str, allowed: str) -> None:
-    if method != allowed and not (allowed == "GET" and method == "HEAD"):
+def _only(method: str, allowed: str, head: bool = True) -> None:
+    if method != allowed and not (allowed == "GET" and method == "HEAD" and head):
         raise ApiError(405, f"{method} is not allowed here; use {allowed}", headers={"Allow": allowed})
 
 

@@ -66,6 +66,21 @@ def test_a_stream_watches_a_page_of_homenets_not_the_whole_msp() -> None:
         EventFeed().subscribe(summaries=[f"h{i}" for i in range(MAX_WATCHED + 1)])
 
 
+def test_the_number_of_open_streams_is_bounded(harness: Harness) -> None:
+    feed = EventFeed(max_streams=2)
+    dashboard = Dashboard(harness.core, Sessions(Authorizer(TOKENS)), feed,
+                          DashboardPublisher(harness.core, feed), lambda: harness.now)
+    open_ = [call(dashboard, "/dashboard/events?detail=home1", token=OPERATOR) for _ in range(2)]
+    refused = call(dashboard, "/dashboard/events?detail=home1", token=OPERATOR)
+    assert refused.status_int == 503 and refused.headers["Retry-After"] == "10"
+    for response in open_:
+        iter(response.app_iter)
+        response.app_iter.close()
+    assert feed.subscribers == 0
+    assert call(dashboard, "/dashboard/events?detail=home1", token=OPERATOR).status_int == 200
+    assert call(dashboard, "/dashboard/events?detail=home1", "HEAD", token=OPERATOR).status_int == 405
+
+
 def _drain(subscriber: Any) -> list[Any]:
     found = []
     while (event := subscriber.next(0.0)) is not None:
@@ -226,3 +241,20 @@ def test_the_list_filters_and_pages_on_the_server(dashboard: Dashboard) -> None:
     bad = call(dashboard, "/dashboard/api/homenets?status=sideways", token=OPERATOR)
     assert bad.status_int == 400 and "status must be one of" in bad.json["error"]["message"]
     assert call(dashboard, "/dashboard/api/homenets?page=x", token=OPERATOR).status_int == 400
+
+
+def test_thousands_of_homenets_reach_the_browser_a_page_at_a_time() -> None:
+    from bench.scale_configs import config_dict
+    from msp_controller.core.msp import MspCore
+    from msp_controller.model.config import parse_config
+
+    core = MspCore(parse_config(config_dict(1200)))
+    first = views.homenet_page(core, per_page=50)
+    assert first["total"] == 1200 and first["pages"] == 24 and len(first["homenets"]) == 50
+    assert set(first["homenets"][0]) == {"name", "status", "egress", "ingress", "paths_up", "paths"}
+    last = views.homenet_page(core, page=99, per_page=50)  # past the end: the last page
+    assert last["page"] == 24 and len(last["homenets"]) == 50
+    names = [h["name"] for h in views.homenet_page(core, query="1", per_page=200)["homenets"]]
+    assert len(names) == 200 and all("1" in name for name in names) and names == sorted(names)
+    # No box connected: the edges are not there, so no homenet is served (down), none ok.
+    assert first["counts"]["down"] == 1200 and first["counts"]["ok"] == 0
