@@ -57,6 +57,9 @@ def configure_ip(node: Host, addresses: Mapping[str, Sequence[str]], routes: Seq
     """Addresses (IPv6 without DAD), MTUs, routes (`ip -batch` lines), forwarding."""
     settings = ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]
     settings += [f"net.ipv6.conf.{intf}.accept_dad=0" for intf in addresses]
+    # Static means static: router advertisements add no address or route (autoconf_host.py
+    # turns a host to SLAAC).
+    settings += [f"net.ipv6.conf.{intf}.accept_ra=0" for intf in addresses]
     if forwarding:
         settings += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
     _sysctl(node, settings)

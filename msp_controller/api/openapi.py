@@ -252,6 +252,16 @@ def _status_schemas() -> dict[str, Schema]:
                 "gateway_mac": {"type": "string"},
                 "edge": {"type": "string"}, "edges": {"type": "array", "items": {"type": "string"}},
                 "backup_prepend": {"type": "integer", "minimum": 0, "maximum": 10},
+                "autoconf": {
+                    "type": "object", "additionalProperties": False,
+                    "description": "DHCPv4 and router advertisements for the hosts (all optional; "
+                                   "default pool: the upper half of lan_ipv4's subnet)",
+                    "properties": {"enabled": {"type": "boolean"}, "slaac": {"type": "boolean"},
+                                   "pool_start": {"type": "string"}, "pool_end": {"type": "string"},
+                                   "lease_time_s": {"type": "integer", "minimum": 60, "maximum": 604800},
+                                   "mtu": {"type": "integer", "minimum": 1280, "maximum": 9000},
+                                   "ra_interval_s": {"type": "integer", "minimum": 4, "maximum": 1800},
+                                   "dns": {"type": "array", "items": {"type": "string"}, "maxItems": 8}}},
                 "egress_order": {"type": "array", "items": {"type": "string"}},
                 "ingress_order": {"type": "array", "items": {"type": "string"}},
                 "uplinks": {"type": "array", "minItems": 1, "items": {

@@ -32,7 +32,7 @@ class Autoconf:
     lease_s: int
     mtu: int
     dns4: tuple[IPv4Address, ...]  # DHCP option 6
-    dns6: tuple[IPv6Address, ...]  # RDNSS option of the router advertisements (RFC 8106)
+    dns6: tuple[IPv6Address, ...]  # RDNSS option of the router advertisements (RFC 8106; none without lan_ipv6)
     slaac: bool  # router advertisements with the LAN /64 as an autonomous prefix
     ra_interval_s: int  # unsolicited advertisements come every interval/3..interval
 
@@ -117,8 +117,6 @@ def parse_autoconf(raw: Any, where: str, lan_ipv4: ipaddress.IPv4Interface,
     slaac = flag("slaac", can_slaac)
     if slaac and not can_slaac:
         raise FieldError(f"{where}.slaac", "needs lan_ipv6 with a /64 (SLAAC forms addresses in a /64 only)")
-    if dns6 and lan_ipv6 is None:
-        raise FieldError(f"{where}.dns", "IPv6 resolvers need lan_ipv6 (they are announced by router advertisements)")
     return Autoconf(
         enabled=flag("enabled", True),
         pool_start=start,

@@ -1,0 +1,47 @@
+"""End to end: an unmodified host configures itself in the homenet. h2 drops its static
+addressing and runs busybox udhcpc (Debian's stock script) and the kernel's SLAAC; the
+controller answers DHCP and router solicitations at the MSPMB (packet-in, packet-out).
+h2 gets an address from the pool, the gateway, the resolvers and the tunnel MTU, forms an
+IPv6 address from the advertised /64, and reaches the server over both families."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.integration.conftest import NEEDS
+
+pytestmark = [*NEEDS, pytest.mark.skipif(shutil.which("udhcpc") is None, reason="needs udhcpc (make install)")]
+pytest.importorskip("mininet")
+
+from msp_controller.model.config import load_config
+from topologies.autoconf_host import use_autoconf, wait_slaac
+from topologies.measure import SERVER4, SERVER6, wait_reachable
+from topologies.scenario import REFERENCE_CONFIG
+
+
+def test_a_dhcp_and_slaac_host_gets_its_configuration_and_reaches_the_server(msp, tmp_path):
+    net, _ = msp
+    homenet = load_config(str(REFERENCE_CONFIG)).homenet("home1")
+    settings = homenet.autoconf
+    h2 = net["h2"]
+
+    lease = use_autoconf(h2, "h2-eth0", str(tmp_path))
+    assert settings.pool_start <= lease.ipv4.ip <= settings.pool_end, lease
+    assert lease.ipv4.network == homenet.lan_ipv4.network
+    assert lease.router == str(homenet.lan_ipv4.ip)
+    assert lease.dns == tuple(map(str, settings.dns4))
+    assert lease.mtu == settings.mtu == 1450  # the underlay's 1500 less VXLAN's 50
+
+    slaac = wait_slaac(h2, "h2-eth0", homenet.lan_ipv6.network)
+    assert slaac.router.startswith("fe80::")  # the gateway's link-local address
+    assert slaac.mtu == 1450
+
+    assert wait_reachable(h2, SERVER4, timeout=15) is not None
+    assert wait_reachable(h2, SERVER6, timeout=15) is not None
+    # The server's answers find the host by its new addresses (the controller resolves them).
+    out = h2.cmd(f"ping -n -c 1 -W 2 -I {slaac.ipv6.ip} {SERVER6}")
+    assert " 0% packet loss" in out, out
+    # The static host next door is untouched by the advertisements.
+    h1_addresses = net["h1"].cmd("ip -6 addr show dev h1-eth0 scope global")
+    assert "dynamic" not in h1_addresses, h1_addresses
