@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(openvswitch-switch mininet bird2 iperf3 tcpdump iputils-ping ethtool
-                 nftables iproute2 procps python3-venv chromium)  # chromium: the dashboard's browser test
+                 nftables iproute2 procps python3-venv udhcpc  # udhcpc: a stock DHCP client for hosts
+                 chromium)  # chromium: the dashboard's browser test
 VENV=${MSP_VENV:-.venv}
 
 missing=()
