@@ -1,0 +1,170 @@
+"""The controller's OVSDB manager: boxes dial it (ovs-vsctl set-manager ssl:<msp>:6640),
+it checks each box's certificate, and keeps the box's OVSDB in step with the config.
+
+  MSPMB (homenet): br-home with LAN ports and tunnels + BFD to every edge over every uplink;
+                   its leases (Open_vSwitch external_ids msp-lease-<bridge>) are read back.
+  edge:            the homenet's tunnel ports, ending at the addresses the uplinks leased;
+                   a new lease moves them at once (only that homenet's ports are diffed).
+
+Leases live in the box's own OVSDB and tunnels in each box's: nothing is held only here;
+after a restart the boxes reconnect and the state is read back.
+
+    python -m msp_controller.box.manager --config etc/blank_box.toml --pki DIR --listen 198.19.64.10:6640
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Mapping
+
+from msp_controller.box.desired import Lease, edge_bridge, leases_from_external_ids, mspmb_bridge
+from msp_controller.box.ovsdb_ops import bridge_operations
+from msp_controller.box.ovsdb_session import OvsdbSession
+from msp_controller.identity.binding import certificate_dpid, subject_text
+from msp_controller.model.config import MspConfig, load_config
+
+LOG = logging.getLogger("msp.box.manager")
+HANDSHAKE_TIMEOUT_S = 5.0
+
+
+def owners(config: MspConfig) -> dict[int, str]:
+    """Box owner by the datapath id its certificate names (an MSPMB's br-home, an edge's br-msp)."""
+    found = {h.dpid: f"homenet:{h.name}" for h in config.homenets}
+    found.update({e.dpid: f"edge:{e.name}" for e in config.edges})
+    return found
+
+
+class Manager:
+    def __init__(self, config: MspConfig) -> None:
+        self.config = config
+        self.owner_by_dpid = owners(config)
+        self.sessions: dict[str, OvsdbSession] = {}
+        self.leases: dict[str, dict[str, Lease]] = {}  # homenet -> bridge -> lease, as last read
+        self.lock = threading.RLock()
+
+    # -- connections
+
+    def admit(self, sock: ssl.SSLSocket, peer: str) -> OvsdbSession | None:
+        cert = sock.getpeercert() or {}
+        dpid = certificate_dpid(cert)
+        owner = self.owner_by_dpid.get(dpid) if dpid is not None else None
+        if owner is None:
+            LOG.warning("refused OVSDB connection from %s: certificate %r names no box the config knows",
+                        peer, subject_text(cert))
+            sock.close()
+            return None
+        session = OvsdbSession(sock, owner, peer, self.on_change, self.on_close)
+        with self.lock:
+            old = self.sessions.get(owner)
+            self.sessions[owner] = session
+        if old is not None:  # the box reconnected (another ISP): its old connection is dead
+            old.close()
+        LOG.info("%s connected from %s", owner, peer)
+        session.start()
+        return session
+
+    def on_close(self, session: OvsdbSession) -> None:
+        with self.lock:
+            if self.sessions.get(session.owner) is session:
+                del self.sessions[session.owner]
+        LOG.info("%s (%s) disconnected", session.owner, session.peer)
+
+    # -- reconciliation
+
+    def on_change(self, session: OvsdbSession) -> None:
+        kind, name = session.owner.split(":", 1)
+        if kind == "homenet":
+            homenet = self.config.homenet(name)
+            self._reconcile(session, mspmb_bridge(self.config, homenet))
+            leases = leases_from_external_ids(session.replica.root_external_ids())
+            with self.lock:
+                changed = leases != self.leases.get(name)
+                self.leases[name] = leases
+            if changed:
+                LOG.info("homenet %s leases: %s", name,
+                         {b: f"{lease.address} via {lease.gateway}" for b, lease in leases.items()})
+                for edge_name in homenet.edges:
+                    self._reconcile_edge(edge_name, name, leases)
+        elif session.synced.is_set():
+            for homenet in self.config.homenets:
+                if name in homenet.edges and homenet.name in self.leases:
+                    self._reconcile_edge(name, homenet.name, self.leases[homenet.name])
+
+    def _reconcile_edge(self, edge_name: str, homenet_name: str, leases: Mapping[str, Lease]) -> None:
+        session = self.sessions.get(f"edge:{edge_name}")
+        if session is None:
+            return  # it reconciles every homenet when it connects
+        spec = edge_bridge(self.config, self.config.edge(edge_name), self.config.homenet(homenet_name), leases)
+        self._reconcile(session, spec)
+
+    def _reconcile(self, session: OvsdbSession, spec: object) -> None:
+        if not session.synced.is_set():
+            return
+        with session.lock:
+            if session.pending:
+                return  # the answer triggers another pass
+            operations = bridge_operations(session.replica, spec)  # type: ignore[arg-type]
+            if not operations:
+                return
+            try:
+                session.transact(operations)
+            except OSError as err:
+                LOG.warning("%s: cannot send: %s", session.owner, err)
+
+
+def serve(manager: Manager, address: str, port: int, pki: str, stop: threading.Event | None = None) -> None:
+    """Accept TLS connections from boxes (certificate required, signed by the MSP's CA)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(f"{pki}/ca/cacert.pem")
+    context.load_cert_chain(f"{pki}/controller/cert.pem", f"{pki}/controller/key.pem")
+    listener = socket.create_server((address, port), reuse_port=False)
+    listener.settimeout(0.5)
+    LOG.info("OVSDB manager listening on ssl:%s:%d", address, port)
+
+    def handshake(raw: socket.socket, peer: str) -> None:
+        try:
+            raw.settimeout(HANDSHAKE_TIMEOUT_S)
+            sock = context.wrap_socket(raw, server_side=True)
+            sock.settimeout(None)
+        except (OSError, ssl.SSLError) as err:
+            LOG.warning("refused OVSDB connection from %s: TLS: %s", peer, err)
+            raw.close()
+            return
+        manager.admit(sock, peer)
+
+    with listener:
+        while stop is None or not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            peer = "%s:%d" % raw.getpeername()[:2]
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            threading.Thread(target=handshake, args=(raw, peer), daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="msp-box-manager", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--pki", required=True, help="msp-pki directory (ca/, controller/)")
+    parser.add_argument("--listen", required=True, help="ADDRESS:PORT (the MSP's address; never 0.0.0.0)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    address, _, port = args.listen.rpartition(":")
+    try:
+        config = load_config(args.config)
+    except Exception as err:  # noqa: BLE001 - any config error ends here, named
+        print(f"msp-box-manager: {args.config}: {err}", file=sys.stderr)
+        return 2
+    serve(Manager(config), address, int(port), args.pki)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
