@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(openvswitch-switch mininet bird2 iperf3 tcpdump iputils-ping ethtool
                  nftables iproute2 procps python3-venv udhcpc  # udhcpc: a stock DHCP client for hosts
+                 dnsmasq-base  # dnsmasq: the emulated ISPs' DHCP servers (topologies/isp_dhcp.py)
                  chromium)  # chromium: the dashboard's browser test
 VENV=${MSP_VENV:-.venv}
 
