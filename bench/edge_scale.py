@@ -8,6 +8,9 @@ Designs (--design):
                  home's port status to the edge's groups
   reflect        as reflect-ports, with one flow-based VXLAN port per ISP at the edge (the
                  VNI and remote address come from the flow) instead of a port per homenet
+  shared-ports   what the controller builds: as reflect, but each homenet's flows match its
+                 key and its box's address (no other sender is answered or admitted) and
+                 BFD goes back to that address, set by the flow
 For each N in --homenets: N homes with two ISPs each (bench/edge_ovs.py), BFD at --bfd-ms,
 the same forwarding flows per homenet at the edge in both designs. Measures the edge's CPU
 idle (BFD only) and its memory per homenet, then cuts one home's ISP A path (a drop flow at
@@ -46,8 +49,9 @@ from .edge_ovs import (
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SLOTS = ("a", "b")
-DESIGNS = ("ports", "reflect-ports", "reflect")
-CHOSEN = "reflect-ports"  # what the controller builds (docs/design.md)
+DESIGNS = ("ports", "reflect-ports", "reflect", "shared-ports")
+CHOSEN = "shared-ports"  # what the controller builds (docs/design.md)
+SHARED = ("reflect", "shared-ports")  # one flow-based VXLAN port per slot
 FLOWS_PER_HOMENET = 6  # about what a homenet's part holds at the edge (classify, egress, ingress)
 CUT_TABLE = "msp_cut"
 CUT_RULESET = (f"table netdev {CUT_TABLE} {{\n  chain out {{\n"
@@ -84,7 +88,7 @@ def bfd_packets_per_s(n: int, cuts: int, bfd_ms: int, background_ms: int | None)
 
 
 def edge_ports(design: str, n: int, bfd_ms: int) -> list[list[str]]:
-    if design == "reflect":
+    if design in SHARED:
         return [["add-port", "br-msp", f"vx-{slot}", "--", "set", "interface", f"vx-{slot}", "type=vxlan",
                  "options:remote_ip=flow", "options:key=flow", f"options:local_ip={EDGE_ADDRESSES[k]}"]
                 for k, slot in enumerate(SLOTS)]
@@ -106,8 +110,14 @@ def edge_flows(design: str, n: int) -> list[str]:
         # One flow for every port: BFD back out of the port it came in on.
         flows.append("table=0,priority=500,udp,tp_dst=3784,actions=in_port")
     for i in range(n):
-        for slot in SLOTS:
-            source = f"in_port=vx-{slot},tun_id={i + 1}" if design == "reflect" else f"in_port=e{i}-{slot}"
+        for k, slot in enumerate(SLOTS):
+            if design == "shared-ports":
+                # As the controller builds it: the home's key and address, BFD sent back there.
+                source = f"in_port=vx-{slot},tun_id={i + 1},tun_src={home_address(k, i)}"
+                flows.append(f"table=0,priority=500,{source},udp,tp_dst=3784,"
+                             f"actions=set_field:{home_address(k, i)}->tun_dst,in_port")
+            else:
+                source = f"in_port=vx-{slot},tun_id={i + 1}" if design == "reflect" else f"in_port=e{i}-{slot}"
             for j in range(FLOWS_PER_HOMENET // len(SLOTS)):
                 flows.append(f"table=0,priority=200,{source},ip,nw_src=10.{i >> 8 & 255}.{i & 255}.{j}/32,"
                              "actions=drop")

@@ -24,6 +24,7 @@ DPID_BASE = 0x5C << 32  # far from the reference's 0xe1..0x112
 CORE_V4_POOL = ipaddress.IPv4Network("100.64.0.0/10")  # 262,144 /28s
 REAL_V4_POOL = ipaddress.IPv4Network("198.18.128.0/17")  # 2,048 /28s, clear of 198.18.10-21.x
 V6_POOL = ipaddress.IPv6Network("2001:db8::/32")
+UPLINK_POOL = (ipaddress.IPv4Network("172.16.0.0/16"), ipaddress.IPv4Network("172.17.0.0/16"))  # boxes' ISP ends
 V4_LENGTH, V6_LENGTH = 28, 56
 ISPS = ("ispA", "ispB")
 SLA_EVERY = 10  # 1 homenet in 10 has an sla class
@@ -58,6 +59,11 @@ def mspmb_dpid(index: int) -> int:
     return DPID_BASE + 4 * index
 
 
+def uplink_address(index: int, slot: int) -> ipaddress.IPv4Address:
+    """What ISP `slot` leased to homenet `index`'s box: one /16 per ISP (up to 65,534 homes)."""
+    return UPLINK_POOL[slot].network_address + index + 1
+
+
 def homenet_table(index: int, v4_pool: ipaddress.IPv4Network = CORE_V4_POOL) -> dict[str, Any]:
     """Homenet `index` as a [[homenets]] table (also the body of POST /api/v1/homenets)."""
     v4 = _nth_subnet(v4_pool, V4_LENGTH, index)
@@ -75,7 +81,8 @@ def homenet_table(index: int, v4_pool: ipaddress.IPv4Network = CORE_V4_POOL) -> 
         "backup_prepend": 2,
         "egress_order": list(ISPS),
         "ingress_order": list(ISPS),
-        "uplinks": [{"name": isp, "port": f"up-{isp}", "underlay_datapath_id": dpid + 1 + slot}
+        "uplinks": [{"name": isp, "port": f"up-{isp}", "underlay_datapath_id": dpid + 1 + slot,
+                     "address": str(uplink_address(index, slot))}
                     for slot, isp in enumerate(ISPS)],
     }
 

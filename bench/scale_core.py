@@ -23,7 +23,7 @@ from typing import Any
 
 from msp_controller.core import Effects, MspCore, PortState
 from msp_controller.dataplane import ofmsg
-from msp_controller.model.config import Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port, parse_config
+from msp_controller.model.config import Homenet, MspConfig, edge_slot_port, mspmb_tunnel_port, parse_config
 from msp_controller.model.policy import Policy, parse_policy
 
 from .scale_configs import POLICY_A, POLICY_B, SLA_POLICY, config_dict, sla_homenets
@@ -67,8 +67,7 @@ def switch_ports(config: MspConfig) -> dict[int, Ports]:
     """Each switch's ports by datapath id, all live: edges first, then each homenet's boxes."""
     ports: dict[int, Ports] = {}
     for edge in config.edges:
-        names = [edge.internet_port] + [edge_tunnel_port(h, u) for h in config.homenets
-                                        if edge.name in h.edges for u in h.uplinks]
+        names = [edge.internet_port] + [edge_slot_port(slot) for slot in range(len(edge.tunnel_addresses))]
         ports[edge.dpid] = _numbered(names)
         ports[edge.underlay_dpid] = _numbered([edge.underlay_port])
     for homenet in config.homenets:
@@ -160,8 +159,9 @@ def cold_start(core: MspCore, ports: dict[int, Ports], now: float) -> tuple[floa
 
 def port_status_events(core: MspCore, config: MspConfig, ports: dict[int, Ports], samples: int,
                        rng: random.Random, now: float) -> tuple[list[float], list[float]]:
-    """CPU ms per event (other load on the machine does not count): a tunnel down, then up,
-    alternately on an MSPMB and at edge1."""
+    """CPU ms per event (other load on the machine does not count): alternately a tunnel
+    down, then up, on an MSPMB (the edge follows by the relay), and an uplink renumbered
+    (the edges' one per-homenet event: their ports are shared)."""
     edge = config.edges[0]
     mspmb_ms: list[float] = []
     edge_ms: list[float] = []
@@ -169,15 +169,20 @@ def port_status_events(core: MspCore, config: MspConfig, ports: dict[int, Ports]
         homenet = rng.choice(config.homenets)
         uplink = rng.choice(homenet.uplinks)
         if sample % 2 == 0:
-            dpid, name, out = homenet.dpid, mspmb_tunnel_port(edge, uplink), mspmb_ms
+            number = ports[homenet.dpid][mspmb_tunnel_port(edge, uplink)].number
+            for live in (False, True):
+                now += 0.01
+                started = time.process_time()
+                core.port_status(homenet.dpid, mspmb_tunnel_port(edge, uplink), PortState(number, live), now)
+                mspmb_ms.append((time.process_time() - started) * 1000)
         else:
-            dpid, name, out = edge.dpid, edge_tunnel_port(homenet, uplink), edge_ms
-        number = ports[dpid][name].number
-        for live in (False, True):
-            now += 0.01
-            started = time.process_time()
-            core.port_status(dpid, name, PortState(number, live), now)
-            out.append((time.process_time() - started) * 1000)
+            original = core.homenets[homenet.name].spec.uplink(uplink.name).address
+            assert original is not None
+            for address in (original + 0x8000, original):  # a new lease, then the old one back
+                now += 0.01
+                started = time.process_time()
+                core.set_uplink_address(homenet.name, uplink.name, address, now)
+                edge_ms.append((time.process_time() - started) * 1000)
     return mspmb_ms, edge_ms
 
 

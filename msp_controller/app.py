@@ -330,9 +330,10 @@ class MspApp(app_manager.RyuApp):
         msg = ev.msg
         self.metrics.packet_in(msg.reason)
         in_port = msg.match.get("in_port", 0)
+        tunnel_id = msg.match.get("tunnel_id")  # which homenet, on an edge's shared tunnel port
         self._run(msg.datapath, "packet-in",
                   lambda: self.core.packet_in(msg.datapath.id, in_port, msg.table_id, bytes(msg.data),
-                                              time.monotonic()))
+                                              time.monotonic(), tunnel_id=tunnel_id))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def _barrier_reply(self, ev: Any) -> None:

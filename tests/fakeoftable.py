@@ -48,6 +48,8 @@ _FIELDS: dict[str, tuple[str, int]] = {
     "in_port": ("int", 32),
     "metadata": ("int", 64),
     "tunnel_id": ("int", 64),
+    "tun_ipv4_src": ("ipv4", 32),
+    "tun_ipv4_dst": ("ipv4", 32),
     "eth_dst": ("mac", 48),
     "eth_src": ("mac", 48),
     "eth_type": ("int", 16),
@@ -82,6 +84,7 @@ _FIELDS: dict[str, tuple[str, int]] = {
     **{f"reg{i}": ("int", 32) for i in range(8)},
 }
 _REGISTERS = frozenset(f"reg{i}" for i in range(8))
+_TUNNEL_FIELDS = frozenset({"tunnel_id", "tun_ipv4_src", "tun_ipv4_dst"})
 
 _IP = frozenset({ETH_IPV4, ETH_IPV6})
 _V4, _V6, _ARP = frozenset({ETH_IPV4}), frozenset({ETH_IPV6}), frozenset({ETH_ARP})
@@ -574,6 +577,8 @@ class FakeSwitch:
                 self._output(action.port, headers, ctx)
             elif isinstance(action, parser.OFPActionSetField) and action.key in _REGISTERS:
                 ctx.registers[action.key] = _to_int(action.key, action.value)
+            elif isinstance(action, parser.OFPActionSetField) and action.key == "in_port":
+                ctx.in_port = action.value  # so that output may go back where it came from
             elif isinstance(action, parser.OFPActionSetField):
                 headers[action.key] = _packet_value(action.key, action.value)
             elif isinstance(action, parser.NXActionMultipath):
@@ -744,6 +749,11 @@ class FakeNetwork:
     def __init__(self) -> None:
         self.switches: dict[int, FakeSwitch] = {}
         self._links: dict[PortRef, PortRef] = {}
+        # A tunnel from a port of its own to a port shared by many tunnels (flow-based):
+        # own end -> (shared end, key, own address, shared address), and back by
+        # (shared end, key, own address) -> own end.
+        self._tunnels_out: dict[PortRef, tuple[PortRef, int, str, str]] = {}
+        self._tunnels_back: dict[tuple[int, int, int, str], PortRef] = {}
 
     def add_switch(self, sw: FakeSwitch) -> None:
         self.switches[sw.dpid] = sw
@@ -752,6 +762,27 @@ class FakeNetwork:
         """A bidirectional link between two switch ports."""
         self._links[(dpid_a, port_a)] = (dpid_b, port_b)
         self._links[(dpid_b, port_b)] = (dpid_a, port_a)
+
+    def tunnel(self, own: PortRef, shared: PortRef, key: int, own_address: str, shared_address: str) -> None:
+        """A VXLAN tunnel between a port of its own (fixed key and remote) and a flow-based
+        port: packets arrive there with tunnel_id, tun_ipv4_src and tun_ipv4_dst set, and
+        reach the own end only when sent with the right key and destination address."""
+        self._tunnels_out[own] = (shared, key, own_address, shared_address)
+        self._tunnels_back[(shared[0], shared[1], key, own_address)] = own
+
+    def _peer(self, dpid: int, out: Output) -> tuple[PortRef, Packet] | None:
+        if not isinstance(out.port, int):
+            return None
+        packet = {k: v for k, v in out.packet.items() if k not in _TUNNEL_FIELDS}
+        if (dpid, out.port) in self._tunnels_out:
+            shared, key, own_address, shared_address = self._tunnels_out[(dpid, out.port)]
+            return shared, {**packet, "tunnel_id": key, "tun_ipv4_src": own_address, "tun_ipv4_dst": shared_address}
+        if any((dpid, out.port) == (k[0], k[1]) for k in self._tunnels_back):
+            own = self._tunnels_back.get((dpid, out.port, _int_header(out.packet.get("tunnel_id", -1)),
+                                          str(out.packet.get("tun_ipv4_dst", ""))))
+            return (own, packet) if own is not None else None
+        peer = self._links.get((dpid, out.port))
+        return (peer, dict(out.packet)) if peer is not None else None
 
     def trace(self, dpid: int, in_port: int, packet: Mapping[str, object]) -> list[tuple[int, Output]]:
         """Follow a packet across links; return the (dpid, Output) pairs that leave the network.
@@ -769,9 +800,10 @@ class FakeNetwork:
             raise ValueError(f"path longer than {self.MAX_HOPS} hops")
         leaving: list[tuple[int, Output]] = []
         for out in self.switches[dpid].process(in_port, packet):
-            peer = self._links.get((dpid, out.port)) if isinstance(out.port, int) else None
-            if peer is None:
+            found = self._peer(dpid, out)
+            if found is None:
                 leaving.append((dpid, out))
             else:
-                leaving += self._trace(peer[0], peer[1], dict(out.packet), path + (state,))
+                (peer_dpid, peer_port), carried = found
+                leaving += self._trace(peer_dpid, peer_port, carried, path + (state,))
         return leaving

@@ -14,7 +14,7 @@ from msp_controller.core import Messages, MspCore, PortState
 from msp_controller.dataplane import ofmsg
 from msp_controller.dataplane.meters import meter_signature
 from msp_controller.dataplane.reconcile import ReportedFlow
-from msp_controller.model.config import MspConfig
+from msp_controller.model.config import Homenet, MspConfig
 from tests.fakeoftable import FakeNetwork, FakeSwitch
 
 HOME, EDGE, EDGE2 = 0x101, 0xE1, 0xE3
@@ -22,8 +22,8 @@ UNDERLAY_A, UNDERLAY_B, EDGE_UNDERLAY, EDGE2_UNDERLAY = 0x111, 0x112, 0xE2, 0xE4
 PORTS = {
     HOME: {"mspmb-lan1": 1, "mspmb-lan2": 2, "edge1-ispA": 11, "edge1-ispB": 12, "edge2-ispA": 13,
            "edge2-ispB": 14},
-    EDGE: {"edge1-inet": 1, "hn1-ispA": 11, "hn1-ispB": 12},
-    EDGE2: {"edge2-inet": 1, "hn1-ispA": 11, "hn1-ispB": 12},
+    EDGE: {"edge1-inet": 1, "vxlan-slot0": 11, "vxlan-slot1": 12},
+    EDGE2: {"edge2-inet": 1, "vxlan-slot0": 11, "vxlan-slot1": 12},
     UNDERLAY_A: {"mspmb-ispA": 1},
     UNDERLAY_B: {"mspmb-ispB": 1},
     EDGE_UNDERLAY: {"edge1-up": 1},
@@ -31,6 +31,26 @@ PORTS = {
 }
 H1_MAC, H2_MAC, UPSTREAM_MAC = "00:00:00:00:00:10", "00:00:00:00:00:20", "0a:00:00:00:00:01"
 UPSTREAM2_MAC = "0a:00:00:00:00:02"
+
+
+def link_tunnels(network: FakeNetwork, config: MspConfig, home: int = HOME, homenet: Homenet | None = None) -> None:
+    """A homenet's four tunnels: its MSPMB's own port to each edge's shared port for that
+    uplink's slot, keyed by the homenet's id, ending at the uplink's address."""
+    homenet = homenet or config.homenets[0]
+    for home_port, (edge_dpid, edge_name) in zip((11, 12, 13, 14), ((EDGE, "edge1"), (EDGE, "edge1"),
+                                                                    (EDGE2, "edge2"), (EDGE2, "edge2"))):
+        uplink = homenet.uplinks[(home_port - 11) % 2]
+        edge = config.edge(edge_name)
+        network.tunnel((home, home_port), (edge_dpid, 11 + uplink.slot), homenet.id, str(uplink.address),
+                       str(edge.tunnel_ip(uplink.slot)))
+
+
+def via_tunnel(config: MspConfig, packet: dict[str, Any], slot: int = 0, edge: str = "edge1") -> dict[str, Any]:
+    """A packet as the edge's shared tunnel port for `slot` receives it from the reference
+    homenet's box: with the homenet's key and the uplink's address."""
+    homenet = config.homenets[0]
+    return {**packet, "tunnel_id": homenet.id, "tun_ipv4_src": str(homenet.uplinks[slot].address),
+            "tun_ipv4_dst": str(config.edge(edge).tunnel_ip(slot))}
 
 
 class Harness:
@@ -45,10 +65,7 @@ class Harness:
             network = FakeNetwork()
             for dpid, names in self.ports.items():
                 network.add_switch(FakeSwitch(dpid, {number: True for number in names.values()}))
-            network.link(HOME, 11, EDGE, 11)
-            network.link(HOME, 12, EDGE, 12)
-            network.link(HOME, 13, EDGE2, 11)
-            network.link(HOME, 14, EDGE2, 12)
+            link_tunnels(network, config)
         self.network = network
 
     def switch(self, dpid: int) -> FakeSwitch:

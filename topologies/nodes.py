@@ -172,11 +172,9 @@ class EdgeBox(OvsBox):
     """An MSP edge: br-msp (Internet port, tunnels to homenets) and br-up (underlay)."""
 
     def config(self, msp_config: MspConfig | None = None, edge: str | None = None,  # type: ignore[override]
-               uplink_addresses: Mapping[tuple[str, str], str] | None = None,
                **params: Any) -> dict:
         self.msp_config = msp_config
         self.edge = msp_config.edge(edge) if msp_config and edge else None
-        self.uplink_addresses = dict(uplink_addresses or {})
         return super().config(**params)
 
     def provision(self) -> None:
@@ -185,7 +183,7 @@ class EdgeBox(OvsBox):
             return
         mtu = {edge.underlay_port: UNDERLAY_MTU, edge.internet_port: OVERLAY_MTU}
         prepare_ovs_ports(self, mtu, mtu)
-        for command in edge_commands(config, edge, self.uplink_addresses):
+        for command in edge_commands(config, edge):
             self.vsctl(*command)
         self.configure_underlay()
 

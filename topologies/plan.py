@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from msp_controller.model.config import Edge, MspConfig
+from msp_controller.model.config import Edge, MspConfig, Uplink
 from topologies import control_ns
 from topologies.bird import DEFAULT_TIMERS, BgpSession, Channel, RouterConfig, prefix_filter
 
@@ -51,6 +51,17 @@ def resolve_config_path(path: str) -> str:
 
 def _iface(network: ipaddress.IPv4Network | ipaddress.IPv6Network, index: int) -> str:
     return f"{network[index]}/{network.prefixlen}"
+
+
+def _box_ip(uplink: Uplink, access: ipaddress.IPv4Network) -> str:
+    """The box's address on an ISP's access network: the config's (what the controller
+    tells the edge), or the network's second address when the config leaves it out."""
+    if uplink.address is None:
+        return _iface(access, 2)
+    if uplink.address not in access or uplink.address == access[1]:
+        raise ValueError(f"uplink {uplink.name}: address {uplink.address} is not a host of {access} "
+                         f"other than the ISP's {access[1]}")
+    return f"{uplink.address}/{access.prefixlen}"
 
 
 def ip_part(interface: str) -> str:
@@ -202,7 +213,7 @@ class Plan:
             self.isps.append(Isp(
                 name=uplink.name, box_port=uplink.port, customer_intf=f"{uplink.name}-{MSPMB}",
                 inet_intf=f"{uplink.name}-inet", inet_side_intf=f"{INET}-{uplink.name}",
-                access=access, isp_ip=_iface(access, 1), box_ip=_iface(access, 2),
+                access=access, isp_ip=_iface(access, 1), box_ip=_box_ip(uplink, access),
                 isp_transit_ip=_iface(transit, 2), inet_transit_ip=_iface(transit, 1)))
         self.uplink_addresses = {isp.name: isp.box_ip for isp in self.isps}
         self.uplink_gateways = {isp.name: ip_part(isp.isp_ip) for isp in self.isps}

@@ -223,12 +223,10 @@ class MspTopo(Topo):
         self.addHost(INET, cls=BgpRouter, ip=None, forwarding=True, run_dir=run_dir,
                      addresses=inet_addrs, routes=inet_routes, bird=plan.inet_bird())
 
-        uplink_addresses = {(homenet.name, name): ip_part(address)
-                            for name, address in plan.uplink_addresses.items()}
         for site in plan.sites.values():
             edge = site.edge
             self.addHost(edge.name, cls=EdgeBox, ip=None, run_dir=run_dir, mgmt=mgmt(edge.name),
-                         msp_config=config, edge=edge.name, uplink_addresses=uplink_addresses)
+                         msp_config=config, edge=edge.name)
             router_addrs = {site.router_edge_intf: [site.router_internet_ipv4] + (
                                 [site.router_internet_ipv6] if site.router_internet_ipv6 else []),
                             site.router_transit_intf: [site.router_transit_ipv4, site.router_transit_ipv6]}

@@ -35,27 +35,17 @@ def provision_main(argv: list[str] | None = None) -> int:
                                      description="Print the ovs-vsctl commands that set up one box.")
     parser.add_argument("config")
     parser.add_argument("box", help="a homenet name (its MSPMB) or an edge name")
-    parser.add_argument("--uplink-address", action="append", default=[], metavar="HOMENET:UPLINK=IP",
-                        help="for an edge: the address an ISP gave a homenet's uplink")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
         if args.box in {h.name for h in config.homenets}:
             commands = mspmb_commands(config, config.homenet(args.box))
         elif args.box in {e.name for e in config.edges}:
-            addresses = {}
-            for item in args.uplink_address:
-                key, _, address = item.partition("=")
-                homenet, _, uplink = key.partition(":")
-                addresses[(homenet, uplink)] = address
-            commands = edge_commands(config, config.edge(args.box), addresses)
+            commands = edge_commands(config, config.edge(args.box))
         else:
             raise FieldError("box", f"no homenet or edge named {args.box!r}")
     except FieldError as err:
         print(f"msp-provision: {err}", file=sys.stderr)
-        return 1
-    except KeyError as err:
-        print(f"msp-provision: missing --uplink-address for {err.args[0]}", file=sys.stderr)
         return 1
     print(as_shell(commands, "ovs-vsctl"))
     return 0

@@ -7,6 +7,7 @@ switches have confirmed it (barrier replies) or said to be pending for those not
 """
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any
@@ -108,6 +109,31 @@ class CoreService:
         self.store.put_homenet(name, body, current)
         effects = self.core.replace_homenet(homenet, started, policy)
         return self._applied(effects, started, {"homenet": homenet_view(self.core, name, started)})
+
+    def set_uplink_address(self, name: str, uplink: str, address: Any) -> dict[str, Any]:
+        """The box's ISP gave it a new address (its agent reports the lease), or none (None)."""
+        self._exists(name)
+        spec = self.core.homenets[name].spec
+        if uplink not in {u.name for u in spec.uplinks}:
+            raise NotFound(f"homenet {name!r} has no uplink {uplink!r}")
+        if address is None:
+            parsed = None
+        else:
+            try:
+                if not isinstance(address, str):
+                    raise TypeError(address)
+                parsed = ipaddress.IPv4Address(address)
+            except (ValueError, TypeError):
+                raise FieldError("address", f"{address!r} is not an IPv4 address") from None
+            # Any unicast address an ISP may lease (public, private, carrier-grade NAT).
+            if parsed.is_multicast or parsed.is_unspecified or parsed.is_loopback or parsed.is_link_local \
+                    or parsed.is_reserved:
+                raise FieldError("address", f"{parsed} cannot be a box's address at an ISP")
+        started = self.clock()
+        self.store.put_uplink_address(name, uplink, None if parsed is None else str(parsed))
+        effects = self.core.set_uplink_address(name, uplink, parsed, started)
+        return self._applied(effects, started, {"homenet": name, "uplink": uplink,
+                                                "address": None if parsed is None else str(parsed)})
 
     def delete_homenet(self, name: str) -> dict[str, Any]:
         self._exists(name)

@@ -1,10 +1,11 @@
 """A core from the config and the store: stored homenets and policies win over defaults."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from msp_controller.core.msp import MspCore
-from msp_controller.model.config import Homenet, MspConfig, parse_homenet
+from msp_controller.model.config import Homenet, MspConfig, parse_homenet, with_uplink_address
 from msp_controller.model.errors import FieldError
 from msp_controller.model.policy import Policy, parse_policy
 from msp_controller.store import StoredState
@@ -23,6 +24,12 @@ def load_core(config: MspConfig, stored: StoredState, now: float = 0.0) -> MspCo
             homenets[name] = parse_homenet(spec, config, where=f"stored homenet {name}")
         except FieldError as err:
             LOG.error("ignoring stored homenet %s: %s", name, err)
+    for (name, uplink_name), address in stored.uplink_addresses.items():
+        if name in homenets:
+            try:
+                homenets[name] = with_uplink_address(homenets[name], uplink_name, ipaddress.IPv4Address(address))
+            except (KeyError, ValueError) as err:
+                LOG.error("ignoring the stored address of %s uplink %s: %s", name, uplink_name, err)
     policies: dict[str, Policy] = {}
     for name, body in stored.policies.items():
         if name in homenets:

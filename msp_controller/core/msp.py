@@ -28,7 +28,7 @@ from msp_controller.core.switches import Pending, PortState, SwitchState, union
 from msp_controller.dataplane import ofmsg
 from msp_controller.dataplane.claims import ClaimGuard, binding_of
 from msp_controller.dataplane.flows.common import SwitchProgram
-from msp_controller.dataplane.flows.edge import default_route_flow, edge_base_program, edge_homenet_part
+from msp_controller.dataplane.flows.edge import default_route_flow, edge_base_program, edge_homenet_part, tunnel_exit
 from msp_controller.dataplane.flows.mspmb import host_flow, mspmb_program
 from msp_controller.dataplane.flows.underlay import underlay_program
 from msp_controller.dataplane.neighbors import RouterInterface, destination_of, handle_frame, solicit
@@ -42,7 +42,7 @@ from msp_controller.decide.choice import EGRESS, INGRESS, Direction, choose
 from msp_controller.decide.damping import FlapDamper, hold_s
 from msp_controller.decide.paths import PathPlan, TunnelPath, plan_homenet
 from msp_controller.decide.probes import PathStats, ProbeTracker, SlaJudge
-from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
+from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port, with_uplink_address
 from msp_controller.model.policy import Policy, default_policy, parse_policy
 
 Messages = dict[int, list[Any]]
@@ -198,6 +198,21 @@ class MspCore:
         effects.bgp.update(self._routes(old))  # the new prefixes, wherever it is announced
         return effects
 
+    def set_uplink_address(self, homenet: str, uplink: str, address: ipaddress.IPv4Address | None,
+                           now: float) -> Effects:
+        """An ISP gave a homenet's box a new address (a lease, a renumbering), or took it
+        away (None): the edges send that uplink's tunnels there and accept them only from
+        there. Only this homenet's parts change; its paths, probes and damping stay."""
+        state = self.homenets[homenet]
+        old = state.spec.uplink(uplink)  # KeyError: no such uplink
+        if old.address == address:
+            return Effects()
+        LOG.info("%s: uplink %s address %s -> %s", homenet, uplink, old.address, address)
+        spec = with_uplink_address(state.spec, uplink, address)
+        self.registry.homenets[homenet] = spec
+        state.spec = spec
+        return self._replan(state, now)
+
     def remove_homenet(self, name: str, now: float) -> Effects:
         """Stop serving a homenet: its flows and groups go from every switch, its prefixes are
         withdrawn, its state is forgotten."""
@@ -316,7 +331,7 @@ class MspCore:
         if part != OWN:
             state = self.homenets[part]
             internet = switch.numbers.get(self.registry.edge(role.name).internet_port)  # its BCP 38 drops
-            ports = tuple(switch.numbers.get(edge_tunnel_port(state.spec, u)) for u in state.spec.uplinks)
+            ports = tuple(switch.numbers.get(edge_tunnel_port(u)) for u in state.spec.uplinks)
             return state.spec, state.choices[INGRESS], state.plan.live, ports, internet
         if role.kind is Kind.MSPMB:
             state = self.homenets[role.name]
@@ -542,9 +557,13 @@ class MspCore:
             LOG.info("%s %s port %s: %s -> %s", role.kind.value, role.name, name, _port_text(before),
                      _port_text(port))
         if role.kind is Kind.EDGE:
-            owner = self.registry.tunnel_owner.get((role.name, name))
-            if owner is not None:
-                return self._replan(self.homenets[owner], now)
+            if (role.name, name) in self.registry.tunnel_ports:
+                # A slot's tunnel port serves every homenet there: rare (the edge's own
+                # underlay or provisioning), and each homenet is replanned on its own.
+                effects = Effects()
+                for homenet in self._affected(role):
+                    effects.merge(self._replan(homenet, now))
+                return effects
             effects = self._update_part(dpid, OWN)  # the Internet port: the edge's own flows
             if name == self.registry.edge(role.name).internet_port and \
                     (before and before.number) != (port and port.number):
@@ -572,7 +591,9 @@ class MspCore:
             return _internet_interface(edge), edge
         return None
 
-    def packet_in(self, dpid: int, in_port: int, table_id: int, data: bytes, now: float) -> Effects:
+    def packet_in(self, dpid: int, in_port: int, table_id: int, data: bytes, now: float,
+                  tunnel_id: int | None = None) -> Effects:
+        """tunnel_id: the VXLAN key a packet came in with (an edge's shared tunnel ports)."""
         switch = self.switches.get(dpid)
         role = self.role(dpid)
         if switch is None or role is None or not switch.reconciled:
@@ -582,7 +603,7 @@ class MspCore:
             return self._resolve_destination(dpid, switch, role, data, now)
         ports = switch.port_numbers()
         if role.kind is Kind.EDGE and self._is_tunnel_port(role, switch, in_port):
-            return self._probe_reply(dpid, in_port, data, now)
+            return self._probe_reply(dpid, in_port, tunnel_id, data, now)
         found = self._interface(role, in_port, ports)
         if found is None:
             self.ignored_packets += 1
@@ -608,7 +629,7 @@ class MspCore:
 
     def _is_tunnel_port(self, role: Role, switch: SwitchState, in_port: int) -> bool:
         name = switch.names.get(in_port)
-        return name is not None and (role.name, name) in self.registry.tunnel_owner
+        return name is not None and (role.name, name) in self.registry.tunnel_ports
 
     def _claim_guard(self, dpid: int) -> ClaimGuard:
         guard = self.claims.get(dpid)
@@ -789,8 +810,9 @@ class MspCore:
                 continue
             edge = self.registry.edge(path.edge)
             switch = self.switches.get(edge.dpid)
-            port = switch.ports.get(edge_tunnel_port(state.spec, state.spec.uplink(path.uplink))) if switch else None
-            if switch is None or not switch.reconciled or port is None:
+            uplink = state.spec.uplink(path.uplink)
+            port = switch.ports.get(edge_tunnel_port(uplink)) if switch else None
+            if switch is None or not switch.reconciled or port is None or uplink.address is None:
                 continue
             sequence = self.tracker.next_sequence(path)
             template = state.probe_templates.get(path)
@@ -800,31 +822,33 @@ class MspCore:
                     str(state.spec.lan_ipv4.ip))
             frame = template.frame(sequence, int(now * 1e9))
             self.tracker.sent(path, sequence, now)
-            effects.add(edge.dpid, [ofmsg.packet_out(port.number, frame)])
+            way = tunnel_exit(state.spec, uplink, port.number)
+            effects.add(edge.dpid, [ofmsg.packet_out(port.number, frame, way.actions)])
             if self.prober.sla.get(path):
                 self._to_judge.add(path.homenet)
         return effects.merge(self._judge_sla(now))
 
-    def _probe_reply(self, dpid: int, in_port: int, data: bytes, now: float) -> Effects:
+    def _probe_reply(self, dpid: int, in_port: int, tunnel_id: int | None, data: bytes, now: float) -> Effects:
         """A reflected probe counts only on its own path's tunnel port: a box can reach the
         controller only through its own tunnels, so it cannot speak for another's path."""
         probe = parse_probe(data)
         path = self.path_by_id.get(probe.path_id) if probe is not None else None
-        if probe is None or path is None or self._probe_port(path) != (dpid, in_port):
+        if probe is None or path is None or self._probe_port(path) != (dpid, in_port, tunnel_id):
             self.ignored_packets += 1
             return Effects()
         self.tracker.received(path, probe.sequence, now)
         return Effects()
 
-    def _probe_port(self, path: TunnelPath) -> tuple[int, int] | None:
-        """(edge dpid, port number) where the path's probes go out and come back."""
+    def _probe_port(self, path: TunnelPath) -> tuple[int, int, int] | None:
+        """(edge dpid, port number, VXLAN key) where the path's probes go out and come back
+        (the edge admits them only from the box's own address)."""
         state = self.homenets.get(path.homenet)
         edge = self.registry.edge(path.edge)
         switch = self.switches.get(edge.dpid)
         if state is None or switch is None:
             return None
-        port = switch.ports.get(edge_tunnel_port(state.spec, state.spec.uplink(path.uplink)))
-        return (edge.dpid, port.number) if port is not None else None
+        port = switch.ports.get(edge_tunnel_port(state.spec.uplink(path.uplink)))
+        return (edge.dpid, port.number, state.spec.id) if port is not None else None
 
     def path_stats(self, path: TunnelPath, now: float) -> PathStats:
         return self.tracker.stats(path, now)

@@ -66,7 +66,8 @@ def path_status(core: MspCore, homenet: Homenet, path: TunnelPath) -> PathStatus
     edge = core.registry.edge(path.edge)
     uplink = homenet.uplink(path.uplink)
     home_end = end_state(_port_live(core.switches.get(homenet.dpid), mspmb_tunnel_port(edge, uplink)))
-    edge_end = end_state(_port_live(core.switches.get(edge.dpid), edge_tunnel_port(homenet, uplink)))
+    edge_end = end_state(_port_live(core.switches.get(edge.dpid), edge_tunnel_port(uplink))
+                         if uplink.address else False)  # no address: the edge cannot send
     return PathStatus(path, combined((home_end, edge_end)), home_end, edge_end)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from msp_controller.dataplane.pipeline import EDGE, MSPMB, UNDERLAY, Pipeline
-from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
+from msp_controller.model.config import Edge, Homenet, MspConfig, edge_slot_port
 from msp_controller.model.errors import FieldError
 from msp_controller.model.homenet_index import HomenetIndex
 
@@ -36,7 +36,9 @@ class Registry:
         self.homenets: dict[str, Homenet] = {}
         self.roles: dict[int, Role] = {}
         self.at_edge: dict[str, dict[str, None]] = {edge.name: {} for edge in config.edges}  # ordered sets
-        self.tunnel_owner: dict[tuple[str, str], str] = {}  # (edge, port name) -> homenet
+        # (edge, port name) of each edge's tunnel ports: one per uplink slot, every homenet's.
+        self.tunnel_ports: set[tuple[str, str]] = {
+            (edge.name, edge_slot_port(slot)) for edge in config.edges for slot in range(len(edge.tunnel_addresses))}
         self.index = HomenetIndex(config.edges)
         for edge in config.edges:
             self.roles[edge.dpid] = Role(Kind.EDGE, edge.name, EDGE, edge=edge.name)
@@ -57,8 +59,6 @@ class Registry:
                                                     homenet=homenet.name)
         for edge in homenet.edges:
             self.at_edge[edge][homenet.name] = None
-            for uplink in homenet.uplinks:
-                self.tunnel_owner[(edge, edge_tunnel_port(homenet, uplink))] = homenet.name
 
     def remove(self, name: str) -> Homenet:
         homenet = self.homenets.pop(name)
@@ -67,8 +67,6 @@ class Registry:
             self.roles.pop(dpid, None)
         for edge in homenet.edges:
             self.at_edge[edge].pop(name, None)
-            for uplink in homenet.uplinks:
-                self.tunnel_owner.pop((edge, edge_tunnel_port(homenet, uplink)), None)
         return homenet
 
     @staticmethod

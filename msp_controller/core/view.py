@@ -60,7 +60,7 @@ def homenet_view(core: MspCore, name: str, now: float) -> dict[str, Any]:
             "path": str(path), "isp": path.uplink, "edge": path.edge,
             "state": status.state, "live": status.live,
             "ends": {"mspmb": status.mspmb_end, "edge": status.edge_end},
-            "edge_port": edge_tunnel_port(homenet, uplink), "mspmb_port": mspmb_tunnel_port(edge, uplink),
+            "edge_port": edge_tunnel_port(uplink), "mspmb_port": mspmb_tunnel_port(edge, uplink),
             "rtt_ms": _round(stats.rtt_ms), "jitter_ms": _round(stats.jitter_ms),
             "loss_pct": _round(stats.loss_pct), "probes": stats.samples,
             "tx_packets": counters.tx_packets, "tx_bytes": counters.tx_bytes,

@@ -8,6 +8,7 @@ there" from "must change" without comparing OVS's normalised text.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,9 +249,11 @@ def barrier() -> parser.OFPBarrierRequest:
     return parser.OFPBarrierRequest(None)
 
 
-def packet_out(port: int, data: bytes) -> parser.OFPPacketOut:
+def packet_out(port: int, data: bytes, before: Sequence[Action] = ()) -> parser.OFPPacketOut:
+    """before: actions ahead of the output (a shared tunnel port's key and remote address)."""
     return parser.OFPPacketOut(None, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
-                               actions=[parser.OFPActionOutput(port, 0)], data=data)
+                               actions=[*(_ryu_action(a) for a in before), parser.OFPActionOutput(port, 0)],
+                               data=data)
 
 
 def flow_stats_request() -> parser.OFPFlowStatsRequest:

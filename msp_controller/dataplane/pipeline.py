@@ -68,10 +68,13 @@ MSPMB = Pipeline("mspmb", (
 ))
 
 # Edge (br-msp): tunnels from homenets, one Internet port.
+TUNNEL_MATCH = frozenset({"tunnel_id", "tun_ipv4_src"})
 EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS, EDGE_BALANCE = 0, 1, 2, 3
 EDGE = Pipeline("edge", (
-    Table(EDGE_CLASSIFY, "classify", L3_MATCH, frozenset({EDGE_EGRESS, EDGE_INGRESS})),
-    Table(EDGE_EGRESS, "egress", L3_MATCH, frozenset({EDGE_INGRESS}), REWRITES),
+    # Shared tunnel ports: a homenet's packets by key and its box's address; BFD goes back.
+    Table(EDGE_CLASSIFY, "classify", L3_MATCH | TUNNEL_MATCH, frozenset({EDGE_EGRESS, EDGE_INGRESS}),
+          frozenset({"tun_ipv4_dst"})),
+    Table(EDGE_EGRESS, "egress", L3_MATCH, frozenset({EDGE_INGRESS}), REWRITES | {"in_port"}),
     Table(EDGE_INGRESS, "ingress", L3_MATCH, frozenset({EDGE_BALANCE}), REWRITES | {BALANCE_TAG}),
     Table(EDGE_BALANCE, "balance", frozenset({BALANCE_TAG})),
 ))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port, mspmb_tunnel_port
+from msp_controller.model.config import Edge, Homenet, MspConfig, edge_slot_port, mspmb_tunnel_port
 
 Command = list[str]
 
@@ -35,7 +35,7 @@ def _port(bridge: str, port: str) -> Command:
     return ["--may-exist", "add-port", bridge, port]
 
 
-def _tunnel(bridge: str, port: str, remote_ip: str, key: int, bfd_ms: int | None,
+def _tunnel(bridge: str, port: str, remote_ip: str, key: int | str, bfd_ms: int | None,
             local_ip: str | None = None) -> Command:
     """A VXLAN port; with BFD every bfd_ms, or (None) with BFD off, explicitly, so that
     provisioning an existing port turns it off."""
@@ -65,25 +65,20 @@ def mspmb_commands(config: MspConfig, homenet: Homenet) -> list[Command]:
     return commands
 
 
-def edge_commands(config: MspConfig, edge: Edge,
-                  uplink_addresses: dict[tuple[str, str], str]) -> list[Command]:
+def edge_commands(config: MspConfig, edge: Edge) -> list[Command]:
     """Bridges and ports of an edge: br-msp (Internet port, tunnels) and br-up (underlay).
 
-    uplink_addresses maps (homenet, uplink) to the address the ISP gave that uplink: the
-    edge's tunnel ends there. (With zero-touch provisioning the MSPMB reports it.)
-    The edge's tunnels run no BFD: they return the MSPMB's (docs/design.md).
+    One flow-based VXLAN port per uplink slot serves every homenet: the controller's flows
+    pick a homenet by key and box address, so adding a homenet adds no port. The edge's
+    tunnels run no BFD: they return the MSPMB's (docs/design.md).
     """
     commands = _bridge(edge.bridge, edge.dpid, config)
     commands.append(_port(edge.bridge, edge.internet_port))
     commands += _bridge(edge.underlay_bridge, edge.underlay_dpid, config)
     commands.append(_port(edge.underlay_bridge, edge.underlay_port))
-    for homenet in config.homenets:
-        if edge.name not in homenet.edges:
-            continue
-        for uplink in homenet.uplinks:
-            remote = uplink_addresses[(homenet.name, uplink.name)]
-            commands.append(_tunnel(edge.bridge, edge_tunnel_port(homenet, uplink), remote,
-                                    homenet.id, None, local_ip=str(edge.tunnel_ip(uplink.slot))))
+    for slot in range(len(edge.tunnel_addresses)):
+        commands.append(_tunnel(edge.bridge, edge_slot_port(slot), "flow", "flow", None,
+                                local_ip=str(edge.tunnel_ip(slot))))
     return commands
 
 

@@ -60,7 +60,8 @@ def homenet_graph(config: MspConfig, homenet: Homenet, liveness: PortLiveness,
         for edge_name in homenet.edges:
             edge = config.edge(edge_name)
             home_end = liveness.get((homenet.dpid, mspmb_tunnel_port(edge, uplink)))
-            edge_end = liveness.get((edge.dpid, edge_tunnel_port(homenet, uplink)))
+            # The edge can send into the tunnel only once it knows where the box's end is.
+            edge_end = liveness.get((edge.dpid, edge_tunnel_port(uplink))) if uplink.address else False
             # A tunnel is dead only when one of its ends says so: an end we cannot see yet
             # (switch reconnecting) must not make us move traffic that is flowing.
             known = bool(home_end) and bool(edge_end)

@@ -6,6 +6,7 @@ keeps whatever config it had before.
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -41,6 +42,9 @@ class Uplink:
     port: str  # the MSPMB's interface towards this ISP
     underlay_dpid: int  # datapath id of the bridge that carries this uplink's tunnel packets
     slot: int  # index among the homenet's uplinks: selects the edge tunnel address
+    # The address the ISP gave this uplink, where the edge's tunnel ends: static here, or
+    # reported at run time by the box (a DHCP lease); None until it is known.
+    address: ipaddress.IPv4Address | None = None
 
     @property
     def bridge(self) -> str:
@@ -170,9 +174,22 @@ class MspConfig:
         raise KeyError(name)
 
 
-def edge_tunnel_port(homenet: Homenet, uplink: Uplink) -> str:
-    """Name of the edge's tunnel port towards one uplink of one homenet."""
-    return f"hn{homenet.id}-{uplink.name}"
+def edge_tunnel_port(uplink: Uplink) -> str:
+    """Name of the edge's tunnel port for one uplink slot: one flow-based VXLAN port serves
+    that slot of every homenet (the VXLAN key selects the homenet, the uplink's address
+    its end), so an edge holds no port per homenet."""
+    return edge_slot_port(uplink.slot)
+
+
+def with_uplink_address(homenet: Homenet, uplink: str, address: ipaddress.IPv4Address | None) -> Homenet:
+    """The homenet with one uplink's address changed (KeyError: no such uplink)."""
+    homenet.uplink(uplink)
+    return dataclasses.replace(homenet, uplinks=tuple(
+        dataclasses.replace(u, address=address) if u.name == uplink else u for u in homenet.uplinks))
+
+
+def edge_slot_port(slot: int) -> str:
+    return f"vxlan-slot{slot}"
 
 
 def mspmb_tunnel_port(edge: Edge, uplink: Uplink) -> str:
@@ -398,6 +415,7 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
             port=uplink_table.string("port", PORT_NAME),
             underlay_dpid=uplink_table.dpid("underlay_datapath_id"),
             slot=slot,
+            address=uplink_table.address("address", ipaddress.IPv4Address, required=False),
         ))
         uplink_table.check_unknown()
     _unique([u.name for u in uplinks], table.path("uplinks"), "uplink name")

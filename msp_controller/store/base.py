@@ -15,6 +15,8 @@ class StoredState:
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> policy (API JSON)
     deleted: frozenset[str] = frozenset()  # deleted at run time: not seeded from the config again
     leases: tuple[tuple[str, str, str], ...] = ()  # DHCP bindings: (homenet, address, MAC)
+    # (homenet, uplink) -> the address its ISP leased, as the box last reported it
+    uplink_addresses: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -30,5 +32,6 @@ class Store(Protocol):
     def put_policy(self, name: str, policy: dict[str, Any]) -> None: ...
 
     def put_leases(self, changes: Sequence[LeaseChange]) -> None: ...
+    def put_uplink_address(self, name: str, uplink: str, address: str | None) -> None: ...
 
     def close(self) -> None: ...

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS policies (name TEXT PRIMARY KEY, policy TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS deleted (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS leases (homenet TEXT NOT NULL, ip TEXT NOT NULL, mac TEXT NOT NULL,
                                    PRIMARY KEY (homenet, ip));
+CREATE TABLE IF NOT EXISTS uplink_addresses (name TEXT, uplink TEXT, address TEXT NOT NULL,
+                                             PRIMARY KEY (name, uplink));
 """
 
 
@@ -42,7 +44,9 @@ class SqliteStore:
         policies = {name: json.loads(p) for name, p in self._db.execute("SELECT name, policy FROM policies")}
         deleted = frozenset(name for (name,) in self._db.execute("SELECT name FROM deleted"))
         leases = tuple(self._db.execute("SELECT homenet, ip, mac FROM leases"))
-        return StoredState(homenets, policies, deleted, leases)
+        addresses = {(name, uplink): address for name, uplink, address
+                     in self._db.execute("SELECT name, uplink, address FROM uplink_addresses")}
+        return StoredState(homenets, policies, deleted, leases, addresses)
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -68,6 +72,7 @@ class SqliteStore:
         self._write([("DELETE FROM homenets WHERE name = ?", (name,)),
                      ("DELETE FROM policies WHERE name = ?", (name,)),
                      ("DELETE FROM leases WHERE homenet = ?", (name,)),
+                     ("DELETE FROM uplink_addresses WHERE name = ?", (name,)),
                      ("INSERT OR REPLACE INTO deleted (name) VALUES (?)", (name,))])
 
     def put_policy(self, name: str, policy: dict[str, Any]) -> None:
@@ -80,6 +85,13 @@ class SqliteStore:
                      ("INSERT OR REPLACE INTO leases (homenet, ip, mac) VALUES (?, ?, ?)", (c.homenet, c.ip, c.mac))
                      for c in changes])
 
+    def put_uplink_address(self, name: str, uplink: str, address: str | None) -> None:
+        if address is None:
+            self._write([("DELETE FROM uplink_addresses WHERE name = ? AND uplink = ?", (name, uplink))])
+        else:
+            self._write([("INSERT OR REPLACE INTO uplink_addresses (name, uplink, address) VALUES (?, ?, ?)",
+                          (name, uplink, address))])
+
     def close(self) -> None:
         self._db.close()
 
@@ -91,24 +103,26 @@ class MemoryStore:
         self.state = StoredState()
 
     def load(self) -> StoredState:
-        return StoredState(dict(self.state.homenets), dict(self.state.policies), self.state.deleted, self.state.leases)
+        return dataclasses.replace(self.state, homenets=dict(self.state.homenets),
+                                   policies=dict(self.state.policies),
+                                   uplink_addresses=dict(self.state.uplink_addresses))
 
     def put_homenet(self, name: str, spec: dict[str, Any], policy: dict[str, Any] | None) -> None:
         policies = dict(self.state.policies)
         if policy is not None:
             policies[name] = policy
-        self.state = StoredState({**self.state.homenets, name: spec}, policies, self.state.deleted - {name},
-                                 self.state.leases)
+        self.state = dataclasses.replace(self.state, homenets={**self.state.homenets, name: spec},
+                                         policies=policies, deleted=self.state.deleted - {name})
 
     def delete_homenet(self, name: str) -> None:
         self.state = StoredState({k: v for k, v in self.state.homenets.items() if k != name},
                                  {k: v for k, v in self.state.policies.items() if k != name},
                                  self.state.deleted | {name},
-                                 tuple(lease for lease in self.state.leases if lease[0] != name))
+                                 tuple(lease for lease in self.state.leases if lease[0] != name),
+                                 {k: v for k, v in self.state.uplink_addresses.items() if k[0] != name})
 
     def put_policy(self, name: str, policy: dict[str, Any]) -> None:
-        self.state = StoredState(self.state.homenets, {**self.state.policies, name: policy}, self.state.deleted,
-                                 self.state.leases)
+        self.state = dataclasses.replace(self.state, policies={**self.state.policies, name: policy})
 
     def put_leases(self, changes: Sequence[LeaseChange]) -> None:
         leases = {(h, ip): mac for h, ip, mac in self.state.leases}
@@ -118,6 +132,12 @@ class MemoryStore:
             else:
                 leases[(change.homenet, change.ip)] = change.mac
         self.state = dataclasses.replace(self.state, leases=tuple((h, ip, mac) for (h, ip), mac in leases.items()))
+
+    def put_uplink_address(self, name: str, uplink: str, address: str | None) -> None:
+        addresses = {k: v for k, v in self.state.uplink_addresses.items() if k != (name, uplink)}
+        if address is not None:
+            addresses[(name, uplink)] = address
+        self.state = dataclasses.replace(self.state, uplink_addresses=addresses)
 
     def close(self) -> None:
         pass

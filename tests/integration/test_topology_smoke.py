@@ -131,15 +131,17 @@ def test_each_box_runs_its_own_ovs(ref):
         assert mspmb.vsctl("get", "interface", port, "options:remote_ip").strip() == f'"{remote}"'
         assert mspmb.vsctl("get", "interface", port, "bfd:enable").strip() == '"true"'
         assert mspmb.vsctl("get", "interface", port, "options:key").strip() == '"1"'
-    # Each edge: a tunnel per homenet uplink, from its own tunnel address, with no BFD of
-    # its own (it returns the MSPMB's).
+    # Each edge: one flow-based tunnel per uplink slot, shared by every homenet, from its
+    # own tunnel address, with no BFD of its own (it returns the MSPMB's).
     for edge in ref.config.edges:
         box = ref[edge.name]
-        for uplink, local in (("ispA", edge.tunnel_ip(0)), ("ispB", edge.tunnel_ip(1))):
-            port = f"hn1-{uplink}"
+        for slot, local in enumerate((edge.tunnel_ip(0), edge.tunnel_ip(1))):
+            port = f"vxlan-slot{slot}"
             assert box.vsctl("get", "interface", port, "type").strip() == "vxlan"
             assert box.vsctl("get", "interface", port, "bfd:enable").strip() == '"false"'
             assert box.vsctl("get", "interface", port, "options:local_ip").strip() == f'"{local}"'
+            assert box.vsctl("get", "interface", port, "options:remote_ip").strip().strip('"') == "flow"
+            assert box.vsctl("get", "interface", port, "options:key").strip().strip('"') == "flow"
     assert "ovs-netdev" in mspmb.appctl("dpif/show")
     with pytest.raises(CommandError, match="no bridge named"):
         mspmb.vsctl("get-controller", "br-nonesuch")
@@ -323,7 +325,8 @@ def test_bgp_chain_with_a_stand_in_speaker(ref):
 UNDERLAYS = (("mspmb", "br-ispA"), ("mspmb", "br-ispB"), ("edge1", "br-up"), ("edge2", "br-up"))
 TUNNELS = (("mspmb", "edge1-ispA"), ("mspmb", "edge1-ispB"), ("mspmb", "edge2-ispA"), ("mspmb", "edge2-ispB"))
 # What the controller would install at each edge for BFD: back out of the tunnel it came in.
-EDGE_BFD_RETURN = "priority=400,udp,tp_dst=3784,actions=in_port"
+# The edges' ports are flow-based: BFD goes back to whichever box sent it (here, by hand).
+EDGE_BFD_RETURN = "priority=400,udp,tp_dst=3784,actions=move:NXM_NX_TUN_IPV4_SRC[]->NXM_NX_TUN_IPV4_DST[],in_port"
 
 
 def _normal_flows(ref, on: bool, bridges=UNDERLAYS) -> None:

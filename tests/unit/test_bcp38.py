@@ -10,7 +10,8 @@ from msp_controller.core import PortState
 from msp_controller.dataplane.flows.edge import PRIO_BCP38
 from msp_controller.model.config import MspConfig, parse_homenet
 from tests.fakeoftable import FakeSwitch
-from tests.harness import EDGE, EDGE2, H1_MAC, HOME, PORTS, UPSTREAM2_MAC, UPSTREAM_MAC, Harness, arp_frame, udp4, udp6
+from tests.harness import (EDGE, EDGE2, H1_MAC, HOME, PORTS, UPSTREAM2_MAC, UPSTREAM_MAC, Harness, arp_frame, udp4,
+                           udp6, link_tunnels, via_tunnel)
 from tests.unit.test_runtime_homenets import HOME2, HOME2_BOXES, home2_body, two_homenet_ports
 
 H1_4, H1_6 = "198.51.100.10", "2001:db8:100::10"
@@ -70,9 +71,9 @@ def test_a_homenets_tunnel_carries_only_its_own_sources_at_the_edge(net):
     """Even a compromised MSPMB cannot send another network's addresses into the Internet."""
     macs = ("02:00:00:00:00:01", "02:00:00:00:00:02")
     for src in ("192.0.2.66", H2_HOST):
-        assert net.switch(EDGE).process(TUNNEL_A, udp4(src, FOREIGN4, *macs)) == [], src
-    assert net.switch(EDGE).process(TUNNEL_A, udp6("2001:db8:999::1", FOREIGN6, *macs)) == []
-    assert net.switch(EDGE).process(TUNNEL_A, udp4(SPOOF4, FOREIGN4, *macs)) != []
+        assert net.switch(EDGE).process(TUNNEL_A, via_tunnel(net.config, udp4(src, FOREIGN4, *macs))) == [], src
+    assert net.switch(EDGE).process(TUNNEL_A, via_tunnel(net.config, udp6("2001:db8:999::1", FOREIGN6, *macs))) == []
+    assert net.switch(EDGE).process(TUNNEL_A, via_tunnel(net.config, udp4(SPOOF4, FOREIGN4, *macs))) != []
 
 
 # --- a homenet created at run time ----------------------------------------------------------------
@@ -84,8 +85,7 @@ def two(config: MspConfig, reference_data: dict[str, Any]) -> Harness:
     for dpid in HOME2_BOXES:
         harness.network.switches.pop(dpid, None)
         harness.network.add_switch(FakeSwitch(dpid, {n: True for n in harness.ports[dpid].values()}))
-    for home2_port, edge_dpid, edge_port in ((11, EDGE, 21), (12, EDGE, 22), (13, EDGE2, 21), (14, EDGE2, 22)):
-        harness.network.link(HOME2, home2_port, edge_dpid, edge_port)
+    link_tunnels(harness.network, config, HOME2, parse_homenet(home2_body(reference_data), config))
     for dpid in PORTS:
         harness.connect(dpid)
     harness.learn_hosts_and_upstream()

@@ -5,7 +5,7 @@ import pytest
 
 from msp_controller.dataplane.probe_packet import build_probe
 from msp_controller.model.errors import FieldError
-from tests.harness import EDGE, EDGE2, H1_MAC, HOME, UPSTREAM_MAC, Harness, udp4, udp6
+from tests.harness import EDGE, EDGE2, H1_MAC, HOME, UPSTREAM_MAC, Harness, udp4, udp6, via_tunnel
 
 SERVER4, SERVER6, H1_4, H1_6 = "203.0.113.10", "2001:db8:200::10", "198.51.100.10", "2001:db8:100::10"
 TUNNEL_A, TUNNEL_B, TUNNEL_A2, TUNNEL_B2 = 11, 12, 13, 14
@@ -94,10 +94,10 @@ def _probe_round(net: Harness, lose: set[str]) -> None:
         for message in batch:
             if not hasattr(message, "data") or dpid not in (EDGE, EDGE2):
                 continue
-            port = message.actions[0].port
+            port = message.actions[-1].port
             uplink = {EDGE_TUNNEL_A: "ispA", EDGE_TUNNEL_B: "ispB"}[port]
             if uplink not in lose:
-                net.apply(net.core.packet_in(dpid, port, 0, bytes(message.data), net.now + 0.002))
+                net.apply(net.core.packet_in(dpid, port, 0, bytes(message.data), net.now + 0.002, tunnel_id=1))
 
 
 def test_probes_measure_and_sla_class_leaves_a_lossy_path(net, config):
@@ -133,7 +133,26 @@ def test_probe_frames_are_reflected_by_the_mspmb(net, config):
              "udp_src": 47000, "udp_dst": 47000}
     assert [o.port for o in net.switch(HOME).process(TUNNEL_A, probe)] == ["IN_PORT"] or \
         [o.port for o in net.switch(HOME).process(TUNNEL_A, probe)] == [TUNNEL_A]
-    assert [o.port for o in net.switch(EDGE).process(EDGE_TUNNEL_A, probe)] == ["CONTROLLER"]
+    assert [o.port for o in net.switch(EDGE).process(EDGE_TUNNEL_A, via_tunnel(config, probe))] == ["CONTROLLER"]
+    # from another address on the same shared port: not the box's, not timed
+    forged = {**via_tunnel(config, probe), "tun_ipv4_src": "198.18.1.99"}
+    assert net.switch(EDGE).process(EDGE_TUNNEL_A, forged) == []
+
+
+def test_a_probe_reply_with_another_homenets_key_is_ignored(net):
+    """On the shared tunnel port, the VXLAN key says whose reply it is: home1's path does
+    not count a reply that came with key 2."""
+    path_a = next(p for p in net.core.plan("home1").paths if p.uplink == "ispA" and p.edge == "edge1")
+    for _ in range(20):
+        net.now += 0.05
+        for message in net.core.probe_tick(net.now).get(EDGE, []):
+            if hasattr(message, "data") and message.actions[-1].port == EDGE_TUNNEL_A:
+                ignored = net.core.ignored_packets
+                net.apply(net.core.packet_in(EDGE, EDGE_TUNNEL_A, 0, bytes(message.data), net.now + 0.002,
+                                             tunnel_id=2))
+                assert net.core.ignored_packets == ignored + 1
+    net.now += 2.0
+    assert net.core.path_stats(path_a, net.now).loss_pct == 100.0
 
 
 def test_edge1_lost_moves_both_directions_to_edge2(net, config):
@@ -153,9 +172,9 @@ def test_a_probe_reply_counts_only_on_its_own_paths_port(net):
         net.now += 0.05
         messages = net.core.probe_tick(net.now)
         for message in messages.get(EDGE, []):
-            if hasattr(message, "data") and message.actions[0].port == EDGE_TUNNEL_A:
+            if hasattr(message, "data") and message.actions[-1].port == EDGE_TUNNEL_A:
                 ignored = net.core.ignored_packets
-                net.apply(net.core.packet_in(EDGE, EDGE_TUNNEL_B, 0, bytes(message.data), net.now + 0.002))
+                net.apply(net.core.packet_in(EDGE, EDGE_TUNNEL_B, 0, bytes(message.data), net.now + 0.002, tunnel_id=1))
                 assert net.core.ignored_packets == ignored + 1
     net.now += 2.0
     stats = net.core.path_stats(path_a, net.now)

@@ -7,7 +7,7 @@ from msp_controller.core import MspCore
 from msp_controller.core.switches import union
 from msp_controller.dataplane import ofmsg
 from msp_controller.model.policy import DEFAULT_DAMPING_RECOVER_S
-from tests.harness import EDGE, EDGE_UNDERLAY, H1_MAC, HOME, LOCAL, UNDERLAY_A, UPSTREAM_MAC, Harness, udp4, udp6
+from tests.harness import EDGE, EDGE_UNDERLAY, H1_MAC, HOME, LOCAL, UNDERLAY_A, UPSTREAM_MAC, Harness, udp4, udp6, via_tunnel
 
 SERVER4, SERVER6 = "203.0.113.10", "2001:db8:200::10"
 H1_4, H1_6 = "198.51.100.10", "2001:db8:100::10"
@@ -62,7 +62,7 @@ def test_tunnel_a_not_live_moves_egress_to_b(net, config):
 def test_tunnel_dead_at_the_far_end_only_moves_both_directions(net, config):
     """BFD down at the edge but not (yet) at the MSPMB: the controller reorders both ends."""
     gw = config.homenet("home1").gateway_mac
-    net.set_live(EDGE, "hn1-ispA", False)
+    net.set_live(EDGE, "vxlan-slot0", False)
     net.switch(EDGE).set_port_live(TUNNEL_A, False)
     assert _tunnel_taken(net, udp4(H1_4, SERVER4, H1_MAC, gw)) == TUNNEL_B
     inbound = net.switch(EDGE).process(INTERNET, udp4(SERVER4, H1_4, UPSTREAM_MAC, config.edge("edge1").internet_mac))
@@ -110,8 +110,8 @@ def test_spoofed_source_from_a_host_is_dropped(net, config):
 def test_spoofed_source_arriving_at_the_edge_is_dropped(net, config):
     """Even if an MSPMB were compromised, the edge only admits the homenet's prefixes."""
     spoofed = udp4("192.0.2.66", SERVER4, "02:00:00:00:00:01", "02:00:00:00:00:02")
-    assert net.switch(EDGE).process(TUNNEL_A, spoofed) == []
-    assert net.switch(EDGE).process(TUNNEL_A, udp4(H1_4, SERVER4, "02:00:00:00:00:01", "02:00:00:00:00:02")) != []
+    assert net.switch(EDGE).process(TUNNEL_A, via_tunnel(net.config, spoofed)) == []
+    assert net.switch(EDGE).process(TUNNEL_A, via_tunnel(net.config, udp4(H1_4, SERVER4, "02:00:00:00:00:01", "02:00:00:00:00:02"))) != []
 
 
 def test_internet_traffic_not_for_the_pi_prefix_is_dropped(net, config):

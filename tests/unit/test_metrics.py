@@ -22,7 +22,7 @@ from msp_controller.model.config import MspConfig, parse_homenet
 from tests.harness import EDGE, EDGE2, HOME, Harness
 
 SESSIONS = {"198.19.0.11": "established", "198.19.0.12": "active"}
-EDGE_PORTS = {"hn1-ispA": 11, "hn1-ispB": 12}  # the edges' tunnel ports (tests/harness.py)
+EDGE_PORTS = {"vxlan-slot0": 11, "vxlan-slot1": 12}  # the edges' tunnel ports (tests/harness.py)
 RTT_S = 0.004
 
 
@@ -59,9 +59,9 @@ def _probe_rounds(harness: Harness, rounds: int, lossy_port: int | None = None) 
             for message in batch:
                 if dpid not in (EDGE, EDGE2) or not hasattr(message, "data"):
                     continue
-                port = message.actions[0].port
+                port = message.actions[-1].port
                 if port != lossy_port:
-                    harness.apply(harness.core.packet_in(dpid, port, 0, bytes(message.data), harness.now + RTT_S))
+                    harness.apply(harness.core.packet_in(dpid, port, 0, bytes(message.data), harness.now + RTT_S, tunnel_id=1))
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def measured(net: Harness) -> Harness:
     """Every box connected; edge1's ISP B path dead at the MSPMB, ISP A probed, edge2's ISP B
     losing every probe."""
     net.set_live(HOME, "edge1-ispB", False)
-    _probe_rounds(net, 60, lossy_port=EDGE_PORTS["hn1-ispB"])
+    _probe_rounds(net, 60, lossy_port=EDGE_PORTS["vxlan-slot1"])
     return net
 
 

@@ -61,7 +61,7 @@ def build_network() -> tuple[Harness, list[tuple[int, int, bytes]]]:
     harness.connect_all()
     harness.learn_hosts_and_upstream()
     harness.now = 1.0
-    probes = [(dpid, message.actions[0].port, bytes(message.data))
+    probes = [(dpid, message.actions[-1].port, bytes(message.data))
               for dpid, messages in harness.apply(harness.core.probe_tick(harness.now)).items()
               for message in messages if isinstance(message, ofmsg.parser.OFPPacketOut)]
     return harness, probes
@@ -287,13 +287,14 @@ def arrivals(harness: Harness, genuine: list[tuple[int, int, bytes]]) -> st.Sear
 
 # --- the property ---------------------------------------------------------------------------------
 
-def feed(harness: Harness, dpid: int, in_port: int, table_id: int, frame: bytes) -> None:
+def feed(harness: Harness, dpid: int, in_port: int, table_id: int, frame: bytes,
+         tunnel_id: int | None = None) -> None:
     core = harness.core
     before = decisions(core)
     harness.now += 0.013
     ignored = core.ignored_packets
     with time_limit(PACKET_IN_LIMIT_S):
-        effects = core.packet_in(dpid, in_port, table_id, frame, harness.now)
+        effects = core.packet_in(dpid, in_port, table_id, frame, harness.now, tunnel_id=tunnel_id)
     kinds = sorted({type(m).__name__ for messages in effects.values() for m in messages})
     event(f"{'ignored' if core.ignored_packets > ignored else 'handled'}: {', '.join(kinds) or 'nothing sent'}")
     assert set(effects) <= {dpid}, f"messages to {set(effects)} for a frame from {dpid:#x}"
@@ -308,20 +309,22 @@ def feed(harness: Harness, dpid: int, in_port: int, table_id: int, frame: bytes)
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[Harness, list[tuple[int, int, int, bytes]]]:
+def scenarios(draw: st.DrawFn) -> tuple[Harness, list[tuple[int, int, int, bytes, int | None]]]:
     harness, genuine = build_network()
     arrive, frame = arrivals(harness, genuine), frames(genuine)
-    events = draw(st.lists(st.tuples(arrive, frame), min_size=1, max_size=8))
-    return harness, [(dpid, port, table, data) for (dpid, port, table), data in events]
+    # The VXLAN key a frame came in with: the reference homenet's, another's, none.
+    keys = st.sampled_from([1, 1, 2, 0xFFFFFF, None])
+    events = draw(st.lists(st.tuples(arrive, frame, keys), min_size=1, max_size=8))
+    return harness, [(dpid, port, table, data, key) for (dpid, port, table), data, key in events]
 
 
 @FUZZ
 @given(scenarios())
 def test_malformed_frames_change_no_decision_and_raise_nothing(
-        scenario: tuple[Harness, list[tuple[int, int, int, bytes]]]) -> None:
+        scenario: tuple[Harness, list[tuple[int, int, int, bytes, int | None]]]) -> None:
     harness, events = scenario
-    for dpid, port, table, frame in events:
-        feed(harness, dpid, port, table, frame)
+    for dpid, port, table, frame, key in events:
+        feed(harness, dpid, port, table, frame, key)
 
 
 @FUZZ

@@ -17,6 +17,9 @@ A1, B1 = TunnelPath("home1", "ispA", "edge1"), TunnelPath("home1", "ispB", "edge
 A2, B2 = TunnelPath("home1", "ispA", "edge2"), TunnelPath("home1", "ispB", "edge2")
 
 
+SLOTS = {"ispA": 0, "ispB": 1}  # the edge's shared tunnel port for each uplink's slot
+
+
 def liveness(dead_home=(), dead_edge=(), unknown=()):
     """Every tunnel end live except those named (as (isp, edge) pairs)."""
     ports = {}
@@ -24,7 +27,7 @@ def liveness(dead_home=(), dead_edge=(), unknown=()):
         if (isp, edge) in unknown:
             continue
         ports[(HOME_DPID, home_port)] = (isp, edge) not in dead_home
-        ports[(edge_dpid, f"hn1-{isp}")] = (isp, edge) not in dead_edge
+        ports[(edge_dpid, f"vxlan-slot{SLOTS[isp]}")] = (isp, edge) not in dead_edge
     return ports
 
 

@@ -18,7 +18,7 @@ from msp_controller.model.errors import FieldError
 from msp_controller.model.policy import policy_to_json
 from msp_controller.store import SqliteStore
 from tests.fakeoftable import FakeSwitch
-from tests.harness import EDGE, EDGE2, HOME, PORTS, UNDERLAY_A, UNDERLAY_B, Harness, udp4
+from tests.harness import EDGE, EDGE2, HOME, PORTS, UNDERLAY_A, UNDERLAY_B, Harness, link_tunnels, udp4
 
 HOME2, UNDERLAY2_A, UNDERLAY2_B = 0x201, 0x211, 0x212
 HOME1_BOXES = {HOME, UNDERLAY_A, UNDERLAY_B}
@@ -32,6 +32,7 @@ def home2_body(reference_data: dict[str, Any], **changes: Any) -> dict[str, Any]
     del body["lan_ipv6"]
     for index, uplink in enumerate(body["uplinks"]):
         uplink["underlay_datapath_id"] = UNDERLAY2_A + index
+        uplink["address"] = f"198.18.{index + 1}.3"  # its box, on the same ISPs as home1's
     body.update(changes)
     return body
 
@@ -41,8 +42,6 @@ def two_homenet_ports() -> dict[int, dict[str, int]]:
     ports[HOME2] = dict(PORTS[HOME])
     ports[UNDERLAY2_A] = {"mspmb-ispA": 1}
     ports[UNDERLAY2_B] = {"mspmb-ispB": 1}
-    for edge in (EDGE, EDGE2):
-        ports[edge].update({"hn2-ispA": 21, "hn2-ispB": 22})
     return ports
 
 
@@ -55,10 +54,7 @@ def two(config: MspConfig, reference_data: dict[str, Any]) -> Harness:
     for dpid, names in harness.ports.items():
         if dpid not in harness.network.switches:
             harness.network.add_switch(FakeSwitch(dpid, {n: True for n in names.values()}))
-    harness.network.link(HOME2, 11, EDGE, 21)
-    harness.network.link(HOME2, 12, EDGE, 22)
-    harness.network.link(HOME2, 13, EDGE2, 21)
-    harness.network.link(HOME2, 14, EDGE2, 22)
+    link_tunnels(harness.network, config, HOME2, parse_homenet(home2_body(reference_data), config))
     for dpid in PORTS:
         harness.connect(dpid)
     harness.learn_hosts_and_upstream()
@@ -108,7 +104,7 @@ def test_an_event_on_one_homenet_sends_nothing_to_another(two, reference_data):
     assert not _touched(effects) & HOME2_BOXES
     for dpid in (EDGE, EDGE2):
         assert not _group_ids(effects.get(dpid, [])) & home2_groups
-    effects = Effects(two.set_live(EDGE, "hn2-ispA", False))
+    effects = Effects(two.set_live(HOME2, "edge1-ispA", False))
     assert not _touched(effects) & HOME1_BOXES
 
 

@@ -30,7 +30,20 @@ FULL_PORT_MASK = 0xFFFF
 LINK_BITS = 8  # BALANCE_TAG holds the class's group id above the hash link
 PATH_GROUP_SHIFT = 24  # a balanced path's group: (position + 1) << 24 | the class's group id
 
-PortOf = Callable[[TunnelPath], int | None]  # this switch's port for a path, None if not here
+
+
+@dataclass(frozen=True)
+class TunnelExit:
+    """A tunnel port shared by many tunnels (an edge's flow-based port), and the actions
+    that pick one of them (the VXLAN key and remote address) before the packet leaves."""
+
+    port: int
+    actions: tuple[Action, ...]
+
+
+# This switch's way out for a path: a port of its own, a shared tunnel port, or None if
+# the path does not pass here.
+PortOf = Callable[[TunnelPath], "int | TunnelExit | None"]
 # The paths a group may use, when the switch cannot tell a dead tunnel itself (an edge's
 # tunnels carry no BFD: the controller relays the MSPMB's verdict); None: every path.
 Live = Collection[TunnelPath] | None
@@ -60,7 +73,13 @@ def _failover_group(gid: int, paths: Sequence[TunnelPath], port_of: PortOf, live
     # trusted one remains: it could not take over faster than the controller anyway, and a
     # flapping path then costs no group change. Elsewhere BFD keeps it as the last resort.
     trusted = [(path, port) for path, port in usable if path not in damped] if live is not None else usable
-    return Group(gid, "ff", tuple(Bucket((Output(port),), watch_port=port) for _, port in (trusted or usable)))
+    return Group(gid, "ff", tuple(_bucket(way) for _, way in (trusted or usable)))
+
+
+def _bucket(way: int | TunnelExit) -> Bucket:
+    if isinstance(way, TunnelExit):
+        return Bucket((*way.actions, Output(way.port)), watch_port=way.port)
+    return Bucket((Output(way),), watch_port=way)
 
 
 def hash_links(weights: Sequence[int]) -> tuple[int, ...]:

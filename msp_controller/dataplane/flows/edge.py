@@ -1,9 +1,11 @@
 """An MSP edge (br-msp): check and forward homenet packets to the Internet, and back.
 
-The edge's tunnels run no BFD of their own: each BFD packet of the MSPMB goes straight
-back through the tunnel it came in on, in the datapath, so the MSPMB's session fails when
-either direction fails, and the edge pays no BFD state per homenet. The controller relays
-the MSPMB's verdict: the edge's groups hold only the paths the plan says are live.
+The edge has one flow-based VXLAN port per uplink slot, shared by every homenet: a
+homenet's packets are told apart by their VXLAN key and the address of the box's uplink,
+and sent back with both set. Its tunnels run no BFD of their own: each BFD packet of the
+MSPMB goes straight back to where it came from, in the datapath, so the MSPMB's session
+fails when either direction fails, and the edge pays no BFD state per homenet. The
+controller relays the MSPMB's verdict: the edge's groups hold only the live paths.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from collections.abc import Collection
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from msp_controller.dataplane.flows.classes import PRIO_CLASS, class_forwarding, flow_matches
+from msp_controller.dataplane.flows.classes import PRIO_CLASS, TunnelExit, class_forwarding, flow_matches
 from msp_controller.dataplane.flows.qos import marking
 from msp_controller.dataplane.flows.common import (
     BFD_UDP_PORT,
@@ -33,11 +35,30 @@ from msp_controller.dataplane.pipeline import EDGE_BALANCE, EDGE_CLASSIFY, EDGE_
 from msp_controller.dataplane.probe_packet import PROBE_UDP_PORT
 from msp_controller.decide.choice import DirectionChoice
 from msp_controller.decide.paths import TunnelPath
-from msp_controller.model.config import Edge, Homenet, MspConfig, edge_tunnel_port
+from msp_controller.model.config import Edge, Homenet, MspConfig, Uplink, edge_tunnel_port
 
 # BCP 38 at the Internet port: above the admission flows (PRIO_ADMIT), below the neighbour
 # punts (PRIO_NEIGHBOR), so that no two flows of one priority overlap in the table.
 PRIO_BCP38 = 250
+
+
+def tunnel_match(homenet: Homenet, uplink: Uplink, port: int) -> dict[str, object]:
+    """Packets of one homenet's uplink at the edge: its slot's port, its key, its address.
+    Only the address its ISP gave the box is accepted: another box cannot speak for it."""
+    assert uplink.address is not None
+    return {"in_port": port, "tunnel_id": homenet.id, "tun_ipv4_src": str(uplink.address)}
+
+
+def tunnel_exit(homenet: Homenet, uplink: Uplink, port: int) -> TunnelExit:
+    """How the edge sends into one homenet's tunnel over one uplink."""
+    assert uplink.address is not None
+    return TunnelExit(port, (SetField("tunnel_id", homenet.id), SetField("tun_ipv4_dst", str(uplink.address))))
+
+
+def _tunnel_ports(homenet: Homenet, ports: PortNumbers) -> list[tuple[Uplink, int]]:
+    """The uplinks the edge can use: its slot's port exists and the uplink's address is known."""
+    return [(uplink, port) for uplink in homenet.uplinks
+            if uplink.address is not None and (port := ports.get(edge_tunnel_port(uplink))) is not None]
 
 
 def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: PortNumbers,
@@ -46,30 +67,32 @@ def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: Po
 
     Parts of different homenets never share a flow or a group, so each is installed and
     changed on its own."""
-    def port_of(path: TunnelPath) -> int | None:
-        if path.edge != edge.name:
-            return None
-        return ports.get(edge_tunnel_port(homenet, homenet.uplink(path.uplink)))
+    usable = {uplink.name: tunnel_exit(homenet, uplink, port) for uplink, port in _tunnel_ports(homenet, ports)}
+
+    def port_of(path: TunnelPath) -> TunnelExit | None:
+        return usable.get(path.uplink) if path.edge == edge.name else None
 
     flows: list[Flow] = []
-    tunnel_ports = sorted({port for u in homenet.uplinks
-                           if (port := ports.get(edge_tunnel_port(homenet, u))) is not None})
-    for port in tunnel_ports:
+    for uplink, port in _tunnel_ports(homenet, ports):
+        tunnel = tunnel_match(homenet, uplink, port)
         # The MSPMB's BFD, back the way it came (TTL untouched: BFD insists on 255).
         flows.append(Flow(EDGE_CLASSIFY, PRIO_PROBE,
-                          match(in_port=port, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=BFD_UDP_PORT),
-                          (Output(ofp.OFPP_IN_PORT),)))
+                          match(**tunnel, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=BFD_UDP_PORT),
+                          (SetField("tun_ipv4_dst", str(uplink.address)), Output(ofp.OFPP_IN_PORT))))
         # Probe replies reflected by the MSPMB: timed by the controller.
         flows.append(Flow(EDGE_CLASSIFY, PRIO_PROBE,
-                          match(in_port=port, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=PROBE_UDP_PORT),
+                          match(**tunnel, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=PROBE_UDP_PORT),
                           (Output(CONTROLLER),), meter=PuntReason.PROBE.value))
         # Anti-spoofing: a homenet's tunnels carry only its own source addresses.
         for prefix in homenet.prefixes:
-            flows.append(Flow(EDGE_CLASSIFY, PRIO_ADMIT, match(in_port=port, **prefix_match(prefix, "src")),
+            flows.append(Flow(EDGE_CLASSIFY, PRIO_ADMIT, match(**tunnel, **prefix_match(prefix, "src")),
                               goto=EDGE_EGRESS))
     internet = ports.get(edge.internet_port)
     for prefix in homenet.prefixes:
-        flows.append(Flow(EDGE_EGRESS, PRIO_SPECIFIC, match(**prefix_match(prefix, "dst")), goto=EDGE_INGRESS))
+        # To a homenet from a homenet, maybe over the same shared tunnel port: forget where
+        # the packet came in, or the switch would refuse to send it back out of that port.
+        flows.append(Flow(EDGE_EGRESS, PRIO_SPECIFIC, match(**prefix_match(prefix, "dst")),
+                          (SetField("in_port", 0),), goto=EDGE_INGRESS))
         if internet is not None:
             # BCP 38: the homenet's own addresses never come from the Internet (dropped).
             flows.append(Flow(EDGE_CLASSIFY, PRIO_BCP38, match(in_port=internet, **prefix_match(prefix, "src"))))
