@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -45,8 +46,7 @@ def one_run(run_dir: str) -> dict[str, float]:
 
         flaps_b = flap_count(bb, BOX, "edge1-ispB")
         new = bb.address("ispA", 101)
-        bb.dhcp["ispA"].set_host(bb.uplink_mac("ispA"), new)
-        time.sleep(0.2)  # dnsmasq reads its hosts file on SIGHUP
+        bb.dhcp["ispA"].renumber(bb.uplink_mac("ispA"), new)
         t = time.monotonic()
         bb.renew("ispA")
         wait_for(lambda: new in bb[BOX].vsctl("--if-exists", "get", "open_vswitch", ".", "external_ids:msp-lease-br-ispA",
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(args.runs):
         run_dir = tempfile.mkdtemp(prefix="msp-bootstrap-")
         result = one_run(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)  # kept (and named in the traceback) on failure
         print(f"run {n + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()), flush=True)
         results.append(result)
     summary = {key: round(statistics.median(r[key] for r in results), 3) for key in results[0]}

@@ -201,7 +201,8 @@ class BlankBoxNetwork:
         log = open(os.path.join(self.run_dir, "manager.log"), "w")
         self.manager = subprocess.Popen(
             ["mnexec", "-a", str(self[MSP].pid), sys.executable, "-m", "msp_controller.box.manager",
-             "--config", self.config_path, "--pki", self.pki_dir, "--listen", f"{MSP_IP}:{OVSDB_PORT}"],
+             "--config", self.config_path, "--pki", self.pki_dir, "--listen", f"{MSP_IP}:{OVSDB_PORT}",
+             "--state", os.path.join(self.run_dir, "state.sqlite")],
             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: "listening" in open(os.path.join(self.run_dir, "manager.log")).read()
                  or self.manager.poll() is not None, 15, what="the OVSDB manager")  # type: ignore[union-attr]

@@ -34,6 +34,21 @@ class IspDhcp:
         if self.running():
             self.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
 
+    def renumber(self, mac: str, address: str, timeout: float = 5.0) -> None:
+        """set_host() on a running server, returning once dnsmasq has read the new file."""
+        log = os.path.join(self.directory, "dnsmasq.log")
+
+        def reads() -> int:
+            try:
+                with open(log) as handle:
+                    return handle.read().count(f"read {self.hosts_file}")
+            except OSError:
+                return 0
+
+        before = reads()
+        self.set_host(mac, address)
+        wait_for(lambda: reads() > before, timeout, what=f"dnsmasq on {self.node.name} to read {self.hosts_file}")
+
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

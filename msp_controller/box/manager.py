@@ -15,33 +15,73 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import ssl
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from msp_controller.box.desired import Lease, edge_bridge, leases_from_external_ids, mspmb_bridge
 from msp_controller.box.ovsdb_ops import bridge_operations
 from msp_controller.box.ovsdb_session import OvsdbSession
 from msp_controller.identity.binding import certificate_dpid, subject_text
-from msp_controller.model.config import MspConfig, load_config
+from msp_controller.model.config import Homenet, MspConfig, load_config, parse_homenet
+from msp_controller.store.sqlite import SqliteStore
 
 LOG = logging.getLogger("msp.box.manager")
 HANDSHAKE_TIMEOUT_S = 5.0
 
 
-def owners(config: MspConfig) -> dict[int, str]:
+RELOAD_INTERVAL_S = 1.0  # an unknown certificate re-reads the store at most this often
+
+
+def owners(config: MspConfig, homenets: Mapping[str, Homenet]) -> dict[int, str]:
     """Box owner by the datapath id its certificate names (an MSPMB's br-home, an edge's br-msp)."""
-    found = {h.dpid: f"homenet:{h.name}" for h in config.homenets}
+    found = {h.dpid: f"homenet:{h.name}" for h in homenets.values()}
     found.update({e.dpid: f"edge:{e.name}" for e in config.edges})
     return found
 
 
+def stored_homenets(config: MspConfig, state_path: str | None) -> dict[str, Homenet]:
+    """The config's homenets, then those created by REST (the controller's store), less the
+    deleted ones. A stored record that no longer parses is skipped with a warning."""
+    homenets = {h.name: h for h in config.homenets}
+    if not state_path or not os.path.exists(state_path):
+        return homenets
+    store = SqliteStore(state_path)
+    try:
+        stored = store.load()
+    finally:
+        store.close()
+    for name in stored.deleted:
+        homenets.pop(name, None)
+    for name, spec in stored.homenets.items():
+        try:
+            homenets[name] = parse_homenet(spec, config, f"stored homenet {name}")
+        except ValueError as err:
+            LOG.warning("stored homenet %s skipped: %s", name, err)
+    return homenets
+
+
+# Told each lease change: (homenet, uplink name, leased address or None). In the controller
+# this is the service's set_uplink_address (stored, and only that homenet's edge flows change).
+LeaseListener = Callable[[str, str, "str | None"], None]
+
+
 class Manager:
-    def __init__(self, config: MspConfig) -> None:
+    def __init__(self, config: MspConfig, on_lease: LeaseListener | None = None,
+                 edges_by_ovsdb: bool = True, state_path: str | None = None) -> None:
+        """edges_by_ovsdb: also give the edges per-homenet tunnel ports ending at the leased
+        addresses (edges without flow-based ports, as in topologies/blank_box.py)."""
         self.config = config
-        self.owner_by_dpid = owners(config)
+        self.on_lease = on_lease
+        self.edges_by_ovsdb = edges_by_ovsdb
+        self.state_path = state_path
+        self.homenets = stored_homenets(config, state_path)
+        self.owner_by_dpid = owners(config, self.homenets)
+        self._reloaded = 0.0
         self.sessions: dict[str, OvsdbSession] = {}
         self.leases: dict[str, dict[str, Lease]] = {}  # homenet -> bridge -> lease, as last read
         self.lock = threading.RLock()
@@ -52,6 +92,13 @@ class Manager:
         cert = sock.getpeercert() or {}
         dpid = certificate_dpid(cert)
         owner = self.owner_by_dpid.get(dpid) if dpid is not None else None
+        if owner is None and dpid is not None and time.monotonic() - self._reloaded > RELOAD_INTERVAL_S:
+            # A homenet created by REST since we last looked: read the store again.
+            self._reloaded = time.monotonic()
+            with self.lock:
+                self.homenets = stored_homenets(self.config, self.state_path)
+                self.owner_by_dpid = owners(self.config, self.homenets)
+            owner = self.owner_by_dpid.get(dpid)
         if owner is None:
             LOG.warning("refused OVSDB connection from %s: certificate %r names no box the config knows",
                         peer, subject_text(cert))
@@ -78,7 +125,7 @@ class Manager:
     def on_change(self, session: OvsdbSession) -> None:
         kind, name = session.owner.split(":", 1)
         if kind == "homenet":
-            homenet = self.config.homenet(name)
+            homenet = self.homenets[name]
             self._reconcile(session, mspmb_bridge(self.config, homenet))
             leases = leases_from_external_ids(session.replica.root_external_ids())
             with self.lock:
@@ -87,18 +134,30 @@ class Manager:
             if changed:
                 LOG.info("homenet %s leases: %s", name,
                          {b: f"{lease.address} via {lease.gateway}" for b, lease in leases.items()})
-                for edge_name in homenet.edges:
-                    self._reconcile_edge(edge_name, name, leases)
-        elif session.synced.is_set():
-            for homenet in self.config.homenets:
+                self._tell(homenet, leases)
+                if self.edges_by_ovsdb:
+                    for edge_name in homenet.edges:
+                        self._reconcile_edge(edge_name, name, leases)
+        elif session.synced.is_set() and self.edges_by_ovsdb:
+            for homenet in list(self.homenets.values()):
                 if name in homenet.edges and homenet.name in self.leases:
                     self._reconcile_edge(name, homenet.name, self.leases[homenet.name])
+
+    def _tell(self, homenet: Homenet, leases: Mapping[str, Lease]) -> None:
+        if self.on_lease is None:
+            return
+        for uplink in homenet.uplinks:
+            lease = leases.get(uplink.bridge)
+            try:
+                self.on_lease(homenet.name, uplink.name, None if lease is None else str(lease.address.ip))
+            except Exception:  # noqa: BLE001 - a refused report is logged; the box's tunnels stay
+                LOG.exception("homenet %s: the controller refused uplink %s's lease", homenet.name, uplink.name)
 
     def _reconcile_edge(self, edge_name: str, homenet_name: str, leases: Mapping[str, Lease]) -> None:
         session = self.sessions.get(f"edge:{edge_name}")
         if session is None:
             return  # it reconciles every homenet when it connects
-        spec = edge_bridge(self.config, self.config.edge(edge_name), self.config.homenet(homenet_name), leases)
+        spec = edge_bridge(self.config, self.config.edge(edge_name), self.homenets[homenet_name], leases)
         self._reconcile(session, spec)
 
     def _reconcile(self, session: OvsdbSession, spec: object) -> None:
@@ -154,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--pki", required=True, help="msp-pki directory (ca/, controller/)")
     parser.add_argument("--listen", required=True, help="ADDRESS:PORT (the MSP's address; never 0.0.0.0)")
+    parser.add_argument("--state", help="the controller's SQLite store: homenets created by REST "
+                        "(default: $MSP_STATE, else msp.state_path; none when the file is missing)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     address, _, port = args.listen.rpartition(":")
@@ -162,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - any config error ends here, named
         print(f"msp-box-manager: {args.config}: {err}", file=sys.stderr)
         return 2
-    serve(Manager(config), address, int(port), args.pki)
+    state = args.state or os.environ.get("MSP_STATE") or config.state_path
+    serve(Manager(config, state_path=state), address, int(port), args.pki)
     return 0
 
 

@@ -131,3 +131,21 @@ def test_control_channel_rotates_when_the_manager_is_unreachable_and_starts_on_a
     assert choose_uplink("br-ispA", _snap(), ORDER, stuck=True) == "br-ispB"
     assert choose_uplink(None, _snap(leased=("br-ispB",)), ORDER, stuck=False) == "br-ispB"
     assert choose_uplink("br-ispA", _snap(leased=()), ORDER, stuck=False) is None
+
+
+def test_a_homenet_created_by_rest_is_known_to_the_manager_by_its_boxs_datapath_id(tmp_path):
+    from msp_controller.box.manager import Manager
+    from msp_controller.store.sqlite import SqliteStore
+
+    path = str(tmp_path / "state.sqlite")
+    manager = Manager(CONFIG, state_path=path)
+    assert 0x102 not in manager.owner_by_dpid
+    store = SqliteStore(path)
+    store.put_homenet("home2", {
+        "name": "home2", "id": 2, "datapath_id": 0x102, "prefixes": ["198.51.102.0/24"],
+        "lan_ports": ["lan1"], "lan_ipv4": "198.51.102.1/24", "edges": ["edge1"],
+        "egress_order": ["ispA"], "ingress_order": ["ispA"],
+        "uplinks": [{"name": "ispA", "port": "up-ispA", "underlay_datapath_id": 0x121, "address": "198.18.41.7"}]}, None)
+    store.close()
+    from msp_controller.box.manager import stored_homenets
+    assert stored_homenets(CONFIG, path)["home2"].dpid == 0x102
