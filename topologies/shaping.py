@@ -1,0 +1,130 @@
+"""QoS in the emulation: realistic ISP access links, the MSP's shaping at the boxes, and a
+voice-like probe to see what a call would feel.
+
+- isp_access(): an ISP as homes know it: a rate each way and a deep FIFO in front of it
+  (250 ms is common on real access links), HTB + bfifo in the ISP router's namespace.
+- apply_shaping() / clear_shaping(): the tc commands of msp_controller/dataplane/shaping.py
+  for a policy, run in the MSPMB and edge namespaces (a box agent's job in production).
+- VoicePing: bench/voiceping.py between two hosts (50 packets/s, echoed), RTTs and loss.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from msp_controller.dataplane.shaping import EdgeLink, clear_commands, edge_shaping, mspmb_shaping
+from msp_controller.model.policy import Policy
+
+from .controller import wait_for
+from .measure import PYTHON, REPO
+from .ovsbox import run
+from .plan import ip_part
+
+
+
+def isp_access(node: Any, intf: str, rate_mbit: float, buffer_ms: float) -> None:
+    """The egress of one ISP interface: rate_mbit, with a FIFO of buffer_ms at that rate."""
+    limit = int(rate_mbit * 1e6 / 8 * buffer_ms / 1000)
+    run(["tc", "qdisc", "replace", "dev", intf, "root", "handle", "1:", "htb", "default", "10"], node)
+    run(["tc", "class", "replace", "dev", intf, "parent", "1:", "classid", "1:10", "htb",
+         "rate", f"{rate_mbit}mbit", "ceil", f"{rate_mbit}mbit", "quantum", "1514"], node)
+    run(["tc", "qdisc", "replace", "dev", intf, "parent", "1:10", "handle", "10:", "bfifo",
+         "limit", str(limit)], node)
+
+
+def isp_links(net: Any, down_mbit: float, up_mbit: float, buffer_ms: float) -> None:
+    """Every ISP of the reference network: down towards the MSPMB, up towards the Internet."""
+    for isp in net.plan.isps:
+        isp_access(net[isp.name], isp.customer_intf, down_mbit, buffer_ms)
+        isp_access(net[isp.name], isp.inet_intf, up_mbit, buffer_ms)
+
+
+def _apply(node: Any, dev: str, commands: list[list[str]]) -> None:
+    run(["tc", *clear_commands(dev)[0]], node, check=False)  # none yet is fine
+    for command in commands:
+        run(["tc", *command], node)
+
+
+def apply_shaping(net: Any, policy: Policy) -> None:
+    """The MSP's shaping for this policy: upstream at the MSPMB's uplinks, downstream at
+    every edge's underlay port."""
+    homenet = net.plan.homenet
+    for uplink in homenet.uplinks:
+        _apply(net["mspmb"], uplink.port, mspmb_shaping(policy, uplink))
+    links = [EdgeLink(homenet, uplink, ip_part(net.plan.uplink_addresses[uplink.name]), policy)
+             for uplink in homenet.uplinks]
+    for edge in net.config.edges:
+        if edge.name in homenet.edges:
+            _apply(net[edge.name], edge.underlay_port, edge_shaping(edge.underlay_port, links))
+
+
+def clear_shaping(net: Any) -> None:
+    for uplink in net.plan.homenet.uplinks:
+        run(["tc", *clear_commands(uplink.port)[0]], net["mspmb"], check=False)
+    for edge in net.config.edges:
+        run(["tc", *clear_commands(edge.underlay_port)[0]], net[edge.name], check=False)
+
+
+@dataclass(frozen=True)
+class VoiceResult:
+    sent: int
+    received: int
+    rtt_ms: tuple[float, ...]
+
+    @property
+    def loss_pct(self) -> float:
+        return 100.0 * (self.sent - self.received) / max(self.sent, 1)
+
+    def percentile(self, p: float) -> float:
+        """The p-th percentile RTT (nearest rank); a lost packet counts as infinitely late."""
+        ranked = sorted(self.rtt_ms) + [math.inf] * (self.sent - self.received)
+        if not ranked:
+            return math.inf
+        return ranked[min(len(ranked) - 1, max(0, math.ceil(p / 100 * len(ranked)) - 1))]
+
+
+class VoicePing:
+    """bench/voiceping.py: `pinger` sends 50 packets/s to `echoer` at destination:port."""
+
+    def __init__(self, pinger: Any, echoer: Any, destination: str, port: int, seconds: float,
+                 rate: int = 50) -> None:
+        self.pinger, self.echoer = pinger, echoer
+        self.destination, self.port, self.seconds, self.rate = destination, port, seconds, rate
+        self.dir = tempfile.mkdtemp(prefix="msp-voice-")
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def _run(self, host: Any, *args: str) -> subprocess.Popen[bytes]:
+        process = host.popen([PYTHON, "-m", "bench.voiceping", *args], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.processes.append(process)
+        return process
+
+    def start(self) -> None:
+        ready = os.path.join(self.dir, "ready")
+        self._run(self.echoer, "echo", "--port", str(self.port), "--seconds", str(self.seconds + 5),
+                  "--ready", ready)
+        wait_for(lambda: os.path.exists(ready), 10, what="the voice echo")
+        self._run(self.pinger, "ping", "--to", self.destination, "--port", str(self.port),
+                  "--rate", str(self.rate), "--seconds", str(self.seconds),
+                  "--out", os.path.join(self.dir, "ping.json"))
+
+    def result(self) -> VoiceResult:
+        pinger = self.processes[-1]
+        _, err = pinger.communicate(timeout=self.seconds + 20)
+        if pinger.returncode != 0:
+            raise RuntimeError(f"voiceping failed: {err.decode(errors='replace')}")
+        self.stop()
+        with open(os.path.join(self.dir, "ping.json")) as handle:
+            found = json.load(handle)
+        return VoiceResult(found["sent"], found["received"], tuple(found["rtt_ms"]))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
