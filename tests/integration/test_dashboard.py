@@ -40,16 +40,22 @@ def contained_chromium(directory: pathlib.Path) -> str:
     return str(wrapper)
 
 
+def launch(playwright, directory: pathlib.Path):  # type: ignore[no-untyped-def]
+    from topologies import control_ns
+
+    no_names = f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {control_ns.OPERATOR_NS_IP}"
+    return playwright.chromium.launch(executable_path=contained_chromium(directory), args=[*FLAGS, no_names])
+
+
 def keep(screenshot: pathlib.Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    kept = ARTIFACTS / "dashboard.png"
+    kept = ARTIFACTS / screenshot.name
     shutil.copyfile(screenshot, kept)
     print(f"dashboard screenshot: {screenshot} (copy: {kept})")
 
 
 def test_the_dashboard_shows_the_class_move_to_isp_b_within_2_s(msp, tmp_path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    from topologies import control_ns
     from topologies.faults import isp_blackhole
     from topologies.scenario import wait_path
 
@@ -58,8 +64,7 @@ def test_the_dashboard_shows_the_class_move_to_isp_b_within_2_s(msp, tmp_path) -
     wait_path(net, "ispA")
     screenshot = tmp_path / "dashboard.png"
     with sync_api.sync_playwright() as playwright:
-        no_names = f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {control_ns.OPERATOR_NS_IP}"
-        browser = playwright.chromium.launch(executable_path=contained_chromium(tmp_path), args=[*FLAGS, no_names])
+        browser = launch(playwright, tmp_path)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1000})
             page.goto(f"{controller.url}/dashboard/")
@@ -68,6 +73,8 @@ def test_the_dashboard_shows_the_class_move_to_isp_b_within_2_s(msp, tmp_path) -
             row = page.locator('tr[data-homenet="home1"]')
             row.wait_for(timeout=10_000)
             assert "ispA@edge1" in row.inner_text()
+            page.screenshot(path=str(tmp_path / "dashboard-list.png"))
+            keep(tmp_path / "dashboard-list.png")
             row.click()
             egress = page.locator('tr[data-class="default"] td[data-direction="egress"]')
             ingress = page.locator('tr[data-class="default"] td[data-direction="ingress"]')
@@ -101,3 +108,33 @@ def test_the_dashboard_shows_the_class_move_to_isp_b_within_2_s(msp, tmp_path) -
                 keep(screenshot)
     assert screenshot.stat().st_size > 10_000 and os.path.exists(ARTIFACTS / "dashboard.png")
     wait_path(net, "ispA")  # failback, for whatever runs next in this module
+
+
+def test_an_owner_sees_their_homenet_and_no_other(msp, tmp_path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from topologies.scenario import REFERENCE_CONFIG
+
+    net, controller = msp
+    owner_token = REFERENCE_CONFIG.with_name("reference-home1.token").read_text().strip()
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright, tmp_path)
+        try:
+            page = browser.new_page()
+            page.goto(f"{controller.url}/dashboard/")
+            page.fill("#token", "not a token")
+            page.click("#login-form button[type=submit]")
+            sync_api.expect(page.locator("#login-error")).to_contain_text("unknown token")
+            page.fill("#token", owner_token)
+            page.click("#login-form button[type=submit]")
+            sync_api.expect(page.locator("#homenet-name")).to_have_text("home1", timeout=10_000)  # straight there
+            sync_api.expect(page.locator('tr[data-class="default"]')).to_be_visible()
+            # The session cookie is the browser's way in; it does not open another homenet.
+            other = page.request.get(f"{controller.url}/dashboard/api/homenets/home2")
+            assert other.status == 403
+            mine = page.request.get(f"{controller.url}/dashboard/api/homenets/home1")
+            assert mine.status == 200 and mine.json()["name"] == "home1"
+            page.click("#logout")
+            sync_api.expect(page.locator("#login")).to_be_visible()
+            assert page.request.get(f"{controller.url}/dashboard/api/me").status == 401
+        finally:
+            browser.close()
