@@ -10,7 +10,8 @@
      address (/32) via the gateway of the uplink the tunnel names (external_ids
      msp-uplink), and the MSP's address via one leased uplink, moved to another when the
      tunnels on that uplink are all down (BFD) or the manager stays unreachable over it;
-     after a move it makes ovsdb-server reconnect at once, over the new uplink.
+     after a move it closes the box's TCP connections to the MSP (`ss -K`), so that OVSDB and
+     OpenFlow reconnect at once, over the new uplink.
 
 Plain Python (no Ryu); runs in the box's namespace with OVS_RUNDIR naming its OVS.
 
@@ -247,9 +248,14 @@ class Agent:
                input="".join(f"route replace {dst} via {gw} dev {dev}\n" for dst, gw, dev in sorted(new)))
             self.routes = wanted
         if moved and control is not None:
-            # The old connection's packets would leave by the new uplink with the old source
-            # address and never be answered: drop it now rather than at the inactivity probe.
-            sh("ovs-appctl", "-t", "ovsdb-server", "ovsdb-server/reconnect", check=False)
+            # The old connections' packets would leave by the new uplink with the old source
+            # address and never be answered: close every TCP connection to the MSP now (OVSDB
+            # and OpenFlow alike; both reconnect within their 1 s backoff) rather than wait
+            # for their inactivity probes.
+            try:
+                sh("ss", "-K", "dst", self.msp)
+            except RuntimeError:  # a kernel without socket destroy: OVSDB at least
+                sh("ovs-appctl", "-t", "ovsdb-server", "ovsdb-server/reconnect", check=False)
         if moved or lease_changed:
             self.write_status(now)
 
