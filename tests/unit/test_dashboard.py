@@ -258,3 +258,11 @@ def test_thousands_of_homenets_reach_the_browser_a_page_at_a_time() -> None:
     assert len(names) == 200 and all("1" in name for name in names) and names == sorted(names)
     # No box connected: the edges are not there, so no homenet is served (down), none ok.
     assert first["counts"]["down"] == 1200 and first["counts"]["ok"] == 0
+
+
+def test_with_no_tokens_configured_there_is_no_login(harness: Harness) -> None:
+    feed = EventFeed()
+    dashboard = Dashboard(harness.core, Sessions(Authorizer(())), feed, DashboardPublisher(harness.core, feed),
+                          lambda: harness.now)
+    assert call(dashboard, "/dashboard/api/me").json["role"] == "operator"  # loopback only (app.py)
+    assert call(dashboard, "/dashboard/api/homenets/home1").status_int == 200
