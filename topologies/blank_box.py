@@ -129,7 +129,6 @@ class BlankBoxNetwork:
 
     def start(self) -> None:
         os.makedirs(self.run_dir, exist_ok=True)
-        os.chmod(self.run_dir, 0o755)  # dnsmasq reads its hosts file as an unprivileged user
         self.make_identities()
         self.net = Mininet(topo=BlankBoxTopo(run_dir=self.run_dir), controller=None, build=False)
         try:
@@ -278,7 +277,7 @@ class BlankBoxNetwork:
         """ISP drops everything it would forward (nftables in its namespace)."""
         node = self[isp_node(isp)]
         if on:
-            run(["nft", "-f", "-"], node, input="table inet bbcut { chain fwd { type filter hook forward "
+            run(["nft", "-f", "-"], node, input="table inet bbcut { chain cut { type filter hook forward "
                 "priority 0; policy drop; } }\n")
         else:
             run(["nft", "delete", "table", "inet", "bbcut"], node)

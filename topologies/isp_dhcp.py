@@ -62,6 +62,8 @@ class IspDhcp:
         low, high = net.network_address + 100, net.network_address + 199
         self.proc = subprocess.Popen(
             ["mnexec", "-a", str(self.node.pid), "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+             # As root: its files may sit below directories only root can enter (pytest's tmp).
+             "--user=root",
              "--port=0", f"--interface={self.intf}", "--bind-interfaces", "--except-interface=lo",
              f"--dhcp-range={low},{high},{net.netmask},{LEASE_S}",
              f"--dhcp-option=option:router,{self.gateway.ip}", f"--dhcp-hostsfile={self.hosts_file}",
