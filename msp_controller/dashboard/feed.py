@@ -6,15 +6,17 @@ they watch, and an event is serialised once for all of them. Each subscriber has
 queue; one that falls behind (a stalled browser) loses its backlog and gets a single
 `resync` event instead, so a slow reader never grows the controller's memory.
 
-Waiting uses queue.Queue: under ryu-manager (eventlet, monkey-patched) it is green.
+Waiting uses a queue made by `queue_factory`: queue.Queue by default (tests, threads); under
+Ryu, web.mount makes it eventlet's, so that a waiting stream never blocks the event loop,
+whatever ryu-manager monkey-patched.
 """
 from __future__ import annotations
 
 import json
 import queue
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 MAX_WATCHED = 200  # homenets one subscriber may watch: a page of the list, not the MSP
 MAX_STREAMS = 500  # open streams in all: each holds a green thread and a queue
@@ -34,14 +36,26 @@ class Event:
         return cls(kind, homenet, f"event: {kind}\ndata: {payload}\n\n")
 
 
+class EventQueue(Protocol):
+    """What a subscriber needs of a queue (queue.Queue and eventlet's have it); a full one raises
+    queue.Full, an empty one queue.Empty (eventlet's are the same classes)."""
+
+    def put_nowait(self, item: Event) -> None: ...
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Event: ...
+
+    def get_nowait(self) -> Event: ...
+
+
 class Subscriber:
     """One open event stream: the homenets whose summaries it wants, and at most one whose
     full detail (paths, classes, changes, live statistics) it wants."""
 
-    def __init__(self, summaries: Iterable[str], detail: str | None, capacity: int = QUEUE_EVENTS) -> None:
+    def __init__(self, summaries: Iterable[str], detail: str | None, capacity: int = QUEUE_EVENTS,
+                 queue_factory: Callable[[int], EventQueue] = queue.Queue) -> None:
         self.summaries = frozenset(summaries)
         self.detail = detail
-        self._queue: queue.Queue[Event] = queue.Queue(capacity)
+        self._queue = queue_factory(capacity)
         self.resyncs = 0
         self.closed = False
 
@@ -82,13 +96,15 @@ class FeedFull(Exception):
 
 
 class EventFeed:
-    def __init__(self, max_streams: int = MAX_STREAMS) -> None:
+    def __init__(self, max_streams: int = MAX_STREAMS,
+                 queue_factory: Callable[[int], EventQueue] = queue.Queue) -> None:
         self._by_homenet: dict[str, set[Subscriber]] = {}
         self.max_streams = max_streams
+        self.queue_factory = queue_factory
         self.streams = 0
 
     def subscribe(self, summaries: Iterable[str] = (), detail: str | None = None) -> Subscriber:
-        subscriber = Subscriber(summaries, detail)
+        subscriber = Subscriber(summaries, detail, queue_factory=self.queue_factory)
         if len(subscriber.summaries) > MAX_WATCHED:
             raise ValueError(f"a stream may watch at most {MAX_WATCHED} homenets, not {len(subscriber.summaries)}")
         if self.streams >= self.max_streams:

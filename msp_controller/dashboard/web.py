@@ -235,4 +235,7 @@ def _ryu_controller() -> type:
 
 def mount(wsgi_app: Any, dashboard: Dashboard) -> None:
     """Serve the dashboard on Ryu's WSGIApplication (the RyuApp's "wsgi" context)."""
+    from ryu.lib import hub
+
+    dashboard.feed.queue_factory = hub.Queue  # a waiting stream yields to the event loop
     wsgi_app.register(_ryu_controller(), {"dashboard": dashboard})
