@@ -129,12 +129,13 @@ class Manager:
             self._reconcile(session, mspmb_bridge(self.config, homenet))
             leases = leases_from_external_ids(session.replica.root_external_ids())
             with self.lock:
-                changed = leases != self.leases.get(name)
+                before = self.leases.get(name, {})
+                changed = leases != before
                 self.leases[name] = leases
             if changed:
                 LOG.info("homenet %s leases: %s", name,
                          {b: f"{lease.address} via {lease.gateway}" for b, lease in leases.items()})
-                self._tell(homenet, leases)
+                self._tell(homenet, before, leases)
                 if self.edges_by_ovsdb:
                     for edge_name in homenet.edges:
                         self._reconcile_edge(edge_name, name, leases)
@@ -143,13 +144,17 @@ class Manager:
                 if name in homenet.edges and homenet.name in self.leases:
                     self._reconcile_edge(name, homenet.name, self.leases[homenet.name])
 
-    def _tell(self, homenet: Homenet, leases: Mapping[str, Lease]) -> None:
+    def _tell(self, homenet: Homenet, before: Mapping[str, Lease], leases: Mapping[str, Lease]) -> None:
+        """Report each uplink's new address. A lost lease is not reported: the edge keeps the
+        last address until the box leases another (the same holds for OVSDB-made edge ports)."""
         if self.on_lease is None:
             return
         for uplink in homenet.uplinks:
-            lease = leases.get(uplink.bridge)
+            lease, old = leases.get(uplink.bridge), before.get(uplink.bridge)
+            if lease is None or (old is not None and old.address.ip == lease.address.ip):
+                continue
             try:
-                self.on_lease(homenet.name, uplink.name, None if lease is None else str(lease.address.ip))
+                self.on_lease(homenet.name, uplink.name, str(lease.address.ip))
             except Exception:  # noqa: BLE001 - a refused report is logged; the box's tunnels stay
                 LOG.exception("homenet %s: the controller refused uplink %s's lease", homenet.name, uplink.name)
 
@@ -213,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--pki", required=True, help="msp-pki directory (ca/, controller/)")
     parser.add_argument("--listen", required=True, help="ADDRESS:PORT (the MSP's address; never 0.0.0.0)")
+    parser.add_argument("--report-to", help="the controller's REST API (https://...): new leases are "
+                        "PUT there (token from $MSP_TOKEN); edges are then left to the controller's flows")
+    parser.add_argument("--api-cacert", help="CA of the REST API's certificate")
     parser.add_argument("--state", help="the controller's SQLite store: homenets created by REST "
                         "(default: $MSP_STATE, else msp.state_path; none when the file is missing)")
     args = parser.parse_args(argv)
@@ -224,7 +232,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"msp-box-manager: {args.config}: {err}", file=sys.stderr)
         return 2
     state = args.state or os.environ.get("MSP_STATE") or config.state_path
-    serve(Manager(config, state_path=state), address, int(port), args.pki)
+    on_lease = None
+    if args.report_to:
+        from msp_controller.box.report import rest_reporter
+        if not os.environ.get("MSP_TOKEN"):
+            print("msp-box-manager: --report-to needs the operator's token in $MSP_TOKEN", file=sys.stderr)
+            return 2
+        on_lease = rest_reporter(args.report_to, os.environ["MSP_TOKEN"], args.api_cacert)
+    manager = Manager(config, on_lease=on_lease, edges_by_ovsdb=on_lease is None, state_path=state)
+    serve(manager, address, int(port), args.pki)
     return 0
 
 

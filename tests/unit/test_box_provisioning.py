@@ -149,3 +149,44 @@ def test_a_homenet_created_by_rest_is_known_to_the_manager_by_its_boxs_datapath_
     store.close()
     from msp_controller.box.manager import stored_homenets
     assert stored_homenets(CONFIG, path)["home2"].dpid == 0x102
+
+
+class _FakeSession:
+    """What Manager.on_change uses of an OvsdbSession: a replica, and transactions recorded."""
+
+    def __init__(self, owner: str) -> None:
+        import threading
+        self.owner, self.replica, self.lock = owner, _blank_edge_replica(), threading.RLock()
+        self.synced, self.pending, self.sent = threading.Event(), set(), []
+        self.synced.set()
+
+    def transact(self, ops: list) -> None:
+        self.sent.append(ops)
+
+    def lease(self, bridge: str, text: str | None) -> None:
+        ext = dict(self.replica.root_external_ids())
+        if text is None:
+            ext.pop(f"msp-lease-{bridge}", None)
+        else:
+            ext[f"msp-lease-{bridge}"] = text
+        uuid = next(iter(self.replica.tables["Open_vSwitch"]))
+        self.replica.tables["Open_vSwitch"][uuid]["external_ids"] = ext
+
+
+def test_the_controller_hears_each_new_lease_once_and_not_a_lost_one(tmp_path):
+    from msp_controller.box.manager import Manager
+
+    told = []
+    manager = Manager(CONFIG, on_lease=lambda *a: told.append(a), edges_by_ovsdb=False,
+                      state_path=str(tmp_path / "none.sqlite"))
+    box = _FakeSession("homenet:home1")
+    box.lease("br-ispA", "198.18.41.100/24 via 198.18.41.1")
+    manager.on_change(box)
+    assert told == [("home1", "ispA", "198.18.41.100")]
+    assert box.sent and box.sent[0][-1]["op"] == "mutate"  # br-home created meanwhile
+    box.lease("br-ispB", "198.18.42.100/24 via 198.18.42.1")
+    box.lease("br-ispA", None)  # renumbering: the old lease is gone first
+    manager.on_change(box)
+    box.lease("br-ispA", "198.18.41.101/24 via 198.18.41.1")
+    manager.on_change(box)
+    assert told[1:] == [("home1", "ispB", "198.18.42.100"), ("home1", "ispA", "198.18.41.101")]
