@@ -38,7 +38,7 @@ from msp_controller.identity import pki
 from msp_controller.model.config import load_config
 from topologies.isp_dhcp import IspDhcp
 from topologies.nodes import RoutedHost
-from topologies.ovsbox import OVS_SCHEMA, OvsBox, _Subreaper, kill_pid, prepare_ovs_ports, run, wait_for
+from topologies.ovsbox import OVS_SCHEMA, OvsBox, _Subreaper, link_exists, prepare_ovs_ports, run, wait_for
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO_ROOT, "etc", "blank_box.toml")
@@ -187,8 +187,7 @@ class BlankBoxNetwork:
         edge.vsctl("--may-exist", "add-br", "br-up", "--", "set", "bridge", "br-up", "datapath_type=netdev",
                    "fail_mode=standalone", "other-config:disable-in-band=true",
                    "--", "--may-exist", "add-port", "br-up", "bbedge-up")
-        wait_for(lambda: os.path.exists(f"/proc/{edge.pid}/root") and
-                 "br-up" in edge.cmd("ip -o link show br-up"), 10, what="edge br-up")
+        wait_for(lambda: link_exists("br-up", edge), 10, what="the edge's br-up")
         edge.run("ip", "-batch", "-", input="link set br-up up\n" + "".join(
             f"addr replace {a} dev br-up\n" for a in EDGE_UNDERLAY) + "route replace default via 198.18.50.1 dev br-up\n")
         ident = os.path.join(self.pki_dir, "boxes", "edge1")
@@ -283,4 +282,4 @@ class BlankBoxNetwork:
             run(["nft", "delete", "table", "inet", "bbcut"], node)
 
 
-__all__ = ["BlankBoxNetwork", "kill_pid"]
+__all__ = ["BlankBoxNetwork", "BlankBoxTopo"]

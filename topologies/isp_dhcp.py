@@ -14,7 +14,7 @@ import subprocess
 
 from mininet.node import Host
 
-from topologies.ovsbox import kill_pid, wait_for
+from topologies.ovsbox import wait_for
 
 LEASE_S = 600  # renewals come from the test (SIGUSR1 to the client), not from the clock
 
@@ -90,4 +90,4 @@ class IspDhcp:
             os.unlink(pid_file)
 
 
-__all__ = ["IspDhcp", "kill_pid"]
+__all__ = ["IspDhcp"]
