@@ -380,6 +380,21 @@ def _paths() -> dict[str, Schema]:
                     "202": _json(_ref("PolicyResult"), "accepted; applied when the pending switches connect"),
                 }, ["400", "401", "403", "404", "405", "411", "413", "415", "500"]),
             }},
+        f"{named}/uplinks/{{uplink}}": {
+            "parameters": [_name_parameter(),
+                           {"name": "uplink", "in": "path", "required": True, "description": "the uplink's name",
+                            "schema": {"type": "string", "pattern": NAME_PATTERN}}],
+            "put": {
+                "operationId": "putUplinkAddress",
+                "summary": "The address an ISP gave a homenet's uplink (a lease), or null: where the "
+                           "edges' tunnels end (the operator, or the box's agent)",
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("UplinkAddress")}}},
+                "responses": _responses({
+                    "200": _json({"type": "object"}, "applied: the edges send that uplink's tunnels there"),
+                    "202": _json({"type": "object"}, "accepted and stored; applied when the edges connect"),
+                }, ["400", "401", "403", "404", "405", "411", "413", "415", "500"]),
+            }},
         f"{API_PREFIX}/openapi.json": {
             "get": _get("getOpenApi", "This document", _json({"type": "object"}, "OpenAPI 3.0.3"), False,
                         public=True)},
@@ -404,7 +419,10 @@ def openapi_document() -> dict[str, Any]:
         # Every operation needs a bearer token when the controller has tokens configured.
         "security": [{"bearer": []}],
         "components": {
-            "schemas": {**_policy_schemas(), **_status_schemas()},
+            "schemas": {**_policy_schemas(), **_status_schemas(), "UplinkAddress": {
+                "type": "object", "additionalProperties": False, "required": ["address"],
+                "properties": {"address": {"type": "string", "format": "ipv4", "nullable": True,
+                                           "description": "null: the uplink has no address now"}}}},
             "responses": _error_responses(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "a token from `mspctl token`; the config keeps its SHA-256"}},

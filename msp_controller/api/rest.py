@@ -75,6 +75,8 @@ class MspService(Protocol):
 
     def delete_homenet(self, name: str) -> dict[str, Any]: ...
 
+    def set_uplink_address(self, name: str, uplink: str, address: Any) -> dict[str, Any]: ...
+
 
 # --- answers --------------------------------------------------------------------------------
 
@@ -292,6 +294,7 @@ class RestApi:
             Route(f"{API_PREFIX}/homenets", {"GET": self._homenets, "POST": self._create_homenet}),
             Route(named, {"GET": self._homenet, "PUT": self._replace_homenet, "DELETE": self._delete_homenet}),
             Route(f"{named}/policy", {"GET": self._get_policy, "PUT": self._put_policy}),
+            Route(f"{named}/uplinks/{{uplink}}", {"PUT": self._put_uplink_address}),  # the operator's
             Route(f"{API_PREFIX}/openapi.json", {"GET": self._openapi}, public=True),
             Route(METRICS_PATH, {"GET": self._metrics}),  # Prometheus, with the operator's token
         )
@@ -380,6 +383,16 @@ class RestApi:
         body = read_json_object(request)
         return _serve(lambda: self.service.put_policy(params["name"], body), from_client=True,
                       status=lambda result: 200 if result.get("applied") else 202)
+
+    def _put_uplink_address(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
+        body = read_json_object(request)
+        unknown = sorted(set(body) - {"address"})
+        if unknown or "address" not in body:
+            raise ApiError(400, "the body is {\"address\": \"<IPv4>\" or null}"
+                           + (f"; unknown field {unknown[0]!r}" if unknown else ""), where=
+                           f"address.{unknown[0]}" if unknown else "address")
+        return _serve(lambda: self.service.set_uplink_address(params["name"], params["uplink"], body["address"]),
+                      from_client=True, status=lambda result: 200 if result.get("applied") else 202)
 
     def _openapi(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
         return json_response(200, self._document)

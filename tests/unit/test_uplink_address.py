@@ -4,12 +4,17 @@ and moves only that uplink's tunnels."""
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import pytest
+import webob
 
-from msp_controller.api.rest import NotFound
+from msp_controller.api.auth import Authorizer, digest
+from msp_controller.api.openapi import API_PREFIX
+from msp_controller.api.rest import NotFound, RestApi
 from msp_controller.api.service import CoreService
 from msp_controller.core import load_core
+from msp_controller.model.access import ApiToken, Role
 from msp_controller.model.errors import FieldError
 from msp_controller.store import MemoryStore
 from msp_controller.store.sqlite import SqliteStore
@@ -75,3 +80,41 @@ def test_the_reported_address_survives_a_restart(net, config, tmp_path):
     assert core.homenets["home1"].spec.uplink("ispB").address == ipaddress.IPv4Address("10.20.30.40")
     assert core.homenets["home1"].spec.uplink("ispA").address == ipaddress.IPv4Address("198.18.1.2")
     again.close()
+
+
+# --- by REST: the operator (or the box's agent with the operator's role) ----------------------
+
+OPERATOR, OWNER = "op-token", "owner-token"
+
+
+def _api(net: Harness, store) -> RestApi:
+    tokens = (ApiToken("operator", Role.OPERATOR, digest(OPERATOR), None),
+              ApiToken("home1-owner", Role.OWNER, digest(OWNER), "home1"))
+    return RestApi(_service(net, store), Authorizer(tokens))
+
+
+def _put(api: RestApi, path: str, body: object, token: str = OPERATOR) -> webob.Response:
+    request = webob.Request.blank(path, method="PUT", body=json.dumps(body).encode())
+    request.headers["Content-Type"] = "application/json"
+    request.headers["Authorization"] = f"Bearer {token}"
+    return api.handle(request)
+
+
+UPLINK_A = f"{API_PREFIX}/homenets/home1/uplinks/ispA"
+
+
+def test_rest_sets_an_address_and_refuses_what_is_wrong(net):
+    store = MemoryStore()
+    api = _api(net, store)
+    answer = _put(api, UPLINK_A, {"address": "100.64.1.2"})
+    assert answer.status_int == 200 and answer.json["address"] == "100.64.1.2"
+    assert _inbound(net) == [(TUNNEL_A, "100.64.1.2")]
+    for body, status in (({"address": "300.1.1.1"}, 400), ({"addr": "1.2.3.4"}, 400), ({}, 400),
+                         ({"address": "1.2.3.4", "more": 1}, 400)):
+        answer = _put(api, UPLINK_A, body)
+        assert answer.status_int == status and answer.json["error"]["where"].startswith("address"), body
+    assert _put(api, f"{API_PREFIX}/homenets/home1/uplinks/ispZ", {"address": "1.2.3.4"}).status_int == 404
+    assert _put(api, UPLINK_A, {"address": "1.2.3.4"}, token=OWNER).status_int == 403  # owners may not
+    assert _put(api, UPLINK_A, {"address": "1.2.3.4"}, token="nonsense").status_int == 401
+    assert _inbound(net) == [(TUNNEL_A, "100.64.1.2")]  # none of those changed anything
+    assert store.load().uplink_addresses == {("home1", "ispA"): "100.64.1.2"}
