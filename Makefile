@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-dashboard bench-bootstrap lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-dashboard bench-bootstrap bench-qos lint
 
 install:
 	bash scripts/install.sh
@@ -53,6 +53,10 @@ bench-flap: install
 
 bench-dashboard: install
 	$(PY) -m bench.dashboard
+
+# Voice latency under bulk load with QoS on and off (realistic ISPs: rates and 250 ms buffers).
+bench-qos: install
+	$(PY) -m bench.qos
 
 # A blank MSPMB boots, leases its uplinks by DHCP and is provisioned over OVSDB (topologies/blank_box.py).
 bench-bootstrap: install
