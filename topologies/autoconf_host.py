@@ -38,10 +38,11 @@ def _addresses(host: Any, intf: str, family: str) -> list[dict[str, Any]]:
     return [a for link in json.loads(out or "[]") for a in link.get("addr_info", [])]
 
 
-def use_autoconf(host: Any, intf: str, run_dir: str, timeout_s: float = 20.0) -> HostLease:
+def use_autoconf(host: Any, intf: str, run_dir: str, timeout_s: float = 20.0, request: str | None = None) -> HostLease:
     """Forget the host's static addressing on intf; get IPv4 by DHCP (udhcpc, which exits
     once it holds a lease) and let the kernel form IPv6 addresses from router
-    advertisements. Returns what DHCP gave; wait_slaac() waits for IPv6."""
+    advertisements. request: an address to ask for (udhcpc -r). Returns what DHCP gave;
+    wait_slaac() waits for IPv6."""
     resolv = os.path.join(run_dir, f"{host.name}-resolv.conf")
     with open(resolv, "w", encoding="ascii"):
         pass
@@ -53,9 +54,11 @@ def use_autoconf(host: Any, intf: str, run_dir: str, timeout_s: float = 20.0) ->
     # The kernel solicits a router when the link comes up: bounce it so that it does now.
     run(["ip", "link", "set", intf, "down"], host)
     run(["ip", "link", "set", intf, "up"], host)
+    tries = max(3, int(timeout_s) - 5)  # one DISCOVER a second, then udhcpc gives up (-n)
     client = (f"mount --bind {shlex.quote(resolv)} /etc/resolv.conf && "
-              f"exec udhcpc -i {shlex.quote(intf)} -f -q -n -t 10 -T 1 -s {UDHCPC_SCRIPT}")
-    run(["unshare", "--mount", "--propagation", "private", "sh", "-c", client], host, timeout=timeout_s)
+              f"exec udhcpc -i {shlex.quote(intf)} -f -q -n -t {tries} -T 1 -s {UDHCPC_SCRIPT}"
+              + (f" -r {shlex.quote(request)}" if request else ""))
+    run(["unshare", "--mount", "--propagation", "private", "sh", "-c", client], host, timeout=timeout_s + 5)
     addresses = _addresses(host, intf, "4")
     if not addresses:
         raise RuntimeError(f"{host.name}: udhcpc exited but {intf} has no IPv4 address")

@@ -2,10 +2,12 @@
 addressing and runs busybox udhcpc (Debian's stock script) and the kernel's SLAAC; the
 controller answers DHCP and router solicitations at the MSPMB (packet-in, packet-out).
 h2 gets an address from the pool, the gateway, the resolvers and the tunnel MTU, forms an
-IPv6 address from the advertised /64, and reaches the server over both families."""
+IPv6 address from the advertised /64, and reaches the server over both families; its lease
+survives a controller restart (the store) and is not handed to another device meanwhile."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 
 import pytest
 
@@ -45,3 +47,24 @@ def test_a_dhcp_and_slaac_host_gets_its_configuration_and_reaches_the_server(msp
     # The static host next door is untouched by the advertisements.
     h1_addresses = net["h1"].cmd("ip -6 addr show dev h1-eth0 scope global")
     assert "dynamic" not in h1_addresses, h1_addresses
+
+
+def test_a_lease_survives_a_controller_restart_and_is_not_given_to_another_host(msp, tmp_path):
+    net, controller = msp
+    h2 = net["h2"]
+    mac = h2.cmd("cat /sys/class/net/h2-eth0/address").strip()
+    first = use_autoconf(h2, "h2-eth0", str(tmp_path))
+    with sqlite3.connect(controller.state_path) as db:  # the binding is in the store
+        assert (str(first.ipv4.ip), mac) in set(db.execute("SELECT ip, mac FROM leases"))
+    controller.stop()
+    controller.start()
+    try:
+        # Another device (a new MAC) asks for that very address after the restart: it gets another.
+        h2.cmd("ip link set h2-eth0 address 02:00:00:00:99:01")
+        other = use_autoconf(h2, "h2-eth0", str(tmp_path), timeout_s=40, request=str(first.ipv4.ip))
+        assert other.ipv4.ip != first.ipv4.ip
+    finally:
+        h2.cmd(f"ip link set h2-eth0 address {mac}")
+    again = use_autoconf(h2, "h2-eth0", str(tmp_path), timeout_s=40)
+    assert again.ipv4.ip == first.ipv4.ip  # its holder gets it back
+    assert wait_reachable(h2, SERVER4, timeout=15) is not None
