@@ -5,7 +5,9 @@ ISP addresses by DHCP, dials the MSP's OVSDB manager over an ISP and receives it
   time_to_multihomed_s        box start -> both ISPs' tunnels up (BFD, both ends)
   renumber_outage_ms          ISP A renumbers the box (NAK at renewal, new address): the new
                               lease in the box's OVSDB -> the edge's tunnel ends at the new
-                              address and BFD is up at both ends
+                              address and takes the box's packets again
+  renumber_bfd_up_ms          the new lease -> BFD up at both ends (BFD sends once a second
+                              while a session is down, RFC 5880: up to a second more)
   renumber_dhcp_gap_ms        the renewal -> the new lease (the DHCP client's own part: busybox
                               udhcpc waits 3 s after a NAK before it asks again)
   other_isp_bfd_flaps         BFD state changes of ISP B's tunnel meanwhile (should be 0)
@@ -52,9 +54,13 @@ def one_run(run_dir: str) -> dict[str, float]:
         wait_for(lambda: new in bb[BOX].vsctl("--if-exists", "get", "open_vswitch", ".", "external_ids:msp-lease-br-ispA",
                                               timeout=2), 10, interval=0.005, what="ISP A's new lease")
         leased = time.monotonic()
-        wait_for(lambda: bb.edge_remote("ispA") == new and bb.bfd_up(BOX, "edge1-ispA")
-                 and bb.bfd_up(EDGE, "hn1-ispA"), 10, interval=0.01, what="the tunnel on ISP A to follow")
+        rx = bb.edge_rx_packets("ispA")
+        wait_for(lambda: bb.edge_remote("ispA") == new and bb.edge_rx_packets("ispA") > rx, 10, interval=0.005,
+                 what="the edge's tunnel on ISP A to take the box's packets at the new address")
         renumber = (time.monotonic() - leased) * 1000
+        wait_for(lambda: bb.bfd_up(BOX, "edge1-ispA") and bb.bfd_up(EDGE, "hn1-ispA"), 10, interval=0.01,
+                 what="BFD up again on ISP A")
+        bfd_up = (time.monotonic() - leased) * 1000
         dhcp_gap = (leased - t) * 1000
         other_flaps = flap_count(bb, BOX, "edge1-ispB") - flaps_b
 
@@ -72,7 +78,7 @@ def one_run(run_dir: str) -> dict[str, float]:
         failover = time.monotonic() - t
         bb.isp_blackhole(isp, on=False)
         return {"time_to_first_packet_s": first, "time_to_multihomed_s": multihomed,
-                "renumber_outage_ms": renumber, "renumber_dhcp_gap_ms": dhcp_gap,
+                "renumber_outage_ms": renumber, "renumber_bfd_up_ms": bfd_up, "renumber_dhcp_gap_ms": dhcp_gap,
                 "other_isp_bfd_flaps": other_flaps, "control_channel_failover_s": failover}
 
 

@@ -248,6 +248,15 @@ class BlankBoxNetwork:
         except Exception:  # noqa: BLE001
             return None
 
+    def edge_rx_packets(self, isp: str) -> int:
+        """Packets the edge's tunnel to this uplink has taken in (it takes only what comes
+        from its remote_ip: after a renumbering, nothing until it follows)."""
+        try:
+            out = self[EDGE].vsctl("get", "interface", f"hn1-{isp}", "statistics:rx_packets", timeout=2)
+        except Exception:  # noqa: BLE001 - no such port yet
+            return 0
+        return int(out.strip().strip('"') or 0)
+
     def wait_multihomed(self, timeout: float) -> float:
         wait_for(lambda: all(self.box_tunnels_up().values()), timeout, what="both ISPs' tunnels up (BFD)")
         return time.monotonic()
@@ -276,8 +285,8 @@ class BlankBoxNetwork:
         """ISP drops everything it would forward (nftables in its namespace)."""
         node = self[isp_node(isp)]
         if on:
-            run(["nft", "-f", "-"], node, input="table inet bbcut { chain cut { type filter hook forward "
-                "priority 0; policy drop; } }\n")
+            run(["nft", "-f", "-"], node, input="table inet bbcut {\n chain cut {\n"
+                "  type filter hook forward priority 0; policy drop;\n }\n}\n")
         else:
             run(["nft", "delete", "table", "inet", "bbcut"], node)
 

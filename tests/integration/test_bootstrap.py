@@ -64,9 +64,12 @@ def test_a_renumbered_uplink_carries_its_tunnel_again_within_a_second_of_the_new
     _wait(lambda: new in bb[BOX].vsctl("--if-exists", "get", "open_vswitch", ".",
                                        "external_ids:msp-lease-br-ispA", timeout=2), 10, "the new lease")
     leased = time.monotonic()
-    _wait(lambda: bb.edge_remote("ispA") == new and bb.bfd_up(BOX, "edge1-ispA") and bb.bfd_up(EDGE, "hn1-ispA"),
-          5, "ISP A's tunnel at the new address")
+    rx = bb.edge_rx_packets("ispA")
+    _wait(lambda: bb.edge_remote("ispA") == new and bb.edge_rx_packets("ispA") > rx, 5,
+          "the edge's tunnel taking the box's packets from the new address")
     assert time.monotonic() - leased <= 1.0
+    # BFD, down since the NAK, sends once a second until it is up again (RFC 5880).
+    _wait(lambda: bb.bfd_up(BOX, "edge1-ispA") and bb.bfd_up(EDGE, "hn1-ispA"), 3, "BFD up on ISP A")
     assert bb.box_tunnels_up()["ispB"]
 
 
