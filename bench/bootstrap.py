@@ -49,6 +49,9 @@ def one_run(run_dir: str) -> dict[str, float]:
         flaps_b = flap_count(bb, BOX, "edge1-ispB")
         new = bb.address("ispA", 101)
         bb.dhcp["ispA"].renumber(bb.uplink_mac("ispA"), new)
+        probe = bb.start_probe("ispA")
+        before = bb.edge_rx_packets("ispA")
+        wait_for(lambda: bb.edge_rx_packets("ispA") > before + 100, 5, what="the probe reaching the edge over ISP A")
         t = time.monotonic()
         bb.renew("ispA")
         wait_for(lambda: new in bb[BOX].vsctl("--if-exists", "get", "open_vswitch", ".", "external_ids:msp-lease-br-ispA",
@@ -60,6 +63,7 @@ def one_run(run_dir: str) -> dict[str, float]:
         renumber = (time.monotonic() - leased) * 1000
         wait_for(lambda: bb.bfd_up(BOX, "edge1-ispA") and bb.bfd_up(EDGE, "hn1-ispA"), 10, interval=0.01,
                  what="BFD up again on ISP A")
+        bb.stop_probe(probe)
         bfd_up = (time.monotonic() - leased) * 1000
         dhcp_gap = (leased - t) * 1000
         other_flaps = flap_count(bb, BOX, "edge1-ispB") - flaps_b

@@ -25,6 +25,7 @@ leases, renumbering, control-channel failover). Everything lives in namespaces w
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -248,14 +249,31 @@ class BlankBoxNetwork:
         except Exception:  # noqa: BLE001
             return None
 
+    def start_probe(self, isp: str) -> subprocess.Popen:
+        """500 packets/s from bbh1 into the box's tunnel on this ISP (a static flow on br-home
+        stands in for the OpenFlow controller), so that the edge's counters show at once
+        when the tunnel carries again. Stop it with stop_probe()."""
+        self[BOX].ofctl("add-flow", "br-home", f"priority=100,in_port={BOX}-lan1,actions=output:edge1-{isp}")
+        host = self["bbh1"]
+        run(["ip", "neigh", "replace", "198.51.100.99", "lladdr", "02:00:00:00:00:99", "dev", "bbh1-eth0"], host)
+        return subprocess.Popen(["mnexec", "-a", str(host.pid), "ping", "-q", "-i", "0.002", "198.51.100.99"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @staticmethod
+    def stop_probe(proc: subprocess.Popen) -> None:
+        proc.terminate()
+        proc.wait(5)
+
     def edge_rx_packets(self, isp: str) -> int:
-        """Packets the edge's tunnel to this uplink has taken in (it takes only what comes
-        from its remote_ip: after a renumbering, nothing until it follows)."""
+        """Packets the edge's tunnel to this uplink has taken in, read live from the datapath
+        (OVSDB's statistics lag by 5 s). The port takes only what comes from its remote_ip:
+        after a renumbering, nothing until it follows."""
         try:
-            out = self[EDGE].vsctl("get", "interface", f"hn1-{isp}", "statistics:rx_packets", timeout=2)
+            out = self[EDGE].ofctl("dump-ports", "br-msp", f"hn1-{isp}")
         except Exception:  # noqa: BLE001 - no such port yet
             return 0
-        return int(out.strip().strip('"') or 0)
+        match = re.search(r"rx pkts=(\d+)", out)
+        return int(match.group(1)) if match else 0
 
     def wait_multihomed(self, timeout: float) -> float:
         wait_for(lambda: all(self.box_tunnels_up().values()), timeout, what="both ISPs' tunnels up (BFD)")

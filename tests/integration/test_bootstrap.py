@@ -60,6 +60,9 @@ def test_a_renumbered_uplink_carries_its_tunnel_again_within_a_second_of_the_new
     _wait(lambda: all(bb.box_tunnels_up().values()), MULTIHOMED_S, "multihomed")
     new = bb.address("ispA", 101)
     bb.dhcp["ispA"].renumber(bb.uplink_mac("ispA"), new)
+    probe = bb.start_probe("ispA")
+    before = bb.edge_rx_packets("ispA")
+    _wait(lambda: bb.edge_rx_packets("ispA") > before + 100, 5, "the probe reaching the edge over ISP A")
     bb.renew("ispA")
     _wait(lambda: new in bb[BOX].vsctl("--if-exists", "get", "open_vswitch", ".",
                                        "external_ids:msp-lease-br-ispA", timeout=2), 10, "the new lease")
@@ -70,6 +73,7 @@ def test_a_renumbered_uplink_carries_its_tunnel_again_within_a_second_of_the_new
     assert time.monotonic() - leased <= 1.0
     # BFD, down since the NAK, sends once a second until it is up again (RFC 5880).
     _wait(lambda: bb.bfd_up(BOX, "edge1-ispA") and bb.bfd_up(EDGE, "hn1-ispA"), 3, "BFD up on ISP A")
+    bb.stop_probe(probe)
     assert bb.box_tunnels_up()["ispB"]
 
 
