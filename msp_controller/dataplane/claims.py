@@ -6,7 +6,10 @@ docs/design.md, "Addressing and neighbours"):
 - an address of the box itself (the gateway's, the edge's) is never learned: neighbors.py
   refuses it, and `ClaimGuard.own_address` says whether to log it now;
 - bad MACs (broadcast, multicast, all zeros) are refused by neighbors.py too;
-- an address without an entry goes to its first claimant, as before;
+- an address without an entry goes to its first claimant, but a switch takes at most
+  NEW_PER_S new addresses a second (a burst of NEW_BURST): each is a flow added (and, with
+  a full table, one deleted) at the box, and a host inventing addresses must not keep the
+  box's OpenFlow thread, which also runs its BFD, busy;
 - an address with an entry moves to another (MAC, port) only once its holder has been silent
   for MOVE_HOLD_S and did not answer when the controller asked it (ANSWER_WAIT_S). A live
   holder keeps its address however many claims arrive, and an address moves at most once
@@ -37,6 +40,11 @@ MAX_RECORDS = 2048
 # switch (HOST_IDLE_TIMEOUT_S, core/msp.py), and a forgotten record only gives the holder
 # the benefit of the doubt again.
 RECORD_TTL_S = 600.0
+# New addresses a switch may learn: a LAN of a few hundred hosts booting at once is learned
+# within seconds (hosts retry ARP and ND every second); a storm of made-up hosts costs the
+# box at most this many flow changes a second.
+NEW_PER_S = 20.0
+NEW_BURST = 100.0
 
 Binding = tuple[str, int]  # (MAC, port) an address is delivered to
 
@@ -81,6 +89,9 @@ class ClaimGuard:
         self._records: dict[str, _Record] = {}  # least recently claimed first
         self._logged: dict[str, float] = {}  # address -> when last logged; oldest first
         self.suppressed = 0  # lines not logged because too many addresses were being logged
+        self._new_tokens = NEW_BURST  # new addresses that may be learned now (refilled at NEW_PER_S)
+        self._new_at: float | None = None
+        self.refused_new = 0  # new addresses refused for want of tokens, since start
 
     @property
     def tracked(self) -> int:
@@ -89,6 +100,10 @@ class ClaimGuard:
 
     def judge(self, ip: str, mac: str, port: int, holder: Binding | None, now: float) -> Verdict:
         """A valid claim of a learnable address; holder: where the address goes now, if anywhere."""
+        if holder is None and not self._may_learn_new(now):
+            self.refused_new += 1
+            return Verdict(False, note=self._note("", now, f"learning at most {NEW_PER_S:g} new addresses a "
+                                                           f"second: ignored {mac} on port {port} claiming {ip}"))
         if holder is None or holder == (mac.lower(), port):
             self._remember(ip, _Record(now), now)  # first claim, or the holder confirming
             return ACCEPTED
@@ -107,6 +122,15 @@ class ClaimGuard:
             ip, now, f"ignored {mac} on port {port} claiming {ip}: {holder[0]} on port {holder[1]} holds it "
                      f"(last heard {silent:.1f} s ago; an address moves only after its holder has been silent "
                      f"for {self.hold_s:.0f} s and does not answer)"))
+
+    def _may_learn_new(self, now: float) -> bool:
+        elapsed = 0.0 if self._new_at is None else max(0.0, now - self._new_at)
+        self._new_at = now
+        self._new_tokens = min(NEW_BURST, self._new_tokens + elapsed * NEW_PER_S)
+        if self._new_tokens < 1.0:
+            return False
+        self._new_tokens -= 1.0
+        return True
 
     def asked(self, ip: str, now: float) -> None:
         """The controller has just asked the holder of `ip` (the answer wait starts now)."""

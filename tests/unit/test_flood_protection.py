@@ -191,3 +191,20 @@ def test_unknown_switches_are_remembered_up_to_a_bound(config: MspConfig) -> Non
     for dpid in range(0x7000, 0x7000 + core_msp.MAX_STRANGERS + 50):
         core.switch_up(dpid, {}, 0.0)
     assert len(core.strangers) == core_msp.MAX_STRANGERS
+
+
+def test_a_storm_of_made_up_hosts_is_learned_at_a_bounded_rate(net: Harness) -> None:
+    """Each new neighbour is a flow change at the box: a host inventing addresses gets at
+    most NEW_BURST, then NEW_PER_S a second, whatever rate its claims arrive at."""
+    from msp_controller.dataplane import claims
+    learned_before = len(net.core.switches[HOME].neighbors)
+    for n in range(2000):  # 2000 claims in 2 s
+        net.now += 0.001
+        mac = f"02:00:00:00:{n >> 8:02x}:{n & 0xff:02x}"
+        net.packet_in(HOME, "mspmb-lan2", arp_frame(arp.ARP_REQUEST, mac, f"198.51.100.{30 + n % 200}",
+                                                    "198.51.100.1"))
+    learned = len(net.core.switches[HOME].neighbors) - learned_before
+    assert learned <= claims.NEW_BURST + 2 * claims.NEW_PER_S + 1
+    assert net.core.claims[HOME].refused_new > 0
+    # h1, a known host, is still answered and keeps its address.
+    assert "198.51.100.10" in net.core.switches[HOME].neighbors

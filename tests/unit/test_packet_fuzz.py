@@ -36,7 +36,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from msp_controller.core import leases as core_leases
 from msp_controller.core import msp as core_msp
 from msp_controller.core.msp import MspCore
-from msp_controller.dataplane import ofmsg
+from msp_controller.dataplane import claims, ofmsg
 from msp_controller.dataplane.pipeline import MSPMB_DELIVER
 from msp_controller.dataplane.probe_packet import PROBE_UDP_PORT, build_probe
 from msp_controller.model.config import MspConfig, parse_config
@@ -349,7 +349,7 @@ def test_a_flood_of_spoofed_hosts_keeps_the_neighbour_table_bounded(monkeypatch:
     count = core_msp.MAX_NEIGHBORS + 200
     for index in range(count):
         frame = nd_frame(135, H1_MAC, str(LAN6[0x1000 + index]), "2001:db8:100::1")
-        harness.now += 0.001
+        harness.now += 1.0 / claims.NEW_PER_S  # as fast as new addresses are learned at all
         harness.apply(harness.core.packet_in(HOME, lan, 0, frame, harness.now))
     switch = harness.core.switches[HOME]
     assert len(switch.neighbors) == core_msp.MAX_NEIGHBORS
