@@ -215,6 +215,7 @@ class Output:
     port: int | str  # an OF port number, or "CONTROLLER" / "LOCAL"
     packet: Packet  # the packet's fields after all set_field/dec_ttl
     table_id: int  # table whose actions output it
+    meters: tuple[int, ...] = ()  # the meters it passed, in order (they never drop here)
 
 
 @dataclass(eq=False)  # flows compare by identity: two entries are never "the same flow"
@@ -284,6 +285,7 @@ class _Context:
     action_set: dict[object, object] = field(default_factory=dict)
     outputs: list[Output] = field(default_factory=list)
     registers: dict[str, int] = field(default_factory=dict)
+    meters: list[int] = field(default_factory=list)
 
 
 _KNOWN_ACTIONS = (
@@ -536,6 +538,8 @@ class FakeSwitch:
     def _run_instructions(self, flow: FakeFlow, headers: Packet, ctx: _Context) -> int | None:
         """Execute a flow's instructions in spec order; return the goto table, if any."""
         by_type: dict[int | None, Any] = {getattr(inst, "type", None): inst for inst in flow.instructions}
+        if flow.meter_id is not None:
+            ctx.meters.append(flow.meter_id)  # OpenFlow runs the meter first
         apply = by_type.get(ofp.OFPIT_APPLY_ACTIONS)
         if apply is not None:
             self._run_actions(apply.actions, headers, ctx, depth=0)
@@ -628,7 +632,7 @@ class FakeSwitch:
 
     def _output(self, port: int, headers: Packet, ctx: _Context) -> None:
         for out_port in self._output_ports(port, ctx.in_port):
-            ctx.outputs.append(Output(out_port, dict(headers), ctx.table_id))
+            ctx.outputs.append(Output(out_port, dict(headers), ctx.table_id, tuple(ctx.meters)))
 
     def _output_ports(self, port: int, in_port: int) -> list[int | str]:
         if port in _NAMED_PORTS:

@@ -299,7 +299,7 @@ class MspCore:
         else:
             program = self._underlay_program(role, ports)
         if part == OWN and role.kind in (Kind.MSPMB, Kind.EDGE):
-            program = dataclasses.replace(program, meters=self.punt_meters)
+            program = dataclasses.replace(program, meters=program.meters + self.punt_meters)
         for flow in program.flows:
             role.pipeline.check(flow)
         return program

@@ -30,11 +30,13 @@ class PuntReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Meter:
-    """A packets-per-second meter that drops what exceeds its rate (burst: packets)."""
+    """A packets-per-second meter that drops what exceeds its rate (burst: packets); with
+    kbps, a kbit/s meter (rate and burst in kbit: a QoS class's rate limit)."""
 
     meter_id: int
     rate_pps: int
     burst: int
+    kbps: bool = False
 
 
 def punt_meters(rates: PuntRates) -> tuple[Meter, ...]:
@@ -44,6 +46,11 @@ def punt_meters(rates: PuntRates) -> tuple[Meter, ...]:
 
 
 _FLAGS = ofp.OFPMF_PKTPS | ofp.OFPMF_BURST
+_KBPS_FLAGS = ofp.OFPMF_KBPS | ofp.OFPMF_BURST
+
+
+def _flags(meter: Meter) -> int:
+    return _KBPS_FLAGS if meter.kbps else _FLAGS
 
 
 def _bands(meter: Meter) -> list[Any]:
@@ -51,11 +58,11 @@ def _bands(meter: Meter) -> list[Any]:
 
 
 def meter_add(meter: Meter) -> parser.OFPMeterMod:
-    return parser.OFPMeterMod(None, ofp.OFPMC_ADD, _FLAGS, meter.meter_id, _bands(meter))
+    return parser.OFPMeterMod(None, ofp.OFPMC_ADD, _flags(meter), meter.meter_id, _bands(meter))
 
 
 def meter_modify(meter: Meter) -> parser.OFPMeterMod:
-    return parser.OFPMeterMod(None, ofp.OFPMC_MODIFY, _FLAGS, meter.meter_id, _bands(meter))
+    return parser.OFPMeterMod(None, ofp.OFPMC_MODIFY, _flags(meter), meter.meter_id, _bands(meter))
 
 
 def meter_delete(meter_id: int) -> parser.OFPMeterMod:
@@ -73,5 +80,5 @@ def meter_signature(flags: int, bands: Any) -> tuple[Any, ...]:
 
 
 def desired_meter_signature(meter: Meter) -> tuple[Any, ...]:
-    return meter_signature(_FLAGS, _bands(meter))
+    return meter_signature(_flags(meter), _bands(meter))
 

@@ -74,3 +74,42 @@ def test_without_qos_nothing_is_remarked(net, config):
     _put(net, {"classes": [], "default": {"egress": FAILOVER_AB, "ingress": FAILOVER_AB}})
     gw = config.homenet("home1").gateway_mac
     assert _up(net, _marked(udp4(H1_4, SERVER4, H1_MAC, gw, dport=80), 46))[1]["ip_dscp"] == 46
+
+
+# --- rate limits: OpenFlow meters ---------------------------------------------------------
+
+LIMITED = {**VOICE, "qos": {"dscp": 46, "priority": "realtime", "max_rate_kbps": 2000}}
+
+
+def _kbps_meter(net: Harness, dpid: int, meter_id: int) -> tuple[int, int]:
+    from ryu.ofproto import ofproto_v1_3 as ofp
+    meter = net.switch(dpid).meters[meter_id]
+    assert meter.flags & ofp.OFPMF_KBPS and len(meter.bands) == 1
+    return meter.bands[0].rate, meter.bands[0].burst_size
+
+
+def test_a_rate_limited_class_passes_its_meter_both_ways(net, config):
+    _put(net, {**POLICY, "classes": [LIMITED, GAMES]})
+    gw = config.homenet("home1").gateway_mac
+    edge_mac = config.edge("edge1").internet_mac
+    up = net.switch(HOME).process(1, _marked(udp4(H1_4, SERVER4, H1_MAC, gw, dport=20000), 0))
+    down = net.switch(EDGE).process(1, _marked(udp4(SERVER4, H1_4, UPSTREAM_MAC, edge_mac, sport=20000), 0))
+    [meter_up] = up[0].meters
+    [meter_down] = down[0].meters
+    assert meter_up >= 16 and meter_down >= 16  # 1-15 belong to the controller path's meters
+    # A kbit/s drop band at the class's rate, burst of at least the rate (a smaller one
+    # passes a fraction of the rate in the userspace datapath).
+    assert _kbps_meter(net, HOME, meter_up) == (2000, 2000)
+    assert _kbps_meter(net, EDGE, meter_down) == (2000, 2000)
+    # Other classes are not limited.
+    assert net.switch(HOME).process(1, _marked(udp4(H1_4, SERVER4, H1_MAC, gw, dport=80), 0))[0].meters == ()
+
+
+def test_lifting_the_limit_removes_the_meter(net, config):
+    _put(net, {**POLICY, "classes": [LIMITED, GAMES]})
+    gw = config.homenet("home1").gateway_mac
+    [meter_id] = net.switch(HOME).process(1, _marked(udp4(H1_4, SERVER4, H1_MAC, gw, dport=20000), 0))[0].meters
+    _put(net, POLICY)
+    out = net.switch(HOME).process(1, _marked(udp4(H1_4, SERVER4, H1_MAC, gw, dport=20000), 0))
+    assert (out[0].port, out[0].meters) == (TUNNEL_A, ())
+    assert meter_id not in net.switch(HOME).meters

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller.dataplane.flows.classes import PRIO_CLASS, TunnelExit, class_forwarding, flow_matches
-from msp_controller.dataplane.flows.qos import marking
+from msp_controller.dataplane.flows.qos import class_meter, marking
 from msp_controller.dataplane.flows.common import (
     BFD_UDP_PORT,
     ETH_IPV4,
@@ -105,14 +105,17 @@ def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: Po
         flows += forwarding.flows
         actions = (DecTtl(), SetField("eth_src", edge.internet_mac), SetField("eth_dst", homenet.gateway_mac),
                    *marking(choice), *forwarding.actions)
+        meter = class_meter(homenet.id, choice)
+        limit = None if meter is None else meter.meter_id
         if choice.match is None:
             for prefix in homenet.prefixes:
                 flows.append(Flow(EDGE_INGRESS, PRIO_ROUTE, match(**prefix_match(prefix, "dst")), actions,
-                                  goto=forwarding.goto))
+                                  goto=forwarding.goto, meter=limit))
         else:
             for fields in flow_matches(choice.match, dst_fallback=homenet.prefixes):
-                flows.append(Flow(EDGE_INGRESS, PRIO_CLASS, match(**fields), actions, goto=forwarding.goto))
-    return SwitchProgram(flows=tuple(flows), groups=tuple(groups))
+                flows.append(Flow(EDGE_INGRESS, PRIO_CLASS, match(**fields), actions, goto=forwarding.goto, meter=limit))
+    meters = tuple(m for c in ingress if (m := class_meter(homenet.id, c)) is not None)
+    return SwitchProgram(flows=tuple(flows), groups=tuple(groups), meters=meters)
 
 
 def edge_base_program(edge: Edge, ports: PortNumbers) -> SwitchProgram:
