@@ -48,7 +48,13 @@ VXLAN_UDP_PORT = 4789
 BFD_PORT_OFFSET = 72
 BFD_UDP_PORT = 3784
 CONTROL_KBPS = 256  # guaranteed to BFD
-MAX_QUEUES = 14  # leaves per homenet and ISP (class ids are 16 per homenet and ISP)
+# Small packets (TCP's pure ACKs: 102 bytes of outer IP) get a queue of their own, first
+# among the rest: behind a full upload queue the download's ACKs wait, or are dropped,
+# and the download stalls (measured: docs/design.md). Capped, so small packets cannot starve bulk.
+SMALL_PACKET_BYTES = 128  # outer IP total length below this
+SMALL_SHARE = 0.05  # guaranteed
+SMALL_CEIL_SHARE = 0.25  # at most
+MAX_QUEUES = 13  # leaves per homenet and ISP (class ids are 16 per homenet and ISP)
 UNSHAPED_KBIT = 10_000_000  # the edge's class for what belongs to no shaped homenet
 UNSHAPED_MINOR = 0xFFFF
 # Classes with children never use their quantum; setting it silences HTB's "quantum is big".
@@ -99,18 +105,27 @@ def _leaves(dev: str, parent: str, base: int, shaped_kbps: float, policy_queues:
     realtime_kbps = shaped_kbps * REALTIME_SHARE if any(q.realtime for q in policy_queues) else 0.0
     total_weight = sum(q.weight for q in policy_queues if not q.realtime)
     where = ["match", "ip", "dst", f"{dst}/32"] if dst else []
-    control = f"1:{base + MAX_QUEUES + 1:x}"
+    control, small = f"1:{base + MAX_QUEUES + 2:x}", f"1:{base + MAX_QUEUES + 1:x}"
     commands: list[Command] = [
         ["class", "replace", "dev", dev, "parent", parent, "classid", control, "htb",
          "rate", _kbit(min(CONTROL_KBPS, shaped_kbps / 10)), "ceil", _kbit(shaped_kbps), "prio", "0",
          "quantum", str(MTU_BYTES)],
-        ["qdisc", "replace", "dev", dev, "parent", control, "handle", f"{base + MAX_QUEUES + 1:x}:",
+        ["qdisc", "replace", "dev", dev, "parent", control, "handle", f"{base + MAX_QUEUES + 2:x}:",
          "pfifo", "limit", str(REALTIME_QUEUE_PACKETS)],
+        ["class", "replace", "dev", dev, "parent", parent, "classid", small, "htb",
+         "rate", _kbit(shaped_kbps * SMALL_SHARE), "ceil", _kbit(shaped_kbps * SMALL_CEIL_SHARE), "prio", "0",
+         "quantum", str(MTU_BYTES)],
+        ["qdisc", "replace", "dev", dev, "parent", small, "handle", f"{base + MAX_QUEUES + 1:x}:",
+         "pfifo", "limit", str(REALTIME_QUEUE_PACKETS * 4)],
     ]
     filters: list[Command] = [
         ["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
          "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", str(VXLAN_UDP_PORT), "0xffff",
-         "match", "u16", str(BFD_UDP_PORT), "0xffff", "at", str(BFD_PORT_OFFSET), *where, "flowid", control]]
+         "match", "u16", str(BFD_UDP_PORT), "0xffff", "at", str(BFD_PORT_OFFSET), *where, "flowid", control],
+        # After the DSCP filters (prio 1): a small voice packet stays in its class's queue.
+        ["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "2", "u32",
+         "match", "u16", "0x0000", f"0x{0xFFFF & ~(SMALL_PACKET_BYTES - 1):04x}", "at", "2", *where,
+         "flowid", small]]
     default_leaf = ""
     queue_bytes = max(MIN_QUEUE_BYTES, int(shaped_kbps * 1000 / 8 * BULK_QUEUE_MS / 1000))
     for index, queue in enumerate(policy_queues, start=1):
@@ -132,7 +147,7 @@ def _leaves(dev: str, parent: str, base: int, shaped_kbps: float, policy_queues:
             filters.append(["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1",
                             "u32", "match", "ip", "tos", *_tos(dscp), *where, "flowid", classid])
     if dst:  # anything else towards this uplink: its default queue
-        filters.append(["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "2",
+        filters.append(["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "3",
                         "u32", "match", "ip", "dst", f"{dst}/32", "flowid", default_leaf])
     return commands, filters, default_leaf
 

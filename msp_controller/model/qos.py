@@ -33,7 +33,7 @@ MAX_DSCP = 63
 WEIGHT_RANGE = (1, 100)
 DEFAULT_WEIGHT = 10
 RATE_KBPS_RANGE = (8, 100_000_000)  # 8 kbit/s .. 100 Gbit/s
-MAX_WEIGHTED_DSCPS = 13  # queues per homenet and ISP: 14, one of them real-time (dataplane/shaping.py)
+MAX_WEIGHTED_DSCPS = 12  # queues per homenet and ISP: 13, one real-time, one default (dataplane/shaping.py)
 QOS_FIELDS = ("dscp", "priority", "max_rate_kbps")
 RATE_FIELDS = ("down_kbps", "up_kbps")
 

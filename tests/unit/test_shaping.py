@@ -75,8 +75,10 @@ def test_upstream_is_shaped_below_each_isps_rate_with_voice_first(home, policy):
         voice = _flowid(commands, "tos 0xb8 0xfc")
         video = _flowid(commands, "tos 0x88 0xfc")
         assert classes[voice]["prio"] == "0" and classes[video]["prio"] == "1"
-        # Every leaf may use the whole shaped rate, and none more.
-        assert {c["ceil"] for k, c in classes.items()} == {f"{int(up * SHAPE_FRACTION)}kbit"}
+        # Every class may use the whole shaped rate, and none more; small packets (ACKs) a quarter.
+        small = _flowid(commands, "match u16 0x0000 0xff80 at 2")
+        assert {c["ceil"] for k, c in classes.items() if k != small} == {f"{int(up * SHAPE_FRACTION)}kbit"}
+        assert classes[small]["ceil"] == f"{int(up * SHAPE_FRACTION / 4)}kbit"
         # Unmarked traffic falls to the default leaf (the root's default).
         assert commands[0][-1] not in (voice.split(":")[1], video.split(":")[1])
 
@@ -115,7 +117,7 @@ def test_bfd_goes_first_at_both_ends(home, policy):
 def test_too_many_queues_is_a_policy_error(home):
     doc = copy.deepcopy(POLICY)
     doc["classes"] = [{"name": f"c{i}", "match": {"protocol": "tcp", "dst_ports": [1000 + i]},
-                       "egress": FAILOVER_AB, "ingress": FAILOVER_AB, "qos": {"dscp": 1 + i}} for i in range(14)]
+                       "egress": FAILOVER_AB, "ingress": FAILOVER_AB, "qos": {"dscp": 1 + i}} for i in range(13)]
     with pytest.raises(ValueError) as info:
         parse_policy(doc, home)
-    assert "classes[13].qos.dscp" in str(info.value)
+    assert "classes[12].qos.dscp" in str(info.value)
