@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-dashboard bench-bootstrap bench-qos lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-flood bench-dashboard bench-bootstrap bench-qos lint
 
 install:
 	bash scripts/install.sh
@@ -50,6 +50,10 @@ bench-throughput: install
 
 bench-flap: install
 	$(PY) -m bench.flap
+
+# Internet scan + ARP/ND storm + REST while ISP A fails (docs/design.md, Flood protection).
+bench-flood: install
+	$(PY) -m bench.flood
 
 bench-dashboard: install
 	$(PY) -m bench.dashboard
