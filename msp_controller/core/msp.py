@@ -31,11 +31,11 @@ from msp_controller.dataplane.flows.common import SwitchProgram
 from msp_controller.dataplane.flows.edge import default_route_flow, edge_base_program, edge_homenet_part, tunnel_exit
 from msp_controller.dataplane.flows.mspmb import host_flow, mspmb_program
 from msp_controller.dataplane.flows.underlay import underlay_program
+from msp_controller.dataplane.meters import punt_meters
 from msp_controller.dataplane.neighbors import RouterInterface, destination_of, handle_frame, solicit
 from msp_controller.dataplane.pipeline import MSPMB_DELIVER
 from msp_controller.dataplane.probe_packet import ProbeTemplate, parse_probe
 from msp_controller.dataplane.ra import link_local
-from msp_controller.dataplane.meters import punt_meters
 from msp_controller.dataplane.reconcile import ReportedFlow, read_requests, reconcile, transition
 from msp_controller.decide.announce import HomenetAnnouncements, Route, prefix_routes
 from msp_controller.decide.choice import EGRESS, INGRESS, Direction, choose

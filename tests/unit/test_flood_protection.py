@@ -148,7 +148,8 @@ def _udp_to(dst: str) -> bytes:
     pkt = packet.Packet()
     v6 = ":" in dst
     pkt.add_protocol(ethernet.ethernet(ethertype=0x86DD if v6 else 0x0800))
-    pkt.add_protocol(ipv6.ipv6(src="2001:db8::1", dst=dst, nxt=17) if v6 else ipv4.ipv4(src="203.0.113.5", dst=dst, proto=17))
+    pkt.add_protocol(ipv6.ipv6(src="2001:db8::1", dst=dst, nxt=17) if v6 else
+                     ipv4.ipv4(src="203.0.113.5", dst=dst, proto=17))
     pkt.add_protocol(udp.udp(src_port=1, dst_port=2))
     pkt.serialize()
     return bytes(pkt.data)
