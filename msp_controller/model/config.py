@@ -18,6 +18,7 @@ from typing import Any
 from msp_controller.model.access import ApiToken, Role
 from msp_controller.model.autoconf import Autoconf, parse_autoconf
 from msp_controller.model.errors import FieldError
+from msp_controller.model.qos import RATE_FIELDS, IspRates, parse_rates
 from msp_controller.model.flood import MAX_PUNT_PPS, PROBE_BUDGET_PPS, REASONS, PuntRates
 
 IPv4Interface = ipaddress.IPv4Interface
@@ -45,6 +46,7 @@ class Uplink:
     # The address the ISP gave this uplink, where the edge's tunnel ends: static here, or
     # reported at run time by the box (a DHCP lease); None until it is known.
     address: ipaddress.IPv4Address | None = None
+    rates: IspRates = IspRates()  # the ISP's access rates (down_kbps, up_kbps); a policy may override them
 
     @property
     def bridge(self) -> str:
@@ -416,6 +418,8 @@ def _parse_homenet(table: _Table, edges: Mapping[str, Edge]) -> Homenet:
             underlay_dpid=uplink_table.dpid("underlay_datapath_id"),
             slot=slot,
             address=uplink_table.address("address", ipaddress.IPv4Address, required=False),
+            rates=parse_rates({key: uplink_table.get(key, required=False) for key in RATE_FIELDS
+                               if key in uplink_table.data}, uplink_table.where),
         ))
         uplink_table.check_unknown()
     _unique([u.name for u in uplinks], table.path("uplinks"), "uplink name")

@@ -31,6 +31,9 @@ JSON shape::
       "rates": {"ispA": {"down_kbps": 100000, "up_kbps": 20000}}                # optional
     }
 
+Without "rates", the policy keeps the rates in the homenet's config (its uplinks' down_kbps
+and up_kbps); with it, exactly those given (an ISP left out is not shaped).
+
 Every class and "default" may also carry "qos" (marking, priority, rate limit); "rates"
 gives ISPs' access rates, below which the MSP shapes the homenet's traffic at both ends:
 see model/qos.py.
@@ -303,14 +306,21 @@ class Policy:
 
 
 def default_policy(homenet: Homenet) -> Policy:
-    """The policy the homenet's config implies: no classes, failover in the configured orders."""
+    """The policy the homenet's config implies: no classes, failover in the configured orders,
+    the configured ISP rates."""
     return Policy(
         classes=(),
         default=ClassPolicy(
             egress=DirectionPolicy.failover(homenet.egress_order),
             ingress=DirectionPolicy.failover(homenet.ingress_order),
         ),
+        rates=configured_rates(homenet),
     )
+
+
+def configured_rates(homenet: Homenet) -> tuple[tuple[str, IspRates], ...]:
+    """The ISPs' rates from the config: what a policy without "rates" keeps."""
+    return tuple((u.name, u.rates) for u in homenet.uplinks if u.rates != IspRates())
 
 
 def recheck_policy(policy: Policy, homenet: Homenet) -> Policy:
@@ -385,7 +395,7 @@ def parse_policy(data: object, homenet: Homenet) -> Policy:
     damping = _parse_damping(root.data["damping"], "damping") if root.has("damping") else Damping()
     check_queues({DEFAULT_NAME: default.qos, **{c.name: c.qos for c in classes}},
                  {DEFAULT_NAME: "default.qos", **{c.name: f"classes[{i}].qos" for i, c in enumerate(classes)}})
-    rates = _parse_rates(root.data["rates"], "rates", homenet) if root.has("rates") else ()
+    rates = _parse_rates(root.data["rates"], "rates", homenet) if root.has("rates") else configured_rates(homenet)
     return Policy(classes=classes, default=default, damping=damping, rates=rates)
 
 

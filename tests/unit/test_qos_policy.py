@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from msp_controller.model.policy import FieldError, parse_policy, policy_to_json
+from msp_controller.model.config import parse_config
+from msp_controller.model.policy import FieldError, default_policy, parse_policy, policy_to_json
 from msp_controller.model.qos import REALTIME, TRUST, ClassQos, IspRates
 
 VOICE_QOS = {"dscp": 46, "priority": "realtime", "max_rate_kbps": 2000}
@@ -90,3 +91,22 @@ def test_bad_rates_name_their_field(home, doc, where, rates, words):
     doc["rates"] = rates
     err = _error(doc, home)
     assert (err.where, words in err.problem) == (where, True), str(err)
+
+
+def test_rates_come_from_the_config_unless_the_policy_gives_them(reference_data, doc):
+    data = copy.deepcopy(reference_data)
+    data["homenets"][0]["uplinks"][1].update(down_kbps=50000, up_kbps=10000)
+    configured = parse_config(data).homenet("home1")
+    assert default_policy(configured).isp_rates("ispB") == IspRates(50000, 10000)
+    del doc["rates"]
+    assert parse_policy(doc, configured).rates == (("ispB", IspRates(50000, 10000)),)
+    doc["rates"] = {"ispA": {"up_kbps": 1000}}
+    assert parse_policy(doc, configured).isp_rates("ispB") == IspRates()
+
+
+def test_bad_configured_rates_name_their_field(reference_data):
+    data = copy.deepcopy(reference_data)
+    data["homenets"][0]["uplinks"][0]["up_kbps"] = -5
+    with pytest.raises(FieldError) as info:
+        parse_config(data)
+    assert info.value.where == "homenets[0].uplinks[0].up_kbps"
