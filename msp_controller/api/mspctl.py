@@ -3,6 +3,7 @@
     mspctl [--url URL] [--json] health | list | show NAME
            | watch [NAME] [--interval S] [--for S]
            | policy get NAME | policy set NAME FILE|- | openapi
+           | rates NAME ISP [--down-kbps N|none] [--up-kbps N|none]
            | homenet create FILE|- | homenet replace NAME FILE|- | homenet delete NAME
     mspctl token [--role operator|owner] [--homenet NAME] [--name NAME]   (offline)
 
@@ -76,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     put = actions.add_parser("set", help="replace the policy with a JSON file")
     put.add_argument("name")
     put.add_argument("file", help="JSON policy file, or - for standard input")
+    rates = commands.add_parser("rates", help="set an ISP's access rates in a homenet's policy (QoS shaping)")
+    rates.add_argument("name")
+    rates.add_argument("isp")
+    for direction in ("down", "up"):
+        rates.add_argument(f"--{direction}-kbps", type=_kbps, metavar="N", default=_UNCHANGED,
+                           help=f"the ISP's {direction}stream rate in kbit/s, or none (not shaped); default: unchanged")
     homenet = commands.add_parser("homenet", help="create, replace or delete a homenet (stored by the controller)")
     changes = homenet.add_subparsers(dest="action", required=True, metavar="ACTION")
     changes.add_parser("create", help="serve a new homenet described by a JSON file").add_argument(
@@ -102,6 +109,37 @@ def _seconds(minimum: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+_UNCHANGED = object()  # a rate not given on the command line
+
+
+def _kbps(text: str) -> int | None:
+    if text == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate in kbit/s (an integer, or none)") from None
+
+
+def _set_rates(args: argparse.Namespace, token: str | None) -> tuple[int, bytes]:
+    """Read the policy, change one ISP's rates, put it back: the controller validates it
+    as any policy (a wrong ISP or rate is refused, naming the field, and nothing changes).
+    A change made by someone else in between is overwritten."""
+    _, body = _call(args.url, "GET", _homenet(args.name) + "/policy", None, args.timeout, token)
+    policy = _decode(body)
+    if not isinstance(policy, dict):
+        raise CtlError("the controller's policy has an unexpected shape", 1)
+    rates = dict(policy.get("rates") or {})
+    current = dict(rates.get(args.isp) or {})
+    for key, value in (("down_kbps", args.down_kbps), ("up_kbps", args.up_kbps)):
+        if value is not _UNCHANGED:
+            current[key] = value
+    rates[args.isp] = current
+    policy["rates"] = rates
+    return _call(args.url, "PUT", _homenet(args.name) + "/policy", json.dumps(policy).encode(),
+                 args.timeout, token)
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -286,6 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "watch":
             _watch(args, _token(args))
+            return 0
+        if args.command == "rates":
+            status, answer = _set_rates(args, _token(args))
+            _show(answer, args.json, args.command)
+            _warn_pending(status, answer)
             return 0
         method, path, body = _request(args)
         status, answer = _call(args.url, method, path, body, args.timeout, _token(args))

@@ -361,3 +361,24 @@ def test_list_snapshot_follows_every_homenets_default_class() -> None:
                                          "active_ingress_state": "unknown", "path_states": {"ispA@edge1": "unknown"}}])
     assert snapshot == {("h", "path ispA@edge1"): "unknown", ("h", "default egress"): "no path",
                         ("h", "default ingress"): "ispA@edge1 (unknown)"}
+
+
+def test_rates_changes_one_isps_rates_in_the_policy(url: str, capsys: pytest.CaptureFixture[str],
+                                                    service: FakeService, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit import test_rest
+    monkeypatch.setattr(test_rest, "POLICY_KEYS", test_rest.POLICY_KEYS | {"rates"})  # the fake's key check
+    service.policies["home1"] = dict(POLICY, rates={"ispB": {"down_kbps": 50000, "up_kbps": 10000}})
+    code, out, err = run(capsys, "--url", url, "rates", "home1", "ispA", "--down-kbps", "100000",
+                         "--up-kbps", "20000")
+    assert code == 0 and not err and json.loads(out)["applied"] is True
+    assert service.policies["home1"]["rates"] == {"ispA": {"down_kbps": 100000, "up_kbps": 20000},
+                                                  "ispB": {"down_kbps": 50000, "up_kbps": 10000}}
+    # One direction only: the other stays; none stops shaping it.
+    code, _, _ = run(capsys, "--url", url, "rates", "home1", "ispB", "--up-kbps", "none")
+    assert code == 0 and service.policies["home1"]["rates"]["ispB"] == {"down_kbps": 50000, "up_kbps": None}
+    assert service.policies["home1"]["classes"] == POLICY["classes"]
+
+
+def test_rates_refuses_a_bad_rate_before_asking(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--url", url, "rates", "home1", "ispA", "--down-kbps", "fast")
+    assert code == 2 and "not a rate" in err
