@@ -331,6 +331,10 @@ class RestApi:
             if name is not None and not NAME_RE.fullmatch(name):  # match() would allow "x\n"
                 raise ApiError(404, f"no homenet named {_readable(name)[:80]!r}: "
                                     "names use only A-Z a-z 0-9 _ . -")
+            uplink = params.get("uplink")
+            if uplink is not None and not NAME_RE.fullmatch(uplink):
+                raise ApiError(404, f"no uplink named {_readable(uplink)[:80]!r}: "
+                                    "names use only A-Z a-z 0-9 _ . -")
             handler = route.methods.get(request.method)
             if handler is None:
                 allow = ", ".join(route.methods)

@@ -395,7 +395,8 @@ def calls(draw: st.DrawFn) -> Call:
 
 # A name outside NAME_PATTERN is no homenet's: such a path is a 404 whatever the method.
 _NAME = NAME_PATTERN.removeprefix("^").removesuffix("$")
-_TEMPLATES = {path: re.compile(re.escape(path).replace(re.escape("{name}"), _NAME) + r"\Z")
+# Every path parameter ({name}, {uplink}) follows the same rule.
+_TEMPLATES = {path: re.compile(re.sub(r"\\\{\w+\\\}", lambda _: _NAME, re.escape(path)) + r"\Z")
               for path in DOCUMENT["paths"]}
 
 
