@@ -54,8 +54,9 @@ def one_run(run_dir: str) -> dict[str, float]:
         wait_for(lambda: bb.edge_rx_packets("ispA") > before + 100, 5, what="the probe reaching the edge over ISP A")
         t = time.monotonic()
         bb.renew("ispA")
-        wait_for(lambda: new in bb[BOX].vsctl("--if-exists", "get", "open_vswitch", ".", "external_ids:msp-lease-br-ispA",
-                                              timeout=2), 10, interval=0.005, what="ISP A's new lease")
+        wait_for(lambda: new in bb[BOX].vsctl("--if-exists", "get", "open_vswitch", ".",
+                                              "external_ids:msp-lease-br-ispA", timeout=2),
+                 10, interval=0.005, what="ISP A's new lease")
         leased = time.monotonic()
         rx = bb.edge_rx_packets("ispA")
         wait_for(lambda: bb.edge_remote("ispA") == new and bb.edge_rx_packets("ispA") > rx, 10, interval=0.005,

@@ -38,7 +38,7 @@ def link_tunnels(network: FakeNetwork, config: MspConfig, home: int = HOME, home
     uplink's slot, keyed by the homenet's id, ending at the uplink's address."""
     homenet = homenet or config.homenets[0]
     for home_port, (edge_dpid, edge_name) in zip((11, 12, 13, 14), ((EDGE, "edge1"), (EDGE, "edge1"),
-                                                                    (EDGE2, "edge2"), (EDGE2, "edge2"))):
+                                                                    (EDGE2, "edge2"), (EDGE2, "edge2")), strict=True):
         uplink = homenet.uplinks[(home_port - 11) % 2]
         edge = config.edge(edge_name)
         network.tunnel((home, home_port), (edge_dpid, 11 + uplink.slot), homenet.id, str(uplink.address),

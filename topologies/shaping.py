@@ -26,7 +26,6 @@ from .ovsbox import run
 from .plan import ip_part
 
 
-
 def isp_access(node: Any, intf: str, rate_mbit: float, buffer_ms: float) -> None:
     """The egress of one ISP interface: rate_mbit, with a FIFO of buffer_ms at that rate."""
     limit = int(rate_mbit * 1e6 / 8 * buffer_ms / 1000)

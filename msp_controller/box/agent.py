@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from msp_controller.box.desired import LEASE_PREFIX, UPLINK, Lease, leases_from_external_ids
 
@@ -83,13 +84,14 @@ class Snapshot:
     connected: bool  # the manager connection
 
 
-def _rows(text: str) -> list[dict]:
+def _rows(text: str) -> list[list[dict[str, Any]]]:
     """The tables of `ovs-vsctl --format=json` output, one per command, as lists of dicts."""
-    decoder, tables, text = json.JSONDecoder(), [], text.strip()
+    decoder, text = json.JSONDecoder(), text.strip()
+    tables: list[list[dict[str, Any]]] = []
     while text:
         table, end = decoder.raw_decode(text)
         text = text[end:].strip()
-        tables.append([dict(zip(table["headings"], row)) for row in table["data"]])
+        tables.append([dict(zip(table["headings"], row, strict=True)) for row in table["data"]])
     return tables
 
 
@@ -150,7 +152,7 @@ def choose_uplink(current: str | None, snapshot: Snapshot, order: Sequence[str],
         return current  # nothing better: stay
     if others:
         after = order.index(current) if current in order else -1
-        rotated = [b for b in order[after + 1:] + order[:after + 1] if b in others]
+        rotated = [b for b in [*order[after + 1:], *order[:after + 1]] if b in others]
         return rotated[0]
     return current if current in leased else leased[0]
 

@@ -155,7 +155,7 @@ class Manager:
                 continue
             try:
                 self.on_lease(homenet.name, uplink.name, str(lease.address.ip))
-            except Exception:  # noqa: BLE001 - a refused report is logged; the box's tunnels stay
+            except Exception:
                 LOG.exception("homenet %s: the controller refused uplink %s's lease", homenet.name, uplink.name)
 
     def _reconcile_edge(self, edge_name: str, homenet_name: str, leases: Mapping[str, Lease]) -> None:
@@ -208,7 +208,8 @@ def serve(manager: Manager, address: str, port: int, pki: str, stop: threading.E
                 raw, _ = listener.accept()
             except TimeoutError:
                 continue
-            peer = "%s:%d" % raw.getpeername()[:2]
+            host, port = raw.getpeername()[:2]
+            peer = f"{host}:{port}"
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             threading.Thread(target=handshake, args=(raw, peer), daemon=True).start()
 
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     address, _, port = args.listen.rpartition(":")
     try:
         config = load_config(args.config)
-    except Exception as err:  # noqa: BLE001 - any config error ends here, named
+    except Exception as err:
         print(f"msp-box-manager: {args.config}: {err}", file=sys.stderr)
         return 2
     state = args.state or os.environ.get("MSP_STATE") or config.state_path

@@ -568,8 +568,8 @@ class MspCore:
             if name == self.registry.edge(role.name).internet_port and \
                     (before and before.number) != (port and port.number):
                 # ... and, when its number changes, each homenet's BCP 38 drops that name it.
-                for homenet in self.registry.homenets_at(role.name):
-                    effects.merge(self._update_part(dpid, homenet))
+                for homenet_name in self.registry.homenets_at(role.name):
+                    effects.merge(self._update_part(dpid, homenet_name))
             return effects
         if role.kind is Kind.UNDERLAY:
             return self._update_part(dpid, OWN)

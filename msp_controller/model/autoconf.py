@@ -104,12 +104,15 @@ def parse_autoconf(raw: Any, where: str, lan_ipv4: ipaddress.IPv4Interface,
     dns6: list[IPv6Address] = []
     for index, text in enumerate(dns):
         try:
-            address = ipaddress.ip_address(text)
+            resolver = ipaddress.ip_address(text)
         except (ValueError, TypeError) as err:
             raise FieldError(f"{where}.dns[{index}]", f"{text!r} is not an IP address: {err}") from None
-        if address.is_multicast or address.is_unspecified or address.is_loopback:
-            raise FieldError(f"{where}.dns[{index}]", f"{address} cannot be a resolver's address")
-        (dns4 if isinstance(address, IPv4Address) else dns6).append(address)  # type: ignore[arg-type]
+        if resolver.is_multicast or resolver.is_unspecified or resolver.is_loopback:
+            raise FieldError(f"{where}.dns[{index}]", f"{resolver} cannot be a resolver's address")
+        if isinstance(resolver, IPv4Address):
+            dns4.append(resolver)
+        else:
+            dns6.append(resolver)
     if len(dns4) > MAX_DNS or len(dns6) > MAX_DNS:
         raise FieldError(f"{where}.dns", f"at most {MAX_DNS} resolvers per family")
 

@@ -18,8 +18,8 @@ from typing import Any
 from msp_controller.model.access import ApiToken, Role
 from msp_controller.model.autoconf import Autoconf, parse_autoconf
 from msp_controller.model.errors import FieldError
-from msp_controller.model.qos import RATE_FIELDS, IspRates, parse_rates
 from msp_controller.model.flood import MAX_PUNT_PPS, PROBE_BUDGET_PPS, REASONS, PuntRates
+from msp_controller.model.qos import RATE_FIELDS, IspRates, parse_rates
 
 IPv4Interface = ipaddress.IPv4Interface
 IPv6Interface = ipaddress.IPv6Interface

@@ -80,7 +80,15 @@ from typing import Final, Literal
 from msp_controller.model.config import Homenet, IPNetwork
 from msp_controller.model.errors import FieldError
 from msp_controller.model.portranges import MAX_PORT, PortRange
-from msp_controller.model.qos import ClassQos, IspRates, check_queues, parse_qos, parse_rates, qos_to_json, rates_to_json
+from msp_controller.model.qos import (
+    ClassQos,
+    IspRates,
+    check_queues,
+    parse_qos,
+    parse_rates,
+    qos_to_json,
+    rates_to_json,
+)
 
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_NUMBERS.items()}

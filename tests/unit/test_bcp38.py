@@ -10,8 +10,21 @@ from msp_controller.core import PortState
 from msp_controller.dataplane.flows.edge import PRIO_BCP38
 from msp_controller.model.config import MspConfig, parse_homenet
 from tests.fakeoftable import FakeSwitch
-from tests.harness import (EDGE, EDGE2, H1_MAC, HOME, PORTS, UPSTREAM2_MAC, UPSTREAM_MAC, Harness, arp_frame, udp4,
-                           udp6, link_tunnels, via_tunnel)
+from tests.harness import (
+    EDGE,
+    EDGE2,
+    H1_MAC,
+    HOME,
+    PORTS,
+    UPSTREAM2_MAC,
+    UPSTREAM_MAC,
+    Harness,
+    arp_frame,
+    link_tunnels,
+    udp4,
+    udp6,
+    via_tunnel,
+)
 from tests.unit.test_runtime_homenets import HOME2, HOME2_BOXES, home2_body, two_homenet_ports
 
 H1_4, H1_6 = "198.51.100.10", "2001:db8:100::10"

@@ -42,14 +42,14 @@ def _commit(replica: Replica, ops: list) -> None:
         elif op["op"] == "mutate" and op["table"] == "Bridge":
             uuid = op["where"][0][2][1]
             ports = list(replica.tables["Bridge"][uuid]["ports"])
-            for column, kind, value in op["mutations"]:
+            for _column, kind, value in op["mutations"]:
                 items = [resolve(v)[1] for v in value[1]]
                 ports = ports + items if kind == "insert" else [p for p in ports if p not in items]
             replica.tables["Bridge"][uuid]["ports"] = ports
     replica.apply(update)
 
 
-def Replica_decode(value):  # noqa: N802 - test helper mirroring ovsdb_ops.decode
+def Replica_decode(value):
     from msp_controller.box.ovsdb_ops import decode
     return decode(value)
 
@@ -145,7 +145,8 @@ def test_a_homenet_created_by_rest_is_known_to_the_manager_by_its_boxs_datapath_
         "name": "home2", "id": 2, "datapath_id": 0x102, "prefixes": ["198.51.102.0/24"],
         "lan_ports": ["lan1"], "lan_ipv4": "198.51.102.1/24", "edges": ["edge1"],
         "egress_order": ["ispA"], "ingress_order": ["ispA"],
-        "uplinks": [{"name": "ispA", "port": "up-ispA", "underlay_datapath_id": 0x121, "address": "198.18.41.7"}]}, None)
+        "uplinks": [{"name": "ispA", "port": "up-ispA", "underlay_datapath_id": 0x121,
+                     "address": "198.18.41.7"}]}, None)
     store.close()
     from msp_controller.box.manager import stored_homenets
     assert stored_homenets(CONFIG, path)["home2"].dpid == 0x102

@@ -7,7 +7,19 @@ from msp_controller.core import MspCore
 from msp_controller.core.switches import union
 from msp_controller.dataplane import ofmsg
 from msp_controller.model.policy import DEFAULT_DAMPING_RECOVER_S
-from tests.harness import EDGE, EDGE_UNDERLAY, H1_MAC, HOME, LOCAL, UNDERLAY_A, UPSTREAM_MAC, Harness, udp4, udp6, via_tunnel
+from tests.harness import (
+    EDGE,
+    EDGE_UNDERLAY,
+    H1_MAC,
+    HOME,
+    LOCAL,
+    UNDERLAY_A,
+    UPSTREAM_MAC,
+    Harness,
+    udp4,
+    udp6,
+    via_tunnel,
+)
 
 SERVER4, SERVER6 = "203.0.113.10", "2001:db8:200::10"
 H1_4, H1_6 = "198.51.100.10", "2001:db8:100::10"
@@ -111,7 +123,8 @@ def test_spoofed_source_arriving_at_the_edge_is_dropped(net, config):
     """Even if an MSPMB were compromised, the edge only admits the homenet's prefixes."""
     spoofed = udp4("192.0.2.66", SERVER4, "02:00:00:00:00:01", "02:00:00:00:00:02")
     assert net.switch(EDGE).process(TUNNEL_A, via_tunnel(net.config, spoofed)) == []
-    assert net.switch(EDGE).process(TUNNEL_A, via_tunnel(net.config, udp4(H1_4, SERVER4, "02:00:00:00:00:01", "02:00:00:00:00:02"))) != []
+    own = udp4(H1_4, SERVER4, "02:00:00:00:00:01", "02:00:00:00:00:02")
+    assert net.switch(EDGE).process(TUNNEL_A, via_tunnel(net.config, own)) != []
 
 
 def test_internet_traffic_not_for_the_pi_prefix_is_dropped(net, config):

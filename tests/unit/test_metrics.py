@@ -61,7 +61,8 @@ def _probe_rounds(harness: Harness, rounds: int, lossy_port: int | None = None) 
                     continue
                 port = message.actions[-1].port
                 if port != lossy_port:
-                    harness.apply(harness.core.packet_in(dpid, port, 0, bytes(message.data), harness.now + RTT_S, tunnel_id=1))
+                    harness.apply(harness.core.packet_in(dpid, port, 0, bytes(message.data), harness.now + RTT_S,
+                                                         tunnel_id=1))
 
 
 @pytest.fixture

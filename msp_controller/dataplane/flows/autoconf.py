@@ -20,7 +20,8 @@ def autoconf_punts(table: int, in_port: int) -> list[Flow]:
     meter = PuntReason.AUTOCONF.value
     return [
         Flow(table, PRIO_AUTOCONF, match(in_port=in_port, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP,
-                                         udp_src=DHCP_CLIENT_PORT, udp_dst=DHCP_SERVER_PORT), to_controller, meter=meter),
+                                         udp_src=DHCP_CLIENT_PORT, udp_dst=DHCP_SERVER_PORT),
+             to_controller, meter=meter),
         Flow(table, PRIO_AUTOCONF, match(in_port=in_port, eth_type=ETH_IPV6, ip_proto=IPPROTO_ICMPV6,
                                          icmpv6_type=ND_ROUTER_SOLICIT), to_controller, meter=meter),
     ]

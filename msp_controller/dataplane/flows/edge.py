@@ -14,7 +14,6 @@ from collections.abc import Collection
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller.dataplane.flows.classes import PRIO_CLASS, TunnelExit, class_forwarding, flow_matches
-from msp_controller.dataplane.flows.qos import class_meter, marking
 from msp_controller.dataplane.flows.common import (
     BFD_UDP_PORT,
     ETH_IPV4,
@@ -29,6 +28,7 @@ from msp_controller.dataplane.flows.common import (
     neighbor_punts,
     prefix_match,
 )
+from msp_controller.dataplane.flows.qos import class_meter, marking
 from msp_controller.dataplane.meters import PuntReason
 from msp_controller.dataplane.ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
 from msp_controller.dataplane.pipeline import EDGE_BALANCE, EDGE_CLASSIFY, EDGE_EGRESS, EDGE_INGRESS
@@ -113,7 +113,8 @@ def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: Po
                                   goto=forwarding.goto, meter=limit))
         else:
             for fields in flow_matches(choice.match, dst_fallback=homenet.prefixes):
-                flows.append(Flow(EDGE_INGRESS, PRIO_CLASS, match(**fields), actions, goto=forwarding.goto, meter=limit))
+                flows.append(Flow(EDGE_INGRESS, PRIO_CLASS, match(**fields), actions,
+                                  goto=forwarding.goto, meter=limit))
     meters = tuple(m for c in ingress if (m := class_meter(homenet.id, c)) is not None)
     return SwitchProgram(flows=tuple(flows), groups=tuple(groups), meters=meters)
 

@@ -5,7 +5,6 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller.dataplane.flows.autoconf import autoconf_punts
 from msp_controller.dataplane.flows.classes import PRIO_CLASS, class_forwarding, flow_matches
-from msp_controller.dataplane.flows.qos import class_meter, marking
 from msp_controller.dataplane.flows.common import (
     ETH_IPV4,
     ETH_IPV6,
@@ -19,6 +18,7 @@ from msp_controller.dataplane.flows.common import (
     neighbor_punts,
     prefix_match,
 )
+from msp_controller.dataplane.flows.qos import class_meter, marking
 from msp_controller.dataplane.meters import PuntReason
 from msp_controller.dataplane.ofmsg import CONTROLLER, DecTtl, Flow, Group, Output, SetField, match
 from msp_controller.dataplane.pipeline import MSPMB_BALANCE, MSPMB_CLASSIFY, MSPMB_DELIVER, MSPMB_EGRESS
@@ -64,15 +64,18 @@ def mspmb_program(config: MspConfig, homenet: Homenet, ports: PortNumbers,
         groups += forwarding.groups
         flows += forwarding.flows
         # The MSP as a whole is one router hop: the TTL drops here on the way out.
-        actions = (DecTtl(), SetField("eth_src", homenet.gateway_mac), *marking(choice), *forwarding.actions)
+        actions = (DecTtl(), SetField("eth_src", homenet.gateway_mac), *marking(choice),
+                   *forwarding.actions)
         meter = class_meter(homenet.id, choice)
         limit = None if meter is None else meter.meter_id
         if choice.match is None:
             for eth_type in (ETH_IPV4, ETH_IPV6):
-                flows.append(Flow(MSPMB_EGRESS, PRIO_ROUTE, match(eth_type=eth_type), actions, goto=forwarding.goto, meter=limit))
+                flows.append(Flow(MSPMB_EGRESS, PRIO_ROUTE, match(eth_type=eth_type), actions,
+                                  goto=forwarding.goto, meter=limit))
         else:
             for fields in flow_matches(choice.match):
-                flows.append(Flow(MSPMB_EGRESS, PRIO_CLASS, match(**fields), actions, goto=forwarding.goto, meter=limit))
+                flows.append(Flow(MSPMB_EGRESS, PRIO_CLASS, match(**fields), actions,
+                                  goto=forwarding.goto, meter=limit))
     # No neighbour entry yet: the controller resolves the host (and drops this packet).
     flows.append(Flow(MSPMB_DELIVER, 0, match(), (Output(CONTROLLER),), meter=PuntReason.UNRESOLVED.value))
     meters = tuple(m for c in egress if (m := class_meter(homenet.id, c)) is not None)
