@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -28,7 +29,20 @@ def test_a_dhcp_and_slaac_host_gets_its_configuration_and_reaches_the_server(msp
     settings = homenet.autoconf
     h2 = net["h2"]
 
-    lease = use_autoconf(h2, "h2-eth0", str(tmp_path))
+    # The first router advertisement h2 receives, decoded by tcpdump (RDNSS is for userspace:
+    # the kernel does not apply it, a resolver daemon would).
+    capture = h2.popen(["timeout", "30", "tcpdump", "-l", "-n", "-vv", "-c", "1", "-i", "h2-eth0",
+                        "icmp6 and ip6[40] == 134"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        lease = use_autoconf(h2, "h2-eth0", str(tmp_path))
+        advert = capture.communicate(timeout=35)[0].decode()
+    finally:
+        if capture.poll() is None:
+            capture.kill()
+            capture.wait()
+    assert "router advertisement" in advert and "mtu option" in advert, advert
+    assert f"addr: {settings.dns6[0]}" in advert, advert  # RDNSS (RFC 8106)
+    assert f"prefix info option (3), length 32 (4): {homenet.lan_ipv6.network}" in advert, advert
     assert settings.pool_start <= lease.ipv4.ip <= settings.pool_end, lease
     assert lease.ipv4.network == homenet.lan_ipv4.network
     assert lease.router == str(homenet.lan_ipv4.ip)
