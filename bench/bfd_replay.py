@@ -16,6 +16,7 @@ import sys
 import time
 
 from bench.edge_ovs import EDGE_ADDRESSES, home_address
+from msp_controller.dataplane.checksum import internet_checksum
 
 SLOTS = 2
 VXLAN_PORT, BFD_PORT = 4789, 3784
@@ -23,17 +24,10 @@ BFD_INTERVAL_US = 30_000
 TICK_S = 0.005
 
 
-def _checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _ipv4(src: str, dst: str, ttl: int, payload: bytes) -> bytes:
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, ttl, socket.IPPROTO_UDP, 0,
                          ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
-    return header[:10] + struct.pack("!H", _checksum(header)) + header[12:] + payload
+    return header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:] + payload
 
 
 def _udp(sport: int, dport: int, payload: bytes) -> bytes:

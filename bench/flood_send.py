@@ -24,6 +24,8 @@ import struct
 import time
 from collections.abc import Callable
 
+from msp_controller.dataplane.checksum import internet_checksum
+
 BATCH_S = 0.005
 DISTINCT = 4096  # different packets per family, sent in turn
 ETH_P_ALL = 0x0003
@@ -85,22 +87,13 @@ def _arp_request(src_mac: bytes, src_ip: str, target: str) -> bytes:
     return eth + arp
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _neighbor_solicitation(src_mac: bytes, src_ip: str, target: str) -> bytes:
     target_packed = socket.inet_pton(socket.AF_INET6, target)
     group = bytes.fromhex("ff0200000000000000000001ff") + target_packed[-3:]
     src = socket.inet_pton(socket.AF_INET6, src_ip)
     body = struct.pack("!BBHI16sBB6s", 135, 0, 0, 0, target_packed, 1, 1, src_mac)
     pseudo = src + group + struct.pack("!I3xB", len(body), 58)
-    body = body[:2] + struct.pack("!H", _checksum(pseudo + body)) + body[4:]
+    body = body[:2] + struct.pack("!H", internet_checksum(pseudo + body)) + body[4:]
     ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(body), 58, 255, src, group)
     eth = b"\x33\x33" + group[-4:] + src_mac + struct.pack("!H", 0x86DD)
     return eth + ip6 + body

@@ -11,6 +11,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
+from msp_controller.dataplane.checksum import internet_checksum
+
 IPv4Address = ipaddress.IPv4Address
 
 CLIENT_PORT, SERVER_PORT = 68, 67
@@ -167,15 +169,6 @@ def _options(raw: bytes) -> dict[int, bytes] | DhcpIgnored:
 # --- answers --------------------------------------------------------------------------------
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _option(code: int, value: bytes) -> bytes:
     return bytes([code, len(value)]) + value
 
@@ -216,10 +209,10 @@ def build_reply(server: ServerIdentity, request: DhcpMessage, kind: int, yiaddr:
     udp_length = 8 + len(bootp)
     pseudo = server.address.packed + ip_dst.packed + struct.pack("!BBH", 0, 17, udp_length)
     udp = struct.pack("!HHHH", SERVER_PORT, CLIENT_PORT, udp_length, 0) + bootp
-    udp_sum = _checksum(pseudo + udp) or 0xFFFF
+    udp_sum = internet_checksum(pseudo + udp) or 0xFFFF
     udp = udp[:6] + struct.pack("!H", udp_sum) + udp[8:]
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(udp), 0, 0, 64, 17, 0,
                          server.address.packed, ip_dst.packed)
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
     eth = chaddr + bytes.fromhex(server.mac.replace(":", "")) + b"\x08\x00"
     return eth + header + udp

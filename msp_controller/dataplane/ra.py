@@ -8,6 +8,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from msp_controller.dataplane.checksum import internet_checksum
+
 IPv6Address = ipaddress.IPv6Address
 
 ICMPV6, ROUTER_SOLICIT, ROUTER_ADVERT = 58, 133, 134
@@ -59,15 +61,6 @@ def _mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _pseudo(source: bytes, destination: bytes, length: int) -> bytes:
     return source + destination + struct.pack("!I3xB", length, ICMPV6)
 
@@ -101,7 +94,7 @@ def _parse(data: bytes) -> RouterSolicitation | RsIgnored:
     icmp = ip[40:40 + length]
     if icmp[0] != ROUTER_SOLICIT or icmp[1] != 0:
         return RsIgnored(f"ICMPv6 type {icmp[0]} code {icmp[1]} is not a router solicitation")
-    if _checksum(_pseudo(source, destination, length) + icmp) != 0:
+    if internet_checksum(_pseudo(source, destination, length) + icmp) != 0:
         return RsIgnored("bad ICMPv6 checksum")
     source_mac = _mac_text(data[6:12])
     if data[6] & 1:
@@ -131,7 +124,7 @@ def build_advertisement(ad: Advertisement, dst_mac: str = ALL_NODES_MAC,
                            + b"".join(a.packed for a in ad.dns))
     icmp = struct.pack("!BBHBBHII", ROUTER_ADVERT, 0, 0, CUR_HOP_LIMIT, 0, ad.router_lifetime_s, 0, 0) + options
     source = ad.link_local.packed
-    checksum = _checksum(_pseudo(source, destination.packed, len(icmp)) + icmp)
+    checksum = internet_checksum(_pseudo(source, destination.packed, len(icmp)) + icmp)
     icmp = icmp[:2] + struct.pack("!H", checksum) + icmp[4:]
     header = struct.pack("!IHBB", 0x60000000, len(icmp), ICMPV6, 255) + source + destination.packed
     eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(ad.mac.replace(":", "")) + b"\x86\xdd"

@@ -37,6 +37,7 @@ from msp_controller.core import leases as core_leases
 from msp_controller.core import msp as core_msp
 from msp_controller.core.msp import MspCore
 from msp_controller.dataplane import claims, ofmsg
+from msp_controller.dataplane.checksum import internet_checksum
 from msp_controller.dataplane.pipeline import MSPMB_DELIVER
 from msp_controller.dataplane.probe_packet import PROBE_UDP_PORT, build_probe
 from msp_controller.model.config import MspConfig, parse_config
@@ -123,15 +124,6 @@ def ethernet(dst: bytes, src: bytes, ethertype: int, payload: bytes) -> bytes:
     return dst + src + struct.pack("!H", ethertype) + payload
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 @st.composite
 def arp_frames(draw: st.DrawFn) -> bytes:
     hlen = draw(st.sampled_from([6, 6, 6, 0, 5, 8, 255]))
@@ -178,7 +170,7 @@ def icmpv6_frames(draw: st.DrawFn) -> bytes:
     message = bytes([kind, draw(st.sampled_from([0, 0, 0, 1, 255]))]) + b"\0\0" + body
     if draw(st.booleans()):
         pseudo = source + destination + struct.pack("!I3xB", len(message), 58)
-        message = message[:2] + struct.pack("!H", _checksum(pseudo + message)) + message[4:]
+        message = message[:2] + struct.pack("!H", internet_checksum(pseudo + message)) + message[4:]
     length = draw(st.sampled_from([len(message)] * 3 + [0, len(message) + 8, 0xFFFF]))
     header = struct.pack("!IHBB", draw(st.sampled_from([0x60000000, 0x60000000, 0x40000000, 0xFFFFFFFF])),
                          length, draw(st.sampled_from([58, 58, 58, 0, 43, 44, 60, 59, 17])),
@@ -222,7 +214,7 @@ def router_solicitations(draw: st.DrawFn) -> bytes:
     destination = ipaddress.IPv6Address("ff02::2").packed
     if draw(st.sampled_from([True, True, True, False])):
         pseudo = source + destination + struct.pack("!I3xB", len(message), 58)
-        message = message[:2] + struct.pack("!H", _checksum(pseudo + message)) + message[4:]
+        message = message[:2] + struct.pack("!H", internet_checksum(pseudo + message)) + message[4:]
     header = struct.pack("!IHBB", 0x60000000, draw(st.sampled_from([len(message)] * 3 + [0, 4, 0xFFFF])), 58,
                          draw(st.sampled_from([255, 255, 255, 64])))
     return ethernet(b"\x33\x33\0\0\0\x02", draw(MACS), 0x86DD, header + source + destination + message)
