@@ -1,54 +1,74 @@
 r"""Zero configuration: a blank MSPMB that becomes multihomed by itself.
 
      bbh1 --- bbmb ---- bbispA (dnsmasq) ---+
-                  \                         |--- bbinet --- bbedge (stand-in edge)
-                   --- bbispB (dnsmasq) ----+      |
-                                                  bbmsp: the MSP (OVSDB manager, ssl:198.19.64.10:6640)
+     (DHCP)       \                         |--- bbinet --- bbedge (edge1) --- bbinet --- bbsrv
+                   --- bbispB (dnsmasq) ----+      |        underlay .11/.12   Internet port    203.0.113.10
+                                                  bbmsp: the MSP (ryu-manager, OVSDB manager)
 
   bbmb    the MSPMB: its own Open vSwitch, the ports bbmb-lan1/-ispA/-ispB, nothing else;
           the box agent (msp_controller/box/agent.py) knows the MSP's address and the box's
           key + certificate (msp-pki), and starts when start_box() is called.
+  bbh1    an unmodified host: no address until the controller's DHCP answers it (busybox
+          udhcpc, started with the box: both are powered on together).
   bbispN  ISP N: 198.18.4N.1/24 on its customer side, DHCP by dnsmasq (topologies/isp_dhcp.py:
           the box's uplink MAC gets 198.18.4N.100 unless renumbered); 198.18.14N.0/30 to bbinet.
   bbinet  routes the ISPs' access networks, the edge's underlay 198.18.50.0/24 (.11, .12 on the
-          edge's br-up, one tunnel address per uplink slot) and the MSP's 198.19.64.0/24.
-  bbedge  a stand-in edge: br-up (standalone) made here; br-msp and its per-homenet tunnels
-          (BFD on, ending at the leased addresses) made by the MSP over OVSDB.
-  bbmsp   the MSP's namespace: every box reaches it through the ISPs' and bbinet's routes.
+          edge's br-up, one tunnel address per uplink slot), the MSP's 198.19.64.0/24, the
+          edge's Internet side 198.18.51.0/24 (the PI prefix 198.51.100.0/24 via the edge's
+          198.18.51.2) and the server's 203.0.113.0/24.
+  bbedge  edge1 as in the reference topology: br-msp (the Internet port, one flow-based VXLAN
+          port per uplink slot) and br-up, made with dataplane/provision.py's edge_commands;
+          flows and groups from the controller over OpenFlow/TLS. Its end of each tunnel is
+          the box's leased address, which the controller learns by REST from the OVSDB manager.
+  bbmsp   the MSP's namespace, reached by every box over the ISPs and bbinet (no management
+          link): ryu-manager msp_controller.app (OpenFlow over TLS on 198.19.64.10:6653, REST on
+          its own loopback 127.0.0.1:8080) and the OVSDB manager (ssl:198.19.64.10:6640,
+          --report-to the REST API).
 
-No OpenFlow controller runs here: this variant shows the OVSDB half (bridges, tunnels, BFD,
-leases, renumbering, control-channel failover). Everything lives in namespaces we create.
+Everything lives in namespaces we create; every process is stopped by its PID.
 
     with BlankBoxNetwork(run_dir) as bb:
-        bb.start_box(); bb.wait_multihomed(10)
+        bb.start_box(); bb.wait_multihomed(10); bb.wait_host_reaches_server(20)
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Self
 
 from mininet.net import Mininet
 from mininet.topo import Topo
 
+from msp_controller.dataplane.provision import edge_commands, edge_routes
 from msp_controller.identity import pki
-from msp_controller.model.config import load_config
+from msp_controller.model.config import edge_slot_port, load_config
+from topologies.controller import operator_token
 from topologies.isp_dhcp import IspDhcp
 from topologies.nodes import RoutedHost
 from topologies.ovsbox import OVS_SCHEMA, OvsBox, _Subreaper, link_exists, prepare_ovs_ports, run, wait_for
+from topologies.plan import OVERLAY_MTU, UNDERLAY_MTU
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO_ROOT, "etc", "blank_box.toml")
 MSP_IP = "198.19.64.10"
 OVSDB_PORT = 6640
-BOX, EDGE, MSP, INET = "bbmb", "bbedge", "bbmsp", "bbinet"
+OPENFLOW_PORT = 6653
+REST = "127.0.0.1:8080"  # the controller's REST API, on the MSP namespace's own loopback
+BOX, EDGE, MSP, INET, HOST, SERVER = "bbmb", "bbedge", "bbmsp", "bbinet", "bbh1", "bbsrv"
+SERVER_IP = "203.0.113.10"
+HOST_INTF = "bbh1-eth0"
 ISPS = {"ispA": 1, "ispB": 2}
 UPLINKS = {f"br-{isp}": f"{BOX}-{isp}" for isp in ISPS}
 EDGE_UNDERLAY = ["198.18.50.11/24", "198.18.50.12/24"]
+PROBE_PORTS = {"ispA": 9001, "ispB": 9002}  # the server's UDP ports for each ISP's probe
+PROBE_SOURCE = "198.51.100.99"  # a PI address nobody holds: nothing answers the probes
 
 
 def isp_node(isp: str) -> str:
@@ -57,6 +77,55 @@ def isp_node(isp: str) -> str:
 
 def access_gateway(isp: str) -> str:
     return f"198.18.4{ISPS[isp]}.1/24"
+
+
+# A probe into one ISP's tunnel, sent from the box's namespace as the box itself would:
+# VXLAN (the homenet's key) from the address the ISP leased (the socket is bound to the
+# uplink's device, so its source follows the lease), to the edge's address for that slot.
+# Inside, a UDP packet from the PI prefix to the server, numbered: the server counts what
+# the edge let through. Sends fail (no address, no route) while the uplink has no lease.
+PROBE_SENDER = r"""
+import socket, struct, sys, time
+device, edge_ip, vni, src, dst, port, rate = sys.argv[1:8]
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+def csum(data):
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return ~total & 0xffff
+interval, seq, due = 1.0 / float(rate), 0, time.monotonic()
+while True:
+    payload = struct.pack("!Id", seq, time.time())
+    udp = struct.pack("!HHHH", 40000, int(port), 8 + len(payload), 0) + payload
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), seq & 0xffff, 0, 64, 17, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+    header = header[:10] + struct.pack("!H", csum(header)) + header[12:]
+    frame = bytes.fromhex("020000000002" "020000000001" "0800") + header + udp
+    try:
+        sock.sendto(struct.pack("!II", 0x08000000, int(vni) << 8) + frame, (edge_ip, 4789))
+    except OSError:
+        pass
+    seq += 1
+    due += interval
+    time.sleep(max(0.0, due - time.monotonic()))
+"""
+
+# At the server: every probe packet that arrived, as "<port> <seq> <arrival time>" lines.
+PROBE_SINK = r"""
+import selectors, socket, struct, sys, time
+out = open(sys.argv[1], "w", buffering=1)
+selector = selectors.DefaultSelector()
+for port in sys.argv[2:]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", int(port)))
+    selector.register(sock, selectors.EVENT_READ, int(port))
+while True:
+    for key, _ in selector.select():
+        data = key.fileobj.recv(2048)
+        if len(data) >= 4:
+            out.write("%d %d %.6f\n" % (key.data, struct.unpack("!I", data[:4])[0], time.time()))
+"""
 
 
 class SslOvsBox(OvsBox):
@@ -88,26 +157,37 @@ class SslOvsBox(OvsBox):
 
 class BlankBoxTopo(Topo):
     def build(self, run_dir: str = "/run/msp-bb") -> None:
-        self.addHost("bbh1", cls=RoutedHost, ip=None, addresses={"bbh1-eth0": ["198.51.100.10/24"]})
+        self.addHost(HOST, cls=RoutedHost, ip=None, addresses={HOST_INTF: []})
         self.addHost(BOX, cls=SslOvsBox, ip=None, run_dir=run_dir)
+        # The edge is the MSP's own box: its OpenFlow reaches the controller over the MSP's own
+        # network (bbedge-mgmt), not through br-up, which forwards only once programmed.
         self.addHost(EDGE, cls=SslOvsBox, ip=None, run_dir=run_dir)
-        inet_addrs: dict[str, list[str]] = {"bbinet-edge": ["198.18.50.1/24"], "bbinet-msp": ["198.19.64.1/24"]}
-        inet_routes = []
+        inet_addrs: dict[str, list[str]] = {"bbinet-edge": ["198.18.50.1/24"], "bbinet-msp": ["198.19.64.1/24"],
+                                            "bbinet-einet": ["198.18.51.1/24"], "bbinet-srv": ["203.0.113.1/24"],
+                                            "bbinet-emgmt": ["198.19.65.1/24"]}
+        # The PI prefix is routed to the edge's Internet port (no BGP in this topology).
+        inet_routes = ["route replace 198.51.100.0/24 via 198.18.51.2 dev bbinet-einet"]
         for isp, n in ISPS.items():
             self.addHost(isp_node(isp), cls=RoutedHost, ip=None, forwarding=True,
                          addresses={f"bb{isp}-cust": [access_gateway(isp)], f"bb{isp}-inet": [f"198.18.14{n}.2/30"]},
                          routes=[f"route replace default via 198.18.14{n}.1 dev bb{isp}-inet"])
             inet_addrs[f"bbinet-{isp}"] = [f"198.18.14{n}.1/30"]
             inet_routes.append(f"route replace 198.18.4{n}.0/24 via 198.18.14{n}.2 dev bbinet-{isp}")
-        self.addHost(INET, cls=RoutedHost, ip=None, forwarding=True, addresses=inet_addrs, routes=inet_routes)
+        self.addHost(INET, cls=RoutedHost, ip=None, forwarding=True, addresses=inet_addrs, routes=inet_routes,
+                     mtu={"bbinet-einet": OVERLAY_MTU})
         self.addHost(MSP, cls=RoutedHost, ip=None, addresses={"bbmsp-eth0": [f"{MSP_IP}/24"]},
                      routes=["route replace default via 198.19.64.1 dev bbmsp-eth0"])
-        self.addLink("bbh1", BOX, intfName1="bbh1-eth0", intfName2=f"{BOX}-lan1")
+        self.addHost(SERVER, cls=RoutedHost, ip=None, addresses={"bbsrv-eth0": [f"{SERVER_IP}/24"]},
+                     routes=["route replace default via 203.0.113.1 dev bbsrv-eth0"])
+        self.addLink(HOST, BOX, intfName1=HOST_INTF, intfName2=f"{BOX}-lan1")
         for isp in ISPS:
             self.addLink(BOX, isp_node(isp), intfName1=UPLINKS[f"br-{isp}"], intfName2=f"bb{isp}-cust")
             self.addLink(isp_node(isp), INET, intfName1=f"bb{isp}-inet", intfName2=f"bbinet-{isp}")
         self.addLink(EDGE, INET, intfName1="bbedge-up", intfName2="bbinet-edge")
+        self.addLink(EDGE, INET, intfName1="bbedge-inet", intfName2="bbinet-einet")
+        self.addLink(EDGE, INET, intfName1="bbedge-mgmt", intfName2="bbinet-emgmt")
         self.addLink(MSP, INET, intfName1="bbmsp-eth0", intfName2="bbinet-msp")
+        self.addLink(SERVER, INET, intfName1="bbsrv-eth0", intfName2="bbinet-srv")
 
 
 class BlankBoxNetwork:
@@ -115,12 +195,19 @@ class BlankBoxNetwork:
         self.run_dir = os.path.abspath(run_dir)
         self.config_path = config_path
         self.config = load_config(config_path)
+        self.homenet = self.config.homenet("home1")
+        self.token = operator_token(config_path) or ""
         self.pki_dir = os.path.join(self.run_dir, "pki")
         self.net: Mininet | None = None
         self.dhcp: dict[str, IspDhcp] = {}
+        self.controller: subprocess.Popen | None = None
         self.manager: subprocess.Popen | None = None
         self.agent: subprocess.Popen | None = None
-        self.box_started_at: float | None = None
+        self.host_dhcp: subprocess.Popen | None = None
+        self.sink: subprocess.Popen | None = None
+        self.probes: dict[str, subprocess.Popen] = {}
+        self.box_started_at: float | None = None  # time.monotonic()
+        self.box_started_wall: float | None = None  # time.time(), for the ping and probe timestamps
 
     def __getitem__(self, name: str) -> Any:
         assert self.net is not None
@@ -135,7 +222,8 @@ class BlankBoxNetwork:
         try:
             self.net.build()
             self.net.start()
-            self.start_edge_underlay()
+            self.start_controller()
+            self.start_edge()
             for isp in ISPS:
                 dhcp = IspDhcp(self[isp_node(isp)], f"bb{isp}-cust", access_gateway(isp),
                                os.path.join(self.run_dir, isp_node(isp)))
@@ -148,15 +236,18 @@ class BlankBoxNetwork:
             raise
 
     def stop(self) -> None:
-        for proc in (self.agent, self.manager):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.agent = self.manager = None
+        for proc in (*self.probes.values(), self.sink, self.host_dhcp, self.agent, self.manager):
+            _end(proc)
+        self.probes = {}
+        self.sink = self.host_dhcp = self.agent = self.manager = None
+        if self.controller is not None and self.controller.poll() is None:
+            os.killpg(self.controller.pid, signal.SIGTERM)  # its own session: ryu-manager and children
+            try:
+                self.controller.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.controller.pid, signal.SIGKILL)
+                self.controller.wait()
+        self.controller = None
         for dhcp in self.dhcp.values():
             dhcp.stop()
         net, self.net = self.net, None
@@ -176,41 +267,69 @@ class BlankBoxNetwork:
     # -- pieces
 
     def make_identities(self) -> None:
-        from pathlib import Path
         shutil.rmtree(self.pki_dir, ignore_errors=True)
         pki.init(Path(self.pki_dir))
-        pki.box(Path(self.pki_dir), self.config.homenet("home1").dpid, "home1-mspmb")
+        pki.box(Path(self.pki_dir), self.homenet.dpid, "home1-mspmb")
         pki.box(Path(self.pki_dir), self.config.edge("edge1").dpid, "edge1")
 
-    def start_edge_underlay(self) -> None:
-        edge = self[EDGE]
-        prepare_ovs_ports(edge, ["bbedge-up"])
-        edge.vsctl("--may-exist", "add-br", "br-up", "--", "set", "bridge", "br-up", "datapath_type=netdev",
-                   "fail_mode=standalone", "other-config:disable-in-band=true",
-                   "--", "--may-exist", "add-port", "br-up", "bbedge-up")
-        wait_for(lambda: link_exists("br-up", edge), 10, what="the edge's br-up")
-        edge.run("ip", "-batch", "-", input="link set br-up up\n" + "".join(
-            f"addr replace {a} dev br-up\n" for a in EDGE_UNDERLAY)
-            + "route replace default via 198.18.50.1 dev br-up\n")
+    def start_controller(self, timeout: float = 30.0) -> None:
+        """ryu-manager with the MSP app in the MSP's namespace: OpenFlow over TLS (the MSP's CA
+        and the controller's certificate from msp-pki), REST on that namespace's loopback."""
+        ryu_manager = os.path.join(os.path.dirname(sys.executable), "ryu-manager")
+        host, port = REST.split(":")
+        keys = os.path.join(self.pki_dir, "controller")
+        log = open(os.path.join(self.run_dir, "controller.log"), "ab")
+        self.controller = subprocess.Popen(
+            ["mnexec", "-a", str(self[MSP].pid), ryu_manager,
+             "--ofp-listen-host", MSP_IP, "--ofp-ssl-listen-port", str(OPENFLOW_PORT),
+             "--ctl-privkey", os.path.join(keys, "key.pem"), "--ctl-cert", os.path.join(keys, "cert.pem"),
+             "--ca-certs", os.path.join(self.pki_dir, "ca", "cacert.pem"),
+             "--wsapi-host", host, "--wsapi-port", port, "msp_controller.app"],
+            cwd=REPO_ROOT, env=dict(os.environ, MSP_CONFIG=self.config_path, PYTHONUNBUFFERED="1",
+                                    MSP_STATE=os.path.join(self.run_dir, "state.sqlite")),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+        def listening() -> bool:
+            out = run(["ss", "-Hltn"], self[MSP], check=False)
+            return f"{MSP_IP}:{OPENFLOW_PORT}" in out and REST in out
+
+        wait_for(lambda: listening() or self.controller.poll() is not None,  # type: ignore[union-attr]
+                 timeout, what="the controller to listen")
+        if self.controller.poll() is not None:
+            raise RuntimeError(f"the controller exited; see {self.run_dir}/controller.log")
+
+    def start_edge(self) -> None:
+        """edge1 as the reference topology makes it (provision.py), its controller over TLS."""
+        edge, spec = self[EDGE], self.config.edge("edge1")
+        mtu = {spec.underlay_port: UNDERLAY_MTU, spec.internet_port: OVERLAY_MTU}
+        prepare_ovs_ports(edge, mtu, mtu)
         ident = os.path.join(self.pki_dir, "boxes", "edge1")
         edge.vsctl("set-ssl", f"{ident}/key.pem", f"{ident}/cert.pem", f"{ident}/cacert.pem")
-        target = f"ssl:{MSP_IP}:{OVSDB_PORT}"
-        edge.vsctl("set-manager", target, "--", "set", "manager", target, "max_backoff=1000")
+        for command in edge_commands(self.config, spec):
+            edge.vsctl(*[f"ssl:{a[4:]}" if a.startswith("tcp:") else a for a in command])
+        wait_for(lambda: link_exists(spec.underlay_bridge, edge), 10, what="the edge's br-up")
+        run(["sysctl", "-qw", f"net.ipv6.conf.{spec.underlay_bridge}.disable_ipv6=1"], edge)
+        run(["ip", "-batch", "-"], edge, input="".join(" ".join(c) + "\n" for c in edge_routes(spec))
+            + f"link set {spec.underlay_bridge} mtu {UNDERLAY_MTU}\n"
+            + "addr replace 198.19.65.2/24 dev bbedge-mgmt\nlink set bbedge-mgmt up\n"
+            + f"route replace {MSP_IP}/32 via 198.19.65.1 dev bbedge-mgmt\n")
 
     def start_manager(self) -> None:
         log = open(os.path.join(self.run_dir, "manager.log"), "w")
         self.manager = subprocess.Popen(
             ["mnexec", "-a", str(self[MSP].pid), sys.executable, "-m", "msp_controller.box.manager",
              "--config", self.config_path, "--pki", self.pki_dir, "--listen", f"{MSP_IP}:{OVSDB_PORT}",
-             "--state", os.path.join(self.run_dir, "state.sqlite")],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+             "--report-to", f"http://{REST}", "--state", os.path.join(self.run_dir, "state.sqlite")],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, MSP_TOKEN=self.token))
         wait_for(lambda: "listening" in open(os.path.join(self.run_dir, "manager.log")).read()
                  or self.manager.poll() is not None, 15, what="the OVSDB manager")  # type: ignore[union-attr]
         if self.manager.poll() is not None:
             raise RuntimeError(f"the OVSDB manager exited; see {self.run_dir}/manager.log")
 
-    def start_box(self) -> float:
-        """Start the blank box's agent; returns the moment (time.monotonic())."""
+    def start_box(self, host: bool = True) -> float:
+        """Power the blank box on (its agent) and, with host, the host behind it (its DHCP
+        client); returns the moment (time.monotonic())."""
         box = self[BOX]
         log = open(os.path.join(self.run_dir, "agent.log"), "w")
         argv = ["mnexec", "-a", str(box.pid), sys.executable, "-m", "msp_controller.box.agent",
@@ -219,9 +338,23 @@ class BlankBoxNetwork:
                 "--lan", f"{BOX}-lan1", "--state-dir", os.path.join(self.run_dir, "agent")]
         for bridge, port in UPLINKS.items():
             argv += ["--uplink", f"{bridge}={port}"]
-        self.box_started_at = time.monotonic()
+        self.box_started_at, self.box_started_wall = time.monotonic(), time.time()
         self.agent = subprocess.Popen(argv, cwd=REPO_ROOT, env=box.ovs_env, stdout=log, stderr=subprocess.STDOUT)
+        if host:
+            self.start_host()
         return self.box_started_at
+
+    def start_host(self) -> None:
+        """busybox udhcpc with Debian's stock script on the host, in the foreground (it keeps
+        its lease), asking every second; /etc/resolv.conf is a file of the run directory in a
+        private mount namespace."""
+        resolv = os.path.join(self.run_dir, "bbh1-resolv.conf")
+        open(resolv, "w").close()
+        client = (f"mount --bind {resolv} /etc/resolv.conf && exec udhcpc -i {HOST_INTF} -f -t 3 -T 1 -A 1 "
+                  f"-s /etc/udhcpc/default.script")
+        self.host_dhcp = subprocess.Popen(
+            ["mnexec", "-a", str(self[HOST].pid), "unshare", "--mount", "--propagation", "private", "sh", "-c", client],
+            stdout=open(os.path.join(self.run_dir, "bbh1-udhcpc.log"), "w"), stderr=subprocess.STDOUT)
 
     # -- facts
 
@@ -244,41 +377,52 @@ class BlankBoxNetwork:
     def box_tunnels_up(self) -> dict[str, bool]:
         return {isp: self.bfd_up(BOX, f"edge1-{isp}") for isp in ISPS}
 
-    def edge_remote(self, isp: str) -> str | None:
+    def rest(self, method: str, path: str, body: Any = None) -> Any:
+        """The controller's REST API (operator token), from the MSP's namespace; None when it
+        does not answer with JSON."""
+        argv = ["curl", "-sS", "-m", "3", "-X", method, "-H", f"Authorization: Bearer {self.token}"]
+        if body is not None:
+            argv += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
+        out = run([*argv, f"http://{REST}/api/v1{path}"], self[MSP], check=False, timeout=5)
         try:
-            return self[EDGE].vsctl("get", "interface", f"hn1-{isp}", "options:remote_ip", timeout=2).strip().strip('"')
-        except Exception:
+            return json.loads(out)
+        except ValueError:
             return None
 
-    def start_probe(self, isp: str) -> subprocess.Popen:
-        """500 packets/s from bbh1 into the box's tunnel on this ISP (a static flow on br-home
-        stands in for the OpenFlow controller), so that the edge's counters show at once
-        when the tunnel carries again. Stop it with stop_probe()."""
-        self[BOX].ofctl("add-flow", "br-home", f"priority=100,in_port={BOX}-lan1,actions=output:edge1-{isp}")
-        host = self["bbh1"]
-        run(["ip", "neigh", "replace", "198.51.100.99", "lladdr", "02:00:00:00:00:99", "dev", "bbh1-eth0"], host)
-        return subprocess.Popen(["mnexec", "-a", str(host.pid), "ping", "-q", "-i", "0.002", "198.51.100.99"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def paths_live(self) -> dict[str, bool]:
+        """The controller's view of each ISP's path: live at both ends (REST)."""
+        view = self.rest("GET", "/homenets/home1") or {}
+        return {p["isp"]: bool(p["live"]) for p in view.get("paths", []) if p.get("edge") == "edge1"}
 
-    @staticmethod
-    def stop_probe(proc: subprocess.Popen) -> None:
-        proc.terminate()
-        proc.wait(5)
-
-    def edge_rx_packets(self, isp: str) -> int:
-        """Packets the edge's tunnel to this uplink has taken in, read live from the datapath
-        (OVSDB's statistics lag by 5 s). The port takes only what comes from its remote_ip:
-        after a renumbering, nothing until it follows."""
-        try:
-            out = self[EDGE].ofctl("dump-ports", "br-msp", f"hn1-{isp}")
-        except Exception:
-            return 0
-        match = re.search(r"rx pkts=(\d+)", out)
-        return int(match.group(1)) if match else 0
+    def multihomed(self) -> bool:
+        return all(self.box_tunnels_up().values()) and all(self.paths_live().get(isp, False) for isp in ISPS)
 
     def wait_multihomed(self, timeout: float) -> float:
-        wait_for(lambda: all(self.box_tunnels_up().values()), timeout, what="both ISPs' tunnels up (BFD)")
+        """Both ISPs' tunnels up: BFD at the box, and live at both ends for the controller."""
+        wait_for(self.multihomed, timeout, interval=0.02, what="both ISPs' tunnels up (BFD, and live at both ends)")
         return time.monotonic()
+
+    def host_address(self) -> str | None:
+        out = run(["ip", "-4", "-o", "addr", "show", "dev", HOST_INTF, "scope", "global"], self[HOST], check=False)
+        match = re.search(r"inet (\S+)", out)
+        return match.group(1) if match else None
+
+    def wait_host_reaches_server(self, timeout: float) -> float:
+        """Wait for the host's DHCP lease, then ping the server every 20 ms until it answers;
+        returns the answer's arrival as time.monotonic() (from ping's own timestamp)."""
+        deadline = time.monotonic() + timeout
+        wait_for(self.host_address, timeout, interval=0.02, what="the host's DHCP lease")
+        left = max(1, int(deadline - time.monotonic()) + 1)
+        ping = subprocess.Popen(["mnexec", "-a", str(self[HOST].pid), "ping", "-n", "-D", "-i", "0.02",
+                                 "-w", str(left), "-c", "1", SERVER_IP], stdout=subprocess.PIPE, text=True)
+        try:
+            out, _ = ping.communicate(timeout=left + 5)
+        finally:
+            _end(ping)
+        match = re.search(r"^\[(\d+\.\d+)\] \d+ bytes from", out, re.MULTILINE)
+        if match is None:
+            raise TimeoutError(f"the host's pings to the server went unanswered for {left} s:\n{out}")
+        return time.monotonic() - (time.time() - float(match.group(1)))
 
     def manager_connected(self) -> bool:
         try:
@@ -287,18 +431,71 @@ class BlankBoxNetwork:
             return False
 
     def agent_status(self) -> dict:
-        import json
         try:
             with open(os.path.join(self.run_dir, "agent", "status.json")) as handle:
                 return json.load(handle)
         except (OSError, ValueError):
             return {}
 
+    def lease(self, isp: str) -> str:
+        """The lease the box's OVSDB holds for this ISP ("" if none)."""
+        return self[BOX].vsctl("--if-exists", "get", "open_vswitch", ".", f"external_ids:msp-lease-br-{isp}",
+                               timeout=2)
+
+    def edge_address(self, isp: str) -> str | None:
+        """Where the edge's flows expect this ISP's tunnel of home1 to come from (the
+        address the controller was told), or None when it has no flow for it."""
+        port = edge_slot_port(self.homenet.uplink(isp).slot)
+        try:
+            number = self[EDGE].vsctl("get", "interface", port, "ofport", timeout=2).strip()
+            out = self[EDGE].ofctl("dump-flows", "br-msp")
+        except Exception:
+            return None
+        for line in out.splitlines():
+            match = re.search(r"tun_src=([\d.]+)", line)
+            if match and re.search(r"tun_id=0x1\b", line) and \
+                    re.search(rf"in_port=(\"?{port}\"?|{number})[, ]", line):
+                return match.group(1)
+        return None
+
+    # -- probes: numbered packets into one ISP's tunnel, counted at the server
+
+    def start_probes(self, rate: int = 500) -> None:
+        """A probe into each ISP's tunnel (rate packets/s each), and the server's sink."""
+        sink_file = os.path.join(self.run_dir, "probes.txt")
+        open(sink_file, "w").close()
+        self.sink = subprocess.Popen(["mnexec", "-a", str(self[SERVER].pid), sys.executable, "-c", PROBE_SINK,
+                                      sink_file, *map(str, PROBE_PORTS.values())])
+        wait_for(lambda: all(f":{p}" in run(["ss", "-Hlun"], self[SERVER], check=False)
+                             for p in PROBE_PORTS.values()), 10, what="the probe sink")
+        for isp, port in PROBE_PORTS.items():
+            edge_ip = str(self.config.edge("edge1").tunnel_ip(self.homenet.uplink(isp).slot))
+            self.probes[isp] = subprocess.Popen(
+                ["mnexec", "-a", str(self[BOX].pid), sys.executable, "-c", PROBE_SENDER, f"br-{isp}", edge_ip,
+                 str(self.homenet.id), PROBE_SOURCE, SERVER_IP, str(port), str(rate)])
+
+    def stop_probes(self) -> None:
+        for proc in self.probes.values():
+            _end(proc)
+        self.probes = {}
+
+    def probe_arrivals(self, isp: str) -> list[tuple[int, float]]:
+        """(sequence number, arrival time.time()) of each probe packet of this ISP the server got."""
+        port, found = str(PROBE_PORTS[isp]), []
+        with open(os.path.join(self.run_dir, "probes.txt")) as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) == 3 and parts[0] == port:
+                    found.append((int(parts[1]), float(parts[2])))
+        return found
+
+    # -- events
+
     def renew(self, isp: str) -> None:
         """Make the box's DHCP client renew its lease on this ISP now (SIGUSR1 to udhcpc)."""
         pid_file = os.path.join(self.run_dir, "agent", f"udhcpc-br-{isp}.pid")
         with open(pid_file) as handle:
-            os.kill(int(handle.read().strip()), 10)
+            os.kill(int(handle.read().strip()), signal.SIGUSR1)
 
     def isp_blackhole(self, isp: str, on: bool = True) -> None:
         """ISP drops everything it would forward (nftables in its namespace)."""
@@ -308,6 +505,16 @@ class BlankBoxNetwork:
                 "  type filter hook forward priority 0; policy drop;\n }\n}\n")
         else:
             run(["nft", "delete", "table", "inet", "bbcut"], node)
+
+
+def _end(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 __all__ = ["BlankBoxNetwork", "BlankBoxTopo"]
