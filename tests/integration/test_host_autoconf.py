@@ -6,9 +6,13 @@ IPv6 address from the advertised /64, and reaches the server over both families;
 survives a controller restart (the store) and is not handed to another device meanwhile."""
 from __future__ import annotations
 
+import select
+import shlex
 import shutil
 import sqlite3
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -22,6 +26,45 @@ from topologies.autoconf_host import use_autoconf, wait_slaac
 from topologies.measure import SERVER4, SERVER6, wait_reachable
 from topologies.scenario import REFERENCE_CONFIG
 
+# A router solicitation to all routers (RFC 4861), hop limit 255; the kernel fills in the
+# ICMPv6 checksum of a raw ICMPv6 socket.
+SOLICIT = ("import socket, sys; s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6); "
+           "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255); "
+           "s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ('ff02::2', 0, 0, socket.if_nametoindex(sys.argv[1])))")
+
+
+def solicited_advert(host, intf: str, timeout_s: float = 15.0) -> str:
+    """The router advertisement that answers a solicitation from host, decoded by tcpdump
+    (RDNSS is for userspace: the kernel does not apply it, a resolver daemon would). The
+    solicitation goes out only once tcpdump says it is listening."""
+    capture = host.popen(["timeout", str(int(timeout_s)), "tcpdump", "-l", "-n", "-vv", "-c", "1", "-i", intf,
+                          "icmp6 and ip6[40] == 134"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout_s
+        listening = ""
+        while "listening on" not in listening and time.monotonic() < deadline:
+            ready, _, _ = select.select([capture.stderr], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            line = capture.stderr.readline().decode()
+            if not line:
+                break
+            listening += line
+        assert "listening on" in listening, f"tcpdump did not start: {listening!r}"
+        # The controller answers a port at most every 3 s (and use_autoconf has just
+        # solicited): ask once a second until an advertisement comes.
+        while time.monotonic() < deadline:
+            host.cmd(f"{sys.executable} -c {shlex.quote(SOLICIT)} {intf}")
+            try:
+                return capture.communicate(timeout=1.0)[0].decode()
+            except subprocess.TimeoutExpired:
+                continue
+        return ""
+    finally:
+        if capture.poll() is None:
+            capture.kill()
+            capture.wait()
+
 
 def test_a_dhcp_and_slaac_host_gets_its_configuration_and_reaches_the_server(msp, tmp_path):
     net, _ = msp
@@ -29,17 +72,8 @@ def test_a_dhcp_and_slaac_host_gets_its_configuration_and_reaches_the_server(msp
     settings = homenet.autoconf
     h2 = net["h2"]
 
-    # The first router advertisement h2 receives, decoded by tcpdump (RDNSS is for userspace:
-    # the kernel does not apply it, a resolver daemon would).
-    capture = h2.popen(["timeout", "30", "tcpdump", "-l", "-n", "-vv", "-c", "1", "-i", "h2-eth0",
-                        "icmp6 and ip6[40] == 134"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        lease = use_autoconf(h2, "h2-eth0", str(tmp_path))
-        advert = capture.communicate(timeout=35)[0].decode()
-    finally:
-        if capture.poll() is None:
-            capture.kill()
-            capture.wait()
+    lease = use_autoconf(h2, "h2-eth0", str(tmp_path))
+    advert = solicited_advert(h2, "h2-eth0")
     assert "router advertisement" in advert and "mtu option" in advert, advert
     assert f"addr: {settings.dns6[0]}" in advert, advert  # RDNSS (RFC 8106)
     assert f"prefix info option (3), length 32 (4): {homenet.lan_ipv6.network}" in advert, advert
