@@ -407,11 +407,18 @@ class BlankBoxNetwork:
         match = re.search(r"inet (\S+)", out)
         return match.group(1) if match else None
 
+    def host_configured(self) -> bool:
+        """The lease is applied: udhcpc's script sets the address first and the default route
+        after it, and a ping in between fails at once with "Network is unreachable"."""
+        if self.host_address() is None:
+            return False
+        return "default" in run(["ip", "-4", "route", "show", "default"], self[HOST], check=False)
+
     def wait_host_reaches_server(self, timeout: float) -> float:
         """Wait for the host's DHCP lease, then ping the server every 20 ms until it answers;
         returns the answer's arrival as time.monotonic() (from ping's own timestamp)."""
         deadline = time.monotonic() + timeout
-        wait_for(self.host_address, timeout, interval=0.02, what="the host's DHCP lease")
+        wait_for(self.host_configured, timeout, interval=0.02, what="the host's DHCP lease and default route")
         left = max(1, int(deadline - time.monotonic()) + 1)
         ping = subprocess.Popen(["mnexec", "-a", str(self[HOST].pid), "ping", "-n", "-D", "-i", "0.02",
                                  "-w", str(left), "-c", "1", SERVER_IP], stdout=subprocess.PIPE, text=True)
