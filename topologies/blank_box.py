@@ -89,6 +89,12 @@ import socket, struct, sys, time
 device, edge_ip, vni, src, dst, port, rate = sys.argv[1:8]
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+# A datapath drops what it cannot send; it never holds it. While the uplink has no address,
+# the kernel queues this device-bound socket's packets on an on-link neighbour that never
+# resolves (freed only after 3 ARP tries, 3 s): with the default buffer those packets fill it
+# and block every later send, new address or not. A buffer larger than the neighbour's queue
+# (unres_qlen_bytes) lets the queue drop them instead; MSG_DONTWAIT drops rather than waits.
+sock.setsockopt(socket.SOL_SOCKET, 32, 4 << 20)  # SO_SNDBUFFORCE (root)
 def csum(data):
     total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
     while total >> 16:
@@ -103,7 +109,7 @@ while True:
     header = header[:10] + struct.pack("!H", csum(header)) + header[12:]
     frame = bytes.fromhex("020000000002" "020000000001" "0800") + header + udp
     try:
-        sock.sendto(struct.pack("!II", 0x08000000, int(vni) << 8) + frame, (edge_ip, 4789))
+        sock.sendto(struct.pack("!II", 0x08000000, int(vni) << 8) + frame, socket.MSG_DONTWAIT, (edge_ip, 4789))
     except OSError:
         pass
     seq += 1

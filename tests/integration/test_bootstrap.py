@@ -72,14 +72,14 @@ def test_a_renumbered_uplink_carries_its_tunnel_again_within_a_second_of_the_new
     bb.start_box()
     bb.wait_multihomed(MULTIHOMED_S)
     result = renumber(bb)  # ISP A: NAK at renewal, 198.18.41.101; probes into both tunnels
-    # The edge follows the new lease within the target; traffic from the new address gets
-    # through about 3 s after the lease today (see docs/design.md, Zero configuration: not
-    # yet understood, the 1 s target is missed), so this bound is looser.
+    # The edge's flows follow the new lease, and traffic from the new address gets through
+    # it, within the target; the other ISP loses nothing.
     assert result["renumber_edge_follow_ms"] <= RENUMBER_S * 1000, result
-    assert result["renumber_outage_ms"] <= 5000, result
+    assert result["renumber_outage_ms"] <= RENUMBER_S * 1000, result
     assert result["other_isp_lost_packets"] == 0 and result["other_isp_bfd_flaps"] == 0, result
-    # BFD, down since the NAK, sends once a second until it is up again (RFC 5880).
-    assert result["renumber_bfd_up_ms"] <= 5000, result
+    # BFD, down since the NAK, sends once a second until it is up again (RFC 5880 6.8.3):
+    # its first packet and the next, plus slack for a busy machine.
+    assert result["renumber_bfd_up_ms"] <= 3500, result
     assert bb.edge_address("ispA") == bb.address("ispA", 101)
     bb.wait_host_reaches_server(10)
 
