@@ -33,7 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from msp_controller.box.desired import LEASE_PREFIX, UPLINK, Lease, leases_from_external_ids
+from msp_controller.box.desired import LEASE_PREFIX, SHAPING, UPLINK, Lease, leases_from_external_ids
+from msp_controller.box.shaping_apply import apply_shaping, parse_shaping
 
 LOG = logging.getLogger("msp.box.agent")
 POLL_S = 0.1
@@ -82,6 +83,7 @@ class Snapshot:
     leases: dict[str, Lease]
     tunnels: tuple[Tunnel, ...]
     connected: bool  # the manager connection
+    shaping: str | None = None  # br-home's msp-shaping, as the manager wrote it
 
 
 def _rows(text: str) -> list[list[dict[str, Any]]]:
@@ -102,8 +104,9 @@ def _map(value: list) -> dict[str, str]:
 def read_snapshot(msp: str, port: int) -> Snapshot:
     out = sh("ovs-vsctl", "--format=json", "--timeout=5",
              "--", "--columns=name,options,bfd_status,external_ids", "find", "Interface", "type=vxlan",
-             "--", "--columns=external_ids", "list", "Open_vSwitch")
-    interfaces, root = _rows(out)
+             "--", "--columns=external_ids", "list", "Open_vSwitch",
+             "--", "--columns=external_ids", "list", "Bridge")
+    interfaces, root, bridges = _rows(out)
     tunnels = []
     for row in interfaces:
         ext, options = _map(row["external_ids"]), _map(row["options"])
@@ -112,7 +115,8 @@ def read_snapshot(msp: str, port: int) -> Snapshot:
             tunnels.append(Tunnel(row["name"], options["remote_ip"], ext[UPLINK],
                                   bfd.get("forwarding") == "true", int(bfd.get("flap_count", "0")) > 0))
     leases = leases_from_external_ids(_map(root[0]["external_ids"])) if root else {}
-    return Snapshot(leases, tuple(tunnels), connected_to(msp, port))
+    shaping = next((_map(b["external_ids"])[SHAPING] for b in bridges if SHAPING in _map(b["external_ids"])), None)
+    return Snapshot(leases, tuple(tunnels), connected_to(msp, port), shaping)
 
 
 def connected_to(address: str, port: int) -> bool:
@@ -169,6 +173,7 @@ class Agent:
         self.control_since = time.monotonic()
         self.routes: set[tuple[str, str, str]] = set()
         self.leases: dict[str, Lease] = {}
+        self.shaping: str | None = None  # the msp-shaping last acted on (applied or refused)
 
     # -- start
 
@@ -258,8 +263,23 @@ class Agent:
                 sh("ss", "-K", "dst", self.msp)
             except RuntimeError:  # a kernel without socket destroy: OVSDB at least
                 sh("ovs-appctl", "-t", "ovsdb-server", "ovsdb-server/reconnect", check=False)
+        if snapshot.shaping is not None and snapshot.shaping != self.shaping:
+            self.shape(snapshot.shaping)
         if moved or lease_changed:
             self.write_status(now)
+
+    def shape(self, text: str) -> None:
+        """The upstream shaping the MSP wrote: applied, or refused with the old one kept."""
+        self.shaping = text  # acted on once: a refused one is not retried until it changes
+        try:
+            shaping = parse_shaping(text, self.uplinks.values())
+        except ValueError as err:
+            LOG.warning("shaping refused, the previous stays: %s", err)
+            return
+        errors = apply_shaping(shaping)
+        for error in errors:
+            LOG.warning("shaping: %s (that port is left unshaped)", error)
+        LOG.info("shaping applied: %s", {d: len(c) for d, c in shaping.items()})
 
     def write_status(self, now: float) -> None:
         status = {"control_uplink": self.control, "time": time.time(),

@@ -11,15 +11,21 @@ homenet's ports, so the work per event does not grow with the homenets at an edg
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from msp_controller.dataplane.provision import CONTROLLER_INACTIVITY_PROBE_MS, CONTROLLER_MAX_BACKOFF_MS
+from msp_controller.dataplane.shaping import mspmb_shaping
 from msp_controller.model.config import Edge, Homenet, MspConfig, mspmb_tunnel_port
+from msp_controller.model.policy import Policy, default_policy
 
 OWNER = "msp-owner"  # external_ids key naming the homenet a port belongs to
 UPLINK = "msp-uplink"  # external_ids key: the underlay bridge a box tunnel must leave by
 LEASE_PREFIX = "msp-lease-"  # Open_vSwitch external_ids msp-lease-<bridge> = "<ip>/<len> via <gw>"
+# br-home's external_ids: the upstream shaping the box agent applies, as JSON
+# {uplink port: [tc arguments, ...]} (dataplane/shaping.py); [] means none on that port.
+SHAPING = "msp-shaping"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class BridgeSpec:
     controller: str
     ports: tuple[PortSpec, ...]
     keep: tuple[str, ...] = ()  # the owner's ports left as they are if present (not pruned)
+    external_ids: Mapping[str, str] = field(default_factory=dict)  # these keys kept in step, others left
     fail_mode: str = "secure"
     protocols: tuple[str, ...] = ("OpenFlow13",)
     controller_settings: Mapping[str, int] = field(default_factory=lambda: {
@@ -80,8 +87,16 @@ def controller_target(config: MspConfig) -> str:
     return f"ssl:{config.controller_address}:{config.controller_port}"
 
 
-def mspmb_bridge(config: MspConfig, homenet: Homenet) -> BridgeSpec:
-    """br-home: LAN ports and a tunnel to each edge over each uplink (BFD on)."""
+def shaping_text(homenet: Homenet, policy: Policy | None) -> str:
+    """The SHAPING value for a policy (the homenet's default policy when None)."""
+    policy = policy or default_policy(homenet)
+    return json.dumps({u.port: mspmb_shaping(policy, u) for u in homenet.uplinks}, sort_keys=True,
+                      separators=(",", ":"))
+
+
+def mspmb_bridge(config: MspConfig, homenet: Homenet, policy: Policy | None = None) -> BridgeSpec:
+    """br-home: LAN ports and a tunnel to each edge over each uplink (BFD on), and the
+    upstream shaping of the policy in force (its rates and queues) for the box's agent."""
     ports = [PortSpec(p, external_ids={OWNER: homenet.name}) for p in homenet.lan_ports]
     for edge_name in homenet.edges:
         edge = config.edge(edge_name)
@@ -93,7 +108,8 @@ def mspmb_bridge(config: MspConfig, homenet: Homenet) -> BridgeSpec:
                 {OWNER: homenet.name, UPLINK: uplink.bridge}))
     return BridgeSpec(homenet.bridge, homenet.name,
                       {"datapath-id": f"{homenet.dpid:016x}", "disable-in-band": "true"},
-                      controller_target(config), tuple(ports))
+                      controller_target(config), tuple(ports),
+                      external_ids={SHAPING: shaping_text(homenet, policy)})
 
 
 def standin_edge_port(homenet: Homenet, uplink_name: str) -> str:

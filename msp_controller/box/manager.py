@@ -28,6 +28,7 @@ from msp_controller.box.ovsdb_ops import bridge_operations
 from msp_controller.box.ovsdb_session import OvsdbSession
 from msp_controller.identity.binding import certificate_dpid, subject_text
 from msp_controller.model.config import Homenet, MspConfig, load_config, parse_homenet
+from msp_controller.model.policy import Policy, parse_policy
 from msp_controller.store.sqlite import SqliteStore
 
 LOG = logging.getLogger("msp.box.manager")
@@ -35,6 +36,7 @@ HANDSHAKE_TIMEOUT_S = 5.0
 
 
 RELOAD_INTERVAL_S = 1.0  # an unknown certificate re-reads the store at most this often
+POLICY_POLL_S = 0.5  # how often the store is asked which homenets' policies changed
 
 
 def owners(config: MspConfig, homenets: Mapping[str, Homenet]) -> dict[int, str]:
@@ -84,7 +86,59 @@ class Manager:
         self._reloaded = 0.0
         self.sessions: dict[str, OvsdbSession] = {}
         self.leases: dict[str, dict[str, Lease]] = {}  # homenet -> bridge -> lease, as last read
+        self.policies: dict[str, Policy] = {}  # stored policies (others: the homenet's default)
+        self.policy_version = 0
         self.lock = threading.RLock()
+        self.follow_policies()
+
+    # -- policies (the controller's store: REST changes them)
+
+    def follow_policies(self) -> list[str]:
+        """Read what changed in the store since last time: homenets (created, changed or
+        deleted) and their policies; returns the names of the homenets that changed."""
+        if not self.state_path or not os.path.exists(self.state_path):
+            return []
+        store = SqliteStore(self.state_path)
+        try:
+            self.policy_version, names = store.changed_since(self.policy_version)
+            records = {name: store.homenet_record(name) for name in names}
+        finally:
+            store.close()
+        for name, (spec, policy_json) in records.items():
+            self._take(name, spec, policy_json)
+        return names
+
+    def _take(self, name: str, spec: dict | None, policy_json: dict | None) -> None:
+        """One homenet's stored record; one that does not parse leaves the previous in force."""
+        with self.lock:
+            if spec is not None:
+                try:
+                    self.homenets[name] = parse_homenet(spec, self.config, f"stored homenet {name}")
+                except ValueError as err:
+                    LOG.warning("stored homenet %s skipped: %s", name, err)
+            homenet = self.homenets.get(name)
+            if homenet is None or policy_json is None:
+                self.policies.pop(name, None)
+                return
+            try:
+                self.policies[name] = parse_policy(policy_json, homenet)
+            except ValueError as err:
+                LOG.warning("stored policy of %s skipped (the previous stays): %s", name, err)
+
+    def policies_changed(self, names: list[str]) -> None:
+        """Bring the connected boxes of these homenets to their policies (shaping)."""
+        for name in names:
+            session = self.sessions.get(f"homenet:{name}")
+            homenet = self.homenets.get(name)
+            if session is not None and homenet is not None:
+                self._reconcile(session, mspmb_bridge(self.config, homenet, self.policies.get(name)))
+
+    def watch_policies(self, stop: threading.Event) -> None:
+        while not stop.wait(POLICY_POLL_S):
+            try:
+                self.policies_changed(self.follow_policies())
+            except Exception:  # the store busy or being replaced: try again next time
+                LOG.exception("reading the store's policy changes")
 
     # -- connections
 
@@ -126,7 +180,7 @@ class Manager:
         kind, name = session.owner.split(":", 1)
         if kind == "homenet":
             homenet = self.homenets[name]
-            self._reconcile(session, mspmb_bridge(self.config, homenet))
+            self._reconcile(session, mspmb_bridge(self.config, homenet, self.policies.get(name)))
             leases = leases_from_external_ids(session.replica.root_external_ids())
             with self.lock:
                 before = self.leases.get(name, {})
@@ -241,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         on_lease = rest_reporter(args.report_to, os.environ["MSP_TOKEN"], args.api_cacert)
     manager = Manager(config, on_lease=on_lease, edges_by_ovsdb=on_lease is None, state_path=state)
-    serve(manager, address, int(port), args.pki)
+    stop = threading.Event()
+    threading.Thread(target=manager.watch_policies, args=(stop,), name="policies", daemon=True).start()
+    serve(manager, address, int(port), args.pki, stop)
     return 0
 
 

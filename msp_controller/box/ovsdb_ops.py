@@ -17,7 +17,7 @@ DB = "Open_vSwitch"
 # What the controller watches in a box: enough to diff bridges and to read leases and BFD.
 MONITOR_COLUMNS: dict[str, list[str]] = {
     "Open_vSwitch": ["bridges", "external_ids"],
-    "Bridge": ["name", "ports"],
+    "Bridge": ["name", "ports", "external_ids"],
     "Port": ["name", "interfaces", "external_ids"],
     "Interface": ["name", "type", "options", "bfd", "bfd_status", "external_ids"],
 }
@@ -131,6 +131,7 @@ def bridge_operations(replica: Replica, spec: BridgeSpec) -> list[Json]:
         ops.append({"op": "insert", "table": "Bridge", "uuid-name": "br", "row": {
             "name": spec.name, "datapath_type": "netdev", "fail_mode": spec.fail_mode,
             "protocols": ["set", list(spec.protocols)], "other_config": ovsdb_map(spec.other_config),
+            "external_ids": ovsdb_map(spec.external_ids),
             "controller": ["named-uuid", "ctl"],
             "ports": ["set", [["named-uuid", f"p{n}"] for n in range(len(spec.ports))]]}})
         ops.append({"op": "mutate", "table": "Open_vSwitch", "where": [],
@@ -151,7 +152,13 @@ def bridge_operations(replica: Replica, spec: BridgeSpec) -> list[Json]:
     for name, (port_uuid, port_row, _iface) in existing.items():
         if name not in wanted and (port_row.get("external_ids") or {}).get(OWNER) == spec.owner:
             removed.append(["uuid", port_uuid])
-    mutations = []
+    mutations: list[Json] = []
+    current = dict(bridge_row.get("external_ids") or {})
+    stale = sorted(k for k, v in spec.external_ids.items() if current.get(k) != v)
+    if stale:  # replace only our keys: delete the old values, then insert (mutations apply in order)
+        if old := [k for k in stale if k in current]:
+            mutations.append(["external_ids", "delete", ["set", old]])
+        mutations.append(["external_ids", "insert", ovsdb_map({k: spec.external_ids[k] for k in stale})])
     if added:
         mutations.append(["ports", "insert", ["set", added]])
     if removed:

@@ -16,7 +16,8 @@ Shaping follows failover by construction: a class's packets on ISP B leave by IS
 port (MSPMB) or towards ISP B's address (edge), so ISP B's rates apply.
 
 Pure functions returning `tc` argument lists, like provision.py's for ovs-vsctl: the
-topology applies them today, a box agent later. Apply them to a port whose root qdisc
+blank box's agent applies the MSPMB's (box/shaping_apply.py, sent by the OVSDB manager);
+the reference topology applies both ends' itself. Apply them to a port whose root qdisc
 was deleted first (clear_commands; an error there only means there was none).
 
 This kernel has HTB, TBF, u32 and clsact, and no fq_codel, cake, prio or netem; OVS's

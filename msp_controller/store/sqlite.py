@@ -25,7 +25,15 @@ CREATE TABLE IF NOT EXISTS leases (homenet TEXT NOT NULL, ip TEXT NOT NULL, mac 
                                    PRIMARY KEY (homenet, ip));
 CREATE TABLE IF NOT EXISTS uplink_addresses (name TEXT, uplink TEXT, address TEXT NOT NULL,
                                              PRIMARY KEY (name, uplink));
+CREATE TABLE IF NOT EXISTS policy_versions (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS policy_versions_by_version ON policy_versions (version);
 """
+
+# A homenet whose policy or spec changed (or that was deleted) gets the next version: a
+# reader in another process (the OVSDB manager) asks what changed since the version it has
+# seen, at a cost that grows with the changes, not with the homenets.
+_BUMP = ("INSERT OR REPLACE INTO policy_versions (name, version) "
+         "VALUES (?, (SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions))")
 
 
 class SqliteStore:
@@ -66,6 +74,7 @@ class SqliteStore:
         if policy is not None:
             statements.append(("INSERT OR REPLACE INTO policies (name, policy) VALUES (?, ?)",
                                (name, json.dumps(policy, sort_keys=True))))
+        statements.append((_BUMP, (name,)))
         self._write(statements)
 
     def delete_homenet(self, name: str) -> None:
@@ -73,11 +82,25 @@ class SqliteStore:
                      ("DELETE FROM policies WHERE name = ?", (name,)),
                      ("DELETE FROM leases WHERE homenet = ?", (name,)),
                      ("DELETE FROM uplink_addresses WHERE name = ?", (name,)),
-                     ("INSERT OR REPLACE INTO deleted (name) VALUES (?)", (name,))])
+                     ("INSERT OR REPLACE INTO deleted (name) VALUES (?)", (name,)),
+                     (_BUMP, (name,))])
 
     def put_policy(self, name: str, policy: dict[str, Any]) -> None:
         self._write([("INSERT OR REPLACE INTO policies (name, policy) VALUES (?, ?)",
-                      (name, json.dumps(policy, sort_keys=True)))])
+                      (name, json.dumps(policy, sort_keys=True))),
+                     (_BUMP, (name,))])
+
+    def changed_since(self, version: int) -> tuple[int, list[str]]:
+        """The homenets whose policy or spec changed after version, and the latest version."""
+        rows = self._db.execute("SELECT name, version FROM policy_versions WHERE version > ? ORDER BY version",
+                                (version,)).fetchall()
+        return (rows[-1][1] if rows else version), [name for name, _ in rows]
+
+    def homenet_record(self, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """One homenet's stored (spec, policy), each None when not stored."""
+        spec = self._db.execute("SELECT spec FROM homenets WHERE name = ?", (name,)).fetchone()
+        policy = self._db.execute("SELECT policy FROM policies WHERE name = ?", (name,)).fetchone()
+        return (json.loads(spec[0]) if spec else None), (json.loads(policy[0]) if policy else None)
 
     def put_leases(self, changes: Sequence[LeaseChange]) -> None:
         """DHCP bindings: an address given to a MAC, or freed (mac None); one transaction."""

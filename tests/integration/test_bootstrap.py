@@ -101,3 +101,39 @@ def test_losing_the_control_channels_isp_moves_it_to_the_other_within_seconds(bb
     assert bb.box_tunnels_up()[other]
     # The data plane failed over meanwhile: the host still reaches the server, over the other ISP.
     bb.wait_host_reaches_server(10)
+
+
+def _shaped_kbit(bb, port: str) -> str | None:
+    """The rate of the box's top HTB class on an uplink port (1:1), or None when unshaped."""
+    import re
+
+    from topologies.blank_box import BOX
+    from topologies.ovsbox import run
+    out = run(["tc", "class", "show", "dev", port], bb[BOX], check=False)
+    match = re.search(r"class htb 1:1 root rate (\S+)", out)
+    return match.group(1) if match else None
+
+
+def test_isp_rates_set_over_rest_shape_the_boxs_uplink_and_a_refused_policy_changes_nothing(bb):
+    bb.start_box()
+    bb.wait_multihomed(MULTIHOMED_S)
+    assert _shaped_kbit(bb, "bbmb-ispA") is None  # no rates known: not shaped
+    policy = bb.rest("GET", "/homenets/home1/policy")
+    policy["rates"] = {"ispA": {"down_kbps": 100000, "up_kbps": 20000}}
+    assert "policy" in bb.rest("PUT", "/homenets/home1/policy", policy)
+    # the store -> the OVSDB manager -> br-home's external_ids -> the box's agent -> tc
+    _wait(lambda: _shaped_kbit(bb, "bbmb-ispA") == "19400Kbit", 10, "ISP A's uplink shaped at 97 % of 20 Mbit/s")
+    assert _shaped_kbit(bb, "bbmb-ispB") is None
+    policy["rates"]["ispA"]["up_kbps"] = 10000
+    bb.rest("PUT", "/homenets/home1/policy", policy)
+    _wait(lambda: _shaped_kbit(bb, "bbmb-ispA") == "9700Kbit", 10, "the new rate")
+    refused = {**policy, "rates": {"ispA": {"up_kbps": -5}}}
+    error = bb.rest("PUT", "/homenets/home1/policy", refused)
+    assert "rates.ispA.up_kbps" in str(error), error
+    assert bb.rest("GET", "/homenets/home1/policy")["rates"]["ispA"]["up_kbps"] == 10000
+    # Changes arrive in order: once a later one (ISP B) is applied, the refused one would have been.
+    policy["rates"]["ispB"] = {"up_kbps": 5000}
+    bb.rest("PUT", "/homenets/home1/policy", policy)
+    _wait(lambda: _shaped_kbit(bb, "bbmb-ispB") == "4850Kbit", 10, "ISP B's uplink shaped")
+    assert _shaped_kbit(bb, "bbmb-ispA") == "9700Kbit"
+    bb.wait_host_reaches_server(10)  # shaped, the box still carries its host's traffic

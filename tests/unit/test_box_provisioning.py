@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 
 from msp_controller.box.agent import Snapshot, Tunnel, choose_uplink
-from msp_controller.box.desired import edge_bridge, leases_from_external_ids, mspmb_bridge, parse_lease
+from msp_controller.box.desired import SHAPING, edge_bridge, leases_from_external_ids, mspmb_bridge, parse_lease
 from msp_controller.box.ovsdb_ops import Replica, bridge_operations
 from msp_controller.model.config import load_config
+from msp_controller.model.policy import default_policy, parse_policy, policy_to_json
 
 CONFIG = load_config(os.path.join(os.path.dirname(__file__), "..", "..", "etc", "blank_box.toml"))
 HOME = CONFIG.homenet("home1")
@@ -41,11 +42,19 @@ def _commit(replica: Replica, ops: list) -> None:
             replica.tables[op["table"]][uuid] = {**encoded, **{k: Replica_decode(v) for k, v in op["row"].items()}}
         elif op["op"] == "mutate" and op["table"] == "Bridge":
             uuid = op["where"][0][2][1]
-            ports = list(replica.tables["Bridge"][uuid]["ports"])
-            for _column, kind, value in op["mutations"]:
+            row = replica.tables["Bridge"][uuid]
+            ports = list(row["ports"])
+            external_ids = dict(row.get("external_ids") or {})
+            for column, kind, value in op["mutations"]:
+                if column == "external_ids":  # a map: delete takes keys, insert adds absent keys
+                    if kind == "delete":
+                        external_ids = {k: v for k, v in external_ids.items() if k not in value[1]}
+                    else:
+                        external_ids = {**dict(value[1]), **external_ids}
+                    continue
                 items = [resolve(v)[1] for v in value[1]]
                 ports = ports + items if kind == "insert" else [p for p in ports if p not in items]
-            replica.tables["Bridge"][uuid]["ports"] = ports
+            row["ports"], row["external_ids"] = ports, external_ids
     replica.apply(update)
 
 
@@ -191,3 +200,31 @@ def test_the_controller_hears_each_new_lease_once_and_not_a_lost_one(tmp_path):
     box.lease("br-ispA", "198.18.41.101/24 via 198.18.41.1")
     manager.on_change(box)
     assert told[1:] == [("home1", "ispB", "198.18.42.100"), ("home1", "ispA", "198.18.41.101")]
+
+
+def _with_rates(**up_kbps: int):
+    data = policy_to_json(default_policy(HOME))
+    data["rates"] = {isp: {"up_kbps": kbps} for isp, kbps in up_kbps.items()}
+    return parse_policy(data, HOME)
+
+
+def _shaping(replica: Replica) -> dict:
+    import json
+    return json.loads(replica.bridge("br-home")[1]["external_ids"][SHAPING])
+
+
+def test_br_home_carries_the_policys_upstream_shaping_and_a_rate_change_rewrites_only_that():
+    replica = _blank_edge_replica()
+    _commit(replica, bridge_operations(replica, mspmb_bridge(CONFIG, HOME)))
+    assert _shaping(replica) == {"bbmb-ispA": [], "bbmb-ispB": []}  # no rates known: unshaped
+    replica.tables["Bridge"][replica.bridge("br-home")[0]]["external_ids"]["theirs"] = "kept"
+    ops = bridge_operations(replica, mspmb_bridge(CONFIG, HOME, _with_rates(ispA=20000)))
+    assert [op["op"] for op in ops] == ["mutate"]  # no port changes, one bridge mutation
+    _commit(replica, ops)
+    shaping = _shaping(replica)
+    assert shaping["bbmb-ispB"] == []
+    top = [c for c in shaping["bbmb-ispA"] if "classid" in c and c[c.index("classid") + 1] == "1:1"][0]
+    assert top[top.index("rate") + 1] == "19400kbit"  # 97 % of the ISP's 20 Mbit/s
+    assert all(c[c.index("dev") + 1] == "bbmb-ispA" for c in shaping["bbmb-ispA"])
+    assert replica.bridge("br-home")[1]["external_ids"]["theirs"] == "kept"
+    assert bridge_operations(replica, mspmb_bridge(CONFIG, HOME, _with_rates(ispA=20000))) == []

@@ -1,0 +1,110 @@
+"""A policy changed by REST reaches the box's tc, without OVS or tc: the store says which
+homenets changed since a version, the OVSDB manager follows them, and the box agent runs
+only the shaping commands it expects, keeping the old shaping when refusing new ones."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from msp_controller.box.desired import shaping_text
+from msp_controller.box.manager import Manager
+from msp_controller.box.shaping_apply import apply_shaping, parse_shaping
+from msp_controller.model.config import load_config
+from msp_controller.model.policy import default_policy, policy_to_json
+from msp_controller.store.sqlite import SqliteStore
+
+CONFIG = load_config(os.path.join(os.path.dirname(__file__), "..", "..", "etc", "blank_box.toml"))
+HOME = CONFIG.homenet("home1")
+PORTS = ("bbmb-ispA", "bbmb-ispB")
+
+
+def _policy_json(**up_kbps: int) -> dict:
+    data = policy_to_json(default_policy(HOME))
+    data["rates"] = {isp: {"up_kbps": kbps} for isp, kbps in up_kbps.items()}
+    return data
+
+
+# -- the store: what changed since a version
+
+
+def test_the_store_names_only_the_homenets_changed_since_a_version(tmp_path):
+    store = SqliteStore(str(tmp_path / "state.sqlite"))
+    version, names = store.changed_since(0)
+    assert (version, names) == (0, [])
+    store.put_policy("home1", _policy_json(ispA=20000))
+    store.put_homenet("home2", {"name": "home2"}, None)
+    version, names = store.changed_since(0)
+    assert names == ["home1", "home2"] and version == 2
+    store.put_policy("home1", _policy_json(ispA=10000))
+    later, names = store.changed_since(version)
+    assert names == ["home1"] and later == 3  # home2 did not change again
+    assert store.changed_since(later) == (later, [])
+    store.delete_homenet("home1")
+    assert store.changed_since(later)[1] == ["home1"]
+    assert store.homenet_record("home1") == (None, None)
+
+
+# -- the manager: follows the store
+
+
+def test_the_manager_follows_a_stored_policy_and_keeps_the_last_good_one(tmp_path):
+    path = str(tmp_path / "state.sqlite")
+    store = SqliteStore(path)
+    manager = Manager(CONFIG, state_path=path)
+    assert "home1" not in manager.policies  # the config's default until one is stored
+    store.put_policy("home1", _policy_json(ispA=20000))
+    assert manager.follow_policies() == ["home1"]
+    assert manager.policies["home1"].isp_rates("ispA").up_kbps == 20000
+    assert manager.follow_policies() == []  # nothing new: nothing read again
+    store.put_policy("home1", {"rates": {"ispZ": {"up_kbps": 1}}})  # no such ISP: does not parse
+    assert manager.follow_policies() == ["home1"]
+    assert manager.policies["home1"].isp_rates("ispA").up_kbps == 20000  # the previous stays
+    store.close()
+
+
+# -- the agent: checks, then applies
+
+
+def test_the_agent_accepts_the_shaping_the_manager_writes():
+    text = shaping_text(HOME, None)
+    assert parse_shaping(text, PORTS) == {"bbmb-ispA": [], "bbmb-ispB": []}
+    from msp_controller.model.policy import parse_policy
+    shaped = parse_shaping(shaping_text(HOME, parse_policy(_policy_json(ispB=5000), HOME)), PORTS)
+    assert shaped["bbmb-ispA"] == [] and len(shaped["bbmb-ispB"]) > 5
+
+
+@pytest.mark.parametrize("data, named", [
+    ("not json", "not JSON"),
+    ({"eth0": []}, "'eth0' is not one of this box's uplink ports"),
+    ({"bbmb-ispA": [["qdisc", "del", "dev", "bbmb-ispB", "root"]]}, "does not name dev bbmb-ispA"),
+    ({"bbmb-ispA": [["qdisc", "add", "dev", "bbmb-ispA", "root", "handle", "1: ; reboot"]]}, "not a plain word"),
+    ({"bbmb-ispA": [["link", "set", "dev", "bbmb-ispA", "down"]]}, "'link' is not one of"),
+    ({"bbmb-ispA": "qdisc"}, "expected a list"),
+    ({"bbmb-ispA": [[]]}, "expected a list of strings"),
+])
+def test_the_agent_refuses_shaping_it_does_not_expect_naming_the_problem(data, named):
+    text = data if isinstance(data, str) else json.dumps(data)
+    with pytest.raises(ValueError, match=named):
+        parse_shaping(text, PORTS)
+
+
+def test_applying_clears_each_port_first_and_leaves_a_failed_port_unshaped_not_half_shaped():
+    calls: list[tuple[list[str], str | None]] = []
+
+    def fake_tc(argv: list[str], stdin: str | None) -> subprocess.CompletedProcess[str]:
+        calls.append((argv, stdin))
+        failed = argv[1] == "-batch" and "bbmb-ispB" in (stdin or "")
+        return subprocess.CompletedProcess(argv, 2 if failed else 0, "", "RTNETLINK answers: Invalid argument")
+
+    shaping = {"bbmb-ispA": [["qdisc", "replace", "dev", "bbmb-ispA", "root", "handle", "1:", "htb"]],
+               "bbmb-ispB": [["qdisc", "replace", "dev", "bbmb-ispB", "root", "handle", "1:", "htb"]]}
+    errors = apply_shaping(shaping, fake_tc)
+    assert errors == ["bbmb-ispB: tc: RTNETLINK answers: Invalid argument"]
+    assert [c[0] for c in calls] == [
+        ["tc", "qdisc", "del", "dev", "bbmb-ispA", "root"], ["tc", "-batch", "-"],
+        ["tc", "qdisc", "del", "dev", "bbmb-ispB", "root"], ["tc", "-batch", "-"],
+        ["tc", "qdisc", "del", "dev", "bbmb-ispB", "root"]]
+    assert calls[1][1] == "qdisc replace dev bbmb-ispA root handle 1: htb\n"
