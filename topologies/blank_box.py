@@ -22,7 +22,7 @@ r"""Zero configuration: a blank MSPMB that becomes multihomed by itself.
           the box's leased address, which the controller learns by REST from the OVSDB manager.
   bbmsp   the MSP's namespace, reached by every box over the ISPs and bbinet (no management
           link): ryu-manager msp_controller.app (OpenFlow over TLS on 198.19.64.10:6653, REST on
-          its own loopback 127.0.0.1:8080) and the OVSDB manager (ssl:198.19.64.10:6640,
+          198.19.64.10:8080, tokens required) and the OVSDB manager (ssl:198.19.64.10:6640,
           --report-to the REST API).
 
 Everything lives in namespaces we create; every process is stopped by its PID.
@@ -60,7 +60,9 @@ CONFIG = os.path.join(REPO_ROOT, "etc", "blank_box.toml")
 MSP_IP = "198.19.64.10"
 OVSDB_PORT = 6640
 OPENFLOW_PORT = 6653
-REST = "127.0.0.1:8080"  # the controller's REST API, on the MSP namespace's own loopback
+# The controller's REST API on the MSP's address (tokens required: etc/blank_box.toml), where
+# the OVSDB manager and the edge's shaper reach it.
+REST = f"{MSP_IP}:8080"
 BOX, EDGE, MSP, INET, HOST, SERVER = "bbmb", "bbedge", "bbmsp", "bbinet", "bbh1", "bbsrv"
 SERVER_IP = "203.0.113.10"
 HOST_INTF = "bbh1-eth0"
@@ -210,6 +212,7 @@ class BlankBoxNetwork:
         self.manager: subprocess.Popen | None = None
         self.agent: subprocess.Popen | None = None
         self.host_dhcp: subprocess.Popen | None = None
+        self.edge_shaper: subprocess.Popen | None = None
         self.sink: subprocess.Popen | None = None
         self.probes: dict[str, subprocess.Popen] = {}
         self.box_started_at: float | None = None  # time.monotonic()
@@ -242,10 +245,10 @@ class BlankBoxNetwork:
             raise
 
     def stop(self) -> None:
-        for proc in (*self.probes.values(), self.sink, self.host_dhcp, self.agent, self.manager):
+        for proc in (*self.probes.values(), self.sink, self.host_dhcp, self.agent, self.manager, self.edge_shaper):
             _end(proc)
         self.probes = {}
-        self.sink = self.host_dhcp = self.agent = self.manager = None
+        self.sink = self.host_dhcp = self.agent = self.manager = self.edge_shaper = None
         if self.controller is not None and self.controller.poll() is None:
             os.killpg(self.controller.pid, signal.SIGTERM)  # its own session: ryu-manager and children
             try:
@@ -280,7 +283,7 @@ class BlankBoxNetwork:
 
     def start_controller(self, timeout: float = 30.0) -> None:
         """ryu-manager with the MSP app in the MSP's namespace: OpenFlow over TLS (the MSP's CA
-        and the controller's certificate from msp-pki), REST on that namespace's loopback."""
+        and the controller's certificate from msp-pki), REST on the MSP's address (tokens)."""
         ryu_manager = os.path.join(os.path.dirname(sys.executable), "ryu-manager")
         host, port = REST.split(":")
         keys = os.path.join(self.pki_dir, "controller")
@@ -332,6 +335,15 @@ class BlankBoxNetwork:
                  or self.manager.poll() is not None, 15, what="the OVSDB manager")  # type: ignore[union-attr]
         if self.manager.poll() is not None:
             raise RuntimeError(f"the OVSDB manager exited; see {self.run_dir}/manager.log")
+
+    def start_edge_shaper(self) -> None:
+        """The edge's shaper (msp_controller/box/edge_shaper.py), in the edge's namespace: the
+        downstream shaping of every homenet's policy on its underlay port, from REST."""
+        log = open(os.path.join(self.run_dir, "edge-shaper.log"), "w")
+        self.edge_shaper = subprocess.Popen(
+            ["mnexec", "-a", str(self[EDGE].pid), sys.executable, "-m", "msp_controller.box.edge_shaper",
+             "--api", f"http://{REST}", "--edge", "edge1", "--port", self.config.edge("edge1").underlay_port],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, MSP_TOKEN=self.token))
 
     def start_box(self, host: bool = True) -> float:
         """Power the blank box on (its agent) and, with host, the host behind it (its DHCP

@@ -17,13 +17,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from msp_controller.dataplane.shaping import EdgeLink, clear_commands, edge_shaping, mspmb_shaping
+from msp_controller.dataplane.shaping import clear_commands, edge_base_shaping, edge_homenet_shaping, mspmb_shaping
 from msp_controller.model.policy import Policy
 
 from .controller import wait_for
 from .measure import PYTHON, REPO
 from .ovsbox import run
-from .plan import ip_part
 
 
 def isp_access(node: Any, intf: str, rate_mbit: float, buffer_ms: float) -> None:
@@ -55,11 +54,10 @@ def apply_shaping(net: Any, policy: Policy) -> None:
     homenet = net.plan.homenet
     for uplink in homenet.uplinks:
         _apply(net["mspmb"], uplink.port, mspmb_shaping(policy, uplink))
-    links = [EdgeLink(homenet, uplink, ip_part(net.plan.uplink_addresses[uplink.name]), policy)
-             for uplink in homenet.uplinks]
     for edge in net.config.edges:
         if edge.name in homenet.edges:
-            _apply(net[edge.name], edge.underlay_port, edge_shaping(edge.underlay_port, links))
+            _apply(net[edge.name], edge.underlay_port,
+                   edge_base_shaping(edge.underlay_port) + edge_homenet_shaping(edge, homenet, policy))
 
 
 def clear_shaping(net: Any) -> None:

@@ -349,6 +349,23 @@ def _change(operation_id: str, summary: str, ok: str, ok_text: str, body: bool =
     return operation
 
 
+def _edge_shaping_schema() -> Schema:
+    commands = {"type": "array", "items": {"type": "array", "items": {"type": "string"}},
+                "description": "tc arguments, one command each"}
+    return {
+        "type": "object", "required": ["version", "full", "homenets"],
+        "properties": {
+            "version": {"type": "integer", "description": "pass it as `since` next time"},
+            "full": {"type": "boolean", "description": "true: start from a clear port, apply `base` first"},
+            "base": commands,
+            "homenets": {"type": "object", "additionalProperties": {
+                "type": "object", "nullable": True, "required": ["remove", "apply"],
+                "description": "null: no longer served at this edge (remove what was applied for it)",
+                "properties": {"remove": commands, "apply": commands,
+                               "unshaped": {"type": "string", "description": "why it is left unshaped"}}}},
+        }}
+
+
 def _paths() -> dict[str, Schema]:
     named = f"{API_PREFIX}/homenets/{{name}}"
     return {
@@ -395,6 +412,16 @@ def _paths() -> dict[str, Schema]:
                     "202": _json({"type": "object"}, "accepted and stored; applied when the edges connect"),
                 }, ["400", "401", "403", "404", "405", "411", "413", "415", "500"]),
             }},
+        f"{API_PREFIX}/edges/{{edge}}/shaping": {
+            "parameters": [
+                {"name": "edge", "in": "path", "required": True, "description": "the edge's name",
+                 "schema": {"type": "string", "pattern": NAME_PATTERN}},
+                {"name": "since", "in": "query", "required": False,
+                 "description": "the version the caller has applied; absent: everything",
+                 "schema": {"type": "integer", "minimum": 0}}],
+            "get": _get("getEdgeShaping", "An edge's downstream shaping (tc commands), all of it or the "
+                        "homenets changed since a version: what the edge's shaper applies (the operator's)",
+                        _json(_ref("EdgeShaping"), "the commands"), True)},
         f"{API_PREFIX}/openapi.json": {
             "get": _get("getOpenApi", "This document", _json({"type": "object"}, "OpenAPI 3.0.3"), False,
                         public=True)},
@@ -422,7 +449,8 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {**_policy_schemas(), **_status_schemas(), "UplinkAddress": {
                 "type": "object", "additionalProperties": False, "required": ["address"],
                 "properties": {"address": {"type": "string", "format": "ipv4", "nullable": True,
-                                           "description": "null: the uplink has no address now"}}}},
+                                           "description": "null: the uplink has no address now"}}},
+                "EdgeShaping": _edge_shaping_schema()},
             "responses": _error_responses(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "a token from `mspctl token`; the config keeps its SHA-256"}},

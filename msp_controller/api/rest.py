@@ -77,6 +77,10 @@ class MspService(Protocol):
 
     def set_uplink_address(self, name: str, uplink: str, address: Any) -> dict[str, Any]: ...
 
+    # An edge's downstream tc commands: all, or the homenets changed since a version (NotFound
+    # for an unknown edge; FieldError for a bad version).
+    def edge_shaping(self, edge: str, since: str | None) -> dict[str, Any]: ...
+
 
 # --- answers --------------------------------------------------------------------------------
 
@@ -295,6 +299,7 @@ class RestApi:
             Route(named, {"GET": self._homenet, "PUT": self._replace_homenet, "DELETE": self._delete_homenet}),
             Route(f"{named}/policy", {"GET": self._get_policy, "PUT": self._put_policy}),
             Route(f"{named}/uplinks/{{uplink}}", {"PUT": self._put_uplink_address}),  # the operator's
+            Route(f"{API_PREFIX}/edges/{{edge}}/shaping", {"GET": self._edge_shaping}),  # the operator's
             Route(f"{API_PREFIX}/openapi.json", {"GET": self._openapi}, public=True),
             Route(METRICS_PATH, {"GET": self._metrics}),  # Prometheus, with the operator's token
         )
@@ -331,10 +336,11 @@ class RestApi:
             if name is not None and not NAME_RE.fullmatch(name):  # match() would allow "x\n"
                 raise ApiError(404, f"no homenet named {_readable(name)[:80]!r}: "
                                     "names use only A-Z a-z 0-9 _ . -")
-            uplink = params.get("uplink")
-            if uplink is not None and not NAME_RE.fullmatch(uplink):
-                raise ApiError(404, f"no uplink named {_readable(uplink)[:80]!r}: "
-                                    "names use only A-Z a-z 0-9 _ . -")
+            for kind in ("uplink", "edge"):
+                value = params.get(kind)
+                if value is not None and not NAME_RE.fullmatch(value):
+                    raise ApiError(404, f"no {kind} named {_readable(value)[:80]!r}: "
+                                        "names use only A-Z a-z 0-9 _ . -")
             handler = route.methods.get(request.method)
             if handler is None:
                 allow = ", ".join(route.methods)
@@ -379,6 +385,10 @@ class RestApi:
     def _delete_homenet(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
         return _serve(lambda: self.service.delete_homenet(params["name"]),
                       status=lambda result: 200 if result.get("applied") else 202)
+
+    def _edge_shaping(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
+        since = request.GET.get("since")
+        return _serve(lambda: self.service.edge_shaping(params["edge"], since))
 
     def _get_policy(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
         return _serve(lambda: self.service.get_policy(params["name"]))

@@ -16,6 +16,7 @@ from msp_controller.api.metrics import ControllerMetrics
 from msp_controller.api.rest import NotFound
 from msp_controller.core import Effects, MspCore
 from msp_controller.core.view import homenet_view, path_state_counts, summary_view
+from msp_controller.dataplane.shaping import edge_base_shaping, edge_homenet_shaping, edge_homenet_unshaping
 from msp_controller.model.config import parse_homenet
 from msp_controller.model.errors import FieldError
 from msp_controller.model.policy import parse_policy, policy_to_json
@@ -70,6 +71,44 @@ class CoreService:
     def get_homenet(self, name: str) -> dict[str, Any]:
         self._exists(name)
         return homenet_view(self.core, name, self.clock())
+
+    def edge_shaping(self, edge_name: str, since_text: str | None) -> dict[str, Any]:
+        """An edge's downstream tc commands (dataplane/shaping.py), for its shaper: all of them
+        when `since` is absent or ahead of the store (a store replaced), else only the
+        homenets changed since that version, each as the commands removing its old shaping and
+        those applying the new, or null when it is no longer served at this edge."""
+        try:
+            edge = self.core.config.edge(edge_name)
+        except KeyError:
+            raise NotFound(f"no edge named {edge_name!r}") from None
+        since = None
+        if since_text is not None:
+            if not since_text.isdigit() or len(since_text) > 18:
+                raise FieldError("since", f"must be a version (a whole number >= 0), not {since_text[:40]!r}")
+            since = int(since_text)
+        current = self.store.current_version()
+        if since is None or since > current:
+            names, full = [n for n, h in self.core.homenets.items() if edge.name in h.spec.edges], True
+        else:
+            current, names = self.store.changed_since(since)
+            full = False
+        homenets: dict[str, Any] = {}
+        for name in names:
+            homenet = self.core.homenets.get(name)
+            if homenet is None or edge.name not in homenet.spec.edges:
+                homenets[name] = None
+                continue
+            try:
+                # With full, the port is cleared first and "remove" need not run; the shaper
+                # keeps it for when the homenet goes (null: its commands are gone with it).
+                homenets[name] = {"remove": edge_homenet_unshaping(edge, homenet.spec),
+                                  "apply": edge_homenet_shaping(edge, homenet.spec, homenet.policy)}
+            except ValueError as err:  # an id beyond what one port can shape: left unshaped, said why
+                homenets[name] = {"remove": [], "apply": [], "unshaped": str(err)}
+        result: dict[str, Any] = {"version": current, "full": full, "homenets": homenets}
+        if full:
+            result["base"] = edge_base_shaping(edge.underlay_port)
+        return result
 
     def get_policy(self, name: str) -> dict[str, Any]:
         self._exists(name)

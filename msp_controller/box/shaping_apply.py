@@ -37,12 +37,14 @@ def parse_shaping(text: str, devices: Collection[str]) -> dict[str, list[Command
         if not isinstance(commands, list) or len(commands) > MAX_COMMANDS:
             raise ValueError(f"msp-shaping[{device}]: expected a list of at most {MAX_COMMANDS} commands")
         for n, command in enumerate(commands):
-            _check(command, device, f"msp-shaping[{device}][{n}]")
+            check_command(command, device, f"msp-shaping[{device}][{n}]")
         found[device] = commands
     return found
 
 
-def _check(command: object, device: str, where: str) -> None:
+def check_command(command: object, device: str, where: str) -> None:
+    """ValueError naming the problem unless command is a tc qdisc/class/filter command on
+    device with plain-word arguments."""
     if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
         raise ValueError(f"{where}: expected a list of strings")
     bad = next((a for a in command if not WORD.match(a)), None)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from msp_controller.model.config import Homenet, Uplink
+from msp_controller.model.config import Edge, Homenet, Uplink
 from msp_controller.model.policy import Policy
 from msp_controller.model.qos import ClassQos
 
@@ -60,7 +60,6 @@ UNSHAPED_KBIT = 10_000_000  # the edge's class for what belongs to no shaped hom
 UNSHAPED_MINOR = 0xFFFF
 # Classes with children never use their quantum; setting it silences HTB's "quantum is big".
 INNER_QUANTUM = ("quantum", str(MTU_BYTES))
-MAX_EDGE_LINKS = (UNSHAPED_MINOR >> 4) - 1  # homenet-ISP pairs one edge port can shape
 
 
 @dataclass(frozen=True)
@@ -100,37 +99,40 @@ def _tos(dscp: int) -> tuple[str, str]:
 
 
 def _leaves(dev: str, parent: str, base: int, shaped_kbps: float, policy_queues: Sequence[Queue],
-            dst: str | None) -> tuple[list[Command], list[Command], str]:
-    """Leaf classes, their FIFOs and their filters under one shaped class; returns
-    (classes and qdiscs, filters, the default leaf's class id)."""
+            dst: str | None, major: int = 1, fifos: bool = True) -> tuple[list[Command], list[Command], str]:
+    """Leaf classes, their FIFOs and their filters under one shaped class of the HTB qdisc
+    major:; returns (classes and qdiscs, filters, the default leaf's class id). Without
+    fifos the leaves keep HTB's own (a pfifo of the port's txqueuelen, which takes no
+    qdisc handle: an edge has only 65,535 of them for all its homenets)."""
     realtime_kbps = shaped_kbps * REALTIME_SHARE if any(q.realtime for q in policy_queues) else 0.0
     total_weight = sum(q.weight for q in policy_queues if not q.realtime)
     where = ["match", "ip", "dst", f"{dst}/32"] if dst else []
-    control, small = f"1:{base + MAX_QUEUES + 2:x}", f"1:{base + MAX_QUEUES + 1:x}"
+    control, small = f"{major:x}:{base + MAX_QUEUES + 2:x}", f"{major:x}:{base + MAX_QUEUES + 1:x}"
     commands: list[Command] = [
         ["class", "replace", "dev", dev, "parent", parent, "classid", control, "htb",
          "rate", _kbit(min(CONTROL_KBPS, shaped_kbps / 10)), "ceil", _kbit(shaped_kbps), "prio", "0",
          "quantum", str(MTU_BYTES)],
-        ["qdisc", "replace", "dev", dev, "parent", control, "handle", f"{base + MAX_QUEUES + 2:x}:",
-         "pfifo", "limit", str(REALTIME_QUEUE_PACKETS)],
         ["class", "replace", "dev", dev, "parent", parent, "classid", small, "htb",
          "rate", _kbit(shaped_kbps * SMALL_SHARE), "ceil", _kbit(shaped_kbps * SMALL_CEIL_SHARE), "prio", "0",
          "quantum", str(MTU_BYTES)],
-        ["qdisc", "replace", "dev", dev, "parent", small, "handle", f"{base + MAX_QUEUES + 1:x}:",
-         "pfifo", "limit", str(REALTIME_QUEUE_PACKETS * 4)],
     ]
+    if fifos:
+        commands[1:1] = [["qdisc", "replace", "dev", dev, "parent", control, "handle",
+                          f"{base + MAX_QUEUES + 2:x}:", "pfifo", "limit", str(REALTIME_QUEUE_PACKETS)]]
+        commands.append(["qdisc", "replace", "dev", dev, "parent", small, "handle", f"{base + MAX_QUEUES + 1:x}:",
+                         "pfifo", "limit", str(REALTIME_QUEUE_PACKETS * 4)])
     filters: list[Command] = [
-        ["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+        ["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "1", "u32",
          "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", str(VXLAN_UDP_PORT), "0xffff",
          "match", "u16", str(BFD_UDP_PORT), "0xffff", "at", str(BFD_PORT_OFFSET), *where, "flowid", control],
         # After the DSCP filters (prio 1): a small voice packet stays in its class's queue.
-        ["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "2", "u32",
+        ["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "2", "u32",
          "match", "u16", "0x0000", f"0x{0xFFFF & ~(SMALL_PACKET_BYTES - 1):04x}", "at", "2", *where,
          "flowid", small]]
     default_leaf = ""
     queue_bytes = max(MIN_QUEUE_BYTES, int(shaped_kbps * 1000 / 8 * BULK_QUEUE_MS / 1000))
     for index, queue in enumerate(policy_queues, start=1):
-        classid = f"1:{base + index:x}"
+        classid = f"{major:x}:{base + index:x}"
         if queue.realtime:
             rate, prio = realtime_kbps, "0"
             fifo = ["pfifo", "limit", str(REALTIME_QUEUE_PACKETS)]
@@ -140,15 +142,16 @@ def _leaves(dev: str, parent: str, base: int, shaped_kbps: float, policy_queues:
         commands.append(["class", "replace", "dev", dev, "parent", parent, "classid", classid, "htb",
                          "rate", _kbit(rate), "ceil", _kbit(shaped_kbps), "prio", prio,
                          "quantum", str(MTU_BYTES * max(1, queue.weight if not queue.realtime else 1))])
-        commands.append(["qdisc", "replace", "dev", dev, "parent", classid, "handle",
-                         f"{base + index:x}:", *fifo])
+        if fifos:
+            commands.append(["qdisc", "replace", "dev", dev, "parent", classid, "handle",
+                             f"{base + index:x}:", *fifo])
         if not queue.dscps:
             default_leaf = classid
         for dscp in queue.dscps:
-            filters.append(["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1",
+            filters.append(["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "1",
                             "u32", "match", "ip", "tos", *_tos(dscp), *where, "flowid", classid])
     if dst:  # anything else towards this uplink: its default queue
-        filters.append(["filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "3",
+        filters.append(["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "3",
                         "u32", "match", "ip", "dst", f"{dst}/32", "flowid", default_leaf])
     return commands, filters, default_leaf
 
@@ -174,36 +177,100 @@ def mspmb_shaping(policy: Policy, uplink: Uplink) -> list[Command]:
     ]
 
 
-@dataclass(frozen=True)
-class EdgeLink:
-    """One homenet's uplink as the edge sees it: where its tunnel ends, the policy in force."""
+# -- the edge: one fragment per homenet
+#
+# Downstream, an edge's underlay port carries every homenet's tunnels. Each homenet-ISP pair
+# gets a class at the root (1:<major>) holding its own HTB qdisc (<major>:) with the policy's
+# classes inside, and one u32 filter at the root, in a hash table keyed by the low byte of the
+# VXLAN key, matching the key (the homenet) and the outer source (the edge's address for that
+# ISP's slot). So a homenet's change touches only its own classes and filters, a renumbered
+# uplink touches none, and a packet is classified in a bucket of about N/256 filters rather
+# than a list of N. A pair's qdisc handle is derived from the homenet id and slot; its leaves
+# keep HTB's own FIFOs (an explicit FIFO would take a qdisc handle, and a port has only
+# 65,535 for all its homenets).
 
-    homenet: Homenet
-    uplink: Uplink
-    address: str  # the uplink's (outer) address
-    policy: Policy
+EDGE_HASH_TABLE = 0x2  # the u32 hash table's handle at the root
+EDGE_BUCKETS = 256
+VNI_OFFSET = 32  # outer IP (20) + UDP (8) + VXLAN flags (4): the 24-bit key, then a reserved byte
+MAX_UPLINK_SLOTS = 4
+MAX_SHAPED_HOMENET_ID = UNSHAPED_MINOR // MAX_UPLINK_SLOTS - 1  # 16,382: the pair majors stay below ffff
 
 
-def edge_shaping(dev: str, links: Sequence[EdgeLink]) -> list[Command]:
-    """Downstream shaping on an edge's underlay port: per homenet and ISP at that ISP's down
-    rate, classes inside. Links without a down rate are not shaped."""
-    shaped_links = [link for link in links if link.policy.isp_rates(link.uplink.name).down_kbps is not None]
-    if len(shaped_links) > MAX_EDGE_LINKS:
-        raise ValueError(f"{len(shaped_links)} shaped homenet uplinks on {dev} (at most {MAX_EDGE_LINKS})")
-    commands: list[Command] = [
+def edge_pair_major(homenet_id: int, slot: int) -> int:
+    """The pair's class minor at the root and its own qdisc's major (both 16 bits)."""
+    if not 1 <= homenet_id <= MAX_SHAPED_HOMENET_ID or not 0 <= slot < MAX_UPLINK_SLOTS:
+        raise ValueError(f"homenet id {homenet_id}, slot {slot}: the edge shapes ids 1-{MAX_SHAPED_HOMENET_ID} "
+                         f"with at most {MAX_UPLINK_SLOTS} ISPs")
+    return homenet_id * MAX_UPLINK_SLOTS + slot
+
+
+def _hash_handle(homenet_id: int, slot: int) -> tuple[str, str]:
+    """(the pair's filter handle, its bucket): the bucket is the key's low byte, the node id
+    what is left of the key and the slot (unique within the bucket, never 0)."""
+    bucket = homenet_id % EDGE_BUCKETS
+    node = (homenet_id // EDGE_BUCKETS) * MAX_UPLINK_SLOTS + slot + 1
+    return f"{EDGE_HASH_TABLE:x}:{bucket:x}:{node:x}", f"{EDGE_HASH_TABLE:x}:{bucket:x}:"
+
+
+def edge_base_shaping(dev: str) -> list[Command]:
+    """Once per edge port: the root, its unshaped default class and the hash table that
+    the homenets' filters go into."""
+    return [
         ["qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", f"{UNSHAPED_MINOR:x}"],
         ["class", "replace", "dev", dev, "parent", "1:", "classid", f"1:{UNSHAPED_MINOR:x}", "htb",
          "rate", _kbit(UNSHAPED_KBIT), *INNER_QUANTUM],
+        ["filter", "add", "dev", dev, "parent", "1:", "prio", "1", "handle", f"{EDGE_HASH_TABLE:x}:",
+         "protocol", "ip", "u32", "divisor", str(EDGE_BUCKETS)],
+        ["filter", "add", "dev", dev, "parent", "1:", "prio", "1", "protocol", "ip", "u32", "ht", "800::",
+         "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", str(VXLAN_UDP_PORT), "0xffff",
+         "hashkey", "mask", "0x0000ff00", "at", str(VNI_OFFSET), "link", f"{EDGE_HASH_TABLE:x}:"],
     ]
-    filters: list[Command] = []
-    for number, link in enumerate(shaped_links, start=1):
-        down = link.policy.isp_rates(link.uplink.name).down_kbps
-        assert down is not None
+
+
+def edge_homenet_shaping(edge: Edge, homenet: Homenet, policy: Policy) -> list[Command]:
+    """One homenet's downstream shaping at an edge's underlay port: each ISP with a down rate
+    at 97 % of it, the policy's classes inside; an ISP without one is not shaped. Apply after
+    edge_base_shaping, to a homenet that has none yet: a change is edge_homenet_update."""
+    dev, commands = edge.underlay_port, []
+    for uplink in homenet.uplinks:
+        down = policy.isp_rates(uplink.name).down_kbps
+        if down is None:
+            continue
+        major = edge_pair_major(homenet.id, uplink.slot)
         shaped = down * SHAPE_FRACTION
-        parent = f"1:{number << 4:x}"
-        commands.append(["class", "replace", "dev", dev, "parent", "1:", "classid", parent, "htb",
-                         "rate", _kbit(shaped), "ceil", _kbit(shaped), *INNER_QUANTUM])
-        leaves, link_filters, _ = _leaves(dev, parent, number << 4, shaped, queues(link.policy), link.address)
-        commands += leaves
-        filters += link_filters
-    return commands + filters
+        leaves, filters, default_leaf = _leaves(dev, f"{major:x}:1", 0x10, shaped, queues(policy), None,
+                                                major=major, fifos=False)
+        handle, bucket = _hash_handle(homenet.id, uplink.slot)
+        commands += [
+            ["class", "replace", "dev", dev, "parent", "1:", "classid", f"1:{major:x}", "htb",
+             "rate", _kbit(shaped), "ceil", _kbit(shaped), *INNER_QUANTUM],
+            ["qdisc", "replace", "dev", dev, "parent", f"1:{major:x}", "handle", f"{major:x}:", "htb",
+             "default", default_leaf.split(":")[1]],
+            ["class", "replace", "dev", dev, "parent", f"{major:x}:", "classid", f"{major:x}:1", "htb",
+             "rate", _kbit(shaped), "ceil", _kbit(shaped), *INNER_QUANTUM],
+            *leaves,
+            # The pair's own filters are replaced with its qdisc (above); the root's is replaced by handle.
+            *filters,
+            ["filter", "replace", "dev", dev, "parent", "1:", "prio", "1", "protocol", "ip", "handle", handle,
+             "u32", "ht", bucket, "match", "u32", f"0x{homenet.id << 8:08x}", "0xffffff00", "at", str(VNI_OFFSET),
+             "match", "ip", "src", f"{edge.tunnel_ip(uplink.slot)}/32", "flowid", f"1:{major:x}"],
+        ]
+    return commands
+
+
+def edge_homenet_unshaping(edge: Edge, homenet: Homenet) -> list[Command]:
+    """Remove a homenet's downstream shaping (each command fails harmlessly when that ISP
+    was not shaped: run them with `tc -force -batch`)."""
+    dev, commands = edge.underlay_port, []
+    for uplink in homenet.uplinks:
+        handle, _ = _hash_handle(homenet.id, uplink.slot)
+        commands += [["filter", "del", "dev", dev, "parent", "1:", "prio", "1", "protocol", "ip",
+                      "handle", handle, "u32"],
+                     ["class", "del", "dev", dev, "classid", f"1:{edge_pair_major(homenet.id, uplink.slot):x}"]]
+    return commands
+
+
+def edge_homenet_update(edge: Edge, homenet: Homenet, policy: Policy) -> list[Command]:
+    """A homenet's new policy at an edge: its pairs removed, then built again (`tc -force
+    -batch`: the removals of pairs that were not shaped fail harmlessly)."""
+    return edge_homenet_unshaping(edge, homenet) + edge_homenet_shaping(edge, homenet, policy)

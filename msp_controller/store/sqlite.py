@@ -96,6 +96,9 @@ class SqliteStore:
                                 (version,)).fetchall()
         return (rows[-1][1] if rows else version), [name for name, _ in rows]
 
+    def current_version(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(version), 0) FROM policy_versions").fetchone()[0])
+
     def homenet_record(self, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """One homenet's stored (spec, policy), each None when not stored."""
         spec = self._db.execute("SELECT spec FROM homenets WHERE name = ?", (name,)).fetchone()
@@ -124,6 +127,17 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.state = StoredState()
+        self.versions: dict[str, int] = {}  # as SqliteStore's policy_versions
+
+    def _bump(self, name: str) -> None:
+        self.versions[name] = self.current_version() + 1
+
+    def current_version(self) -> int:
+        return max(self.versions.values(), default=0)
+
+    def changed_since(self, version: int) -> tuple[int, list[str]]:
+        changed = sorted((v, name) for name, v in self.versions.items() if v > version)
+        return (changed[-1][0] if changed else version), [name for _, name in changed]
 
     def load(self) -> StoredState:
         return dataclasses.replace(self.state, homenets=dict(self.state.homenets),
@@ -136,6 +150,7 @@ class MemoryStore:
             policies[name] = policy
         self.state = dataclasses.replace(self.state, homenets={**self.state.homenets, name: spec},
                                          policies=policies, deleted=self.state.deleted - {name})
+        self._bump(name)
 
     def delete_homenet(self, name: str) -> None:
         self.state = StoredState({k: v for k, v in self.state.homenets.items() if k != name},
@@ -143,9 +158,11 @@ class MemoryStore:
                                  self.state.deleted | {name},
                                  tuple(lease for lease in self.state.leases if lease[0] != name),
                                  {k: v for k, v in self.state.uplink_addresses.items() if k[0] != name})
+        self._bump(name)
 
     def put_policy(self, name: str, policy: dict[str, Any]) -> None:
         self.state = dataclasses.replace(self.state, policies={**self.state.policies, name: policy})
+        self._bump(name)
 
     def put_leases(self, changes: Sequence[LeaseChange]) -> None:
         leases = {(h, ip): mac for h, ip, mac in self.state.leases}

@@ -137,3 +137,39 @@ def test_isp_rates_set_over_rest_shape_the_boxs_uplink_and_a_refused_policy_chan
     _wait(lambda: _shaped_kbit(bb, "bbmb-ispB") == "4850Kbit", 10, "ISP B's uplink shaped")
     assert _shaped_kbit(bb, "bbmb-ispA") == "9700Kbit"
     bb.wait_host_reaches_server(10)  # shaped, the box still carries its host's traffic
+
+
+def test_down_rates_set_over_rest_shape_that_homenet_at_the_edge(bb):
+    """The edge's shaper follows the controller: a homenet's down rates become its classes on
+    the edge's underlay port, a change replaces them, a refused policy changes nothing."""
+    import re
+
+    from msp_controller.dataplane.shaping import edge_pair_major
+    from topologies.blank_box import EDGE
+    from topologies.ovsbox import run
+
+    port = bb.config.edge("edge1").underlay_port
+    pair_a, pair_b = (f"1:{edge_pair_major(1, slot):x}" for slot in (0, 1))
+
+    def rate(classid: str) -> str | None:
+        out = run(["tc", "class", "show", "dev", port, "classid", classid], bb[EDGE], check=False)
+        match = re.search(r"rate (\S+)", out)
+        return match.group(1) if match else None
+
+    bb.start_edge_shaper()
+    _wait(lambda: "htb 1: root" in run(["tc", "qdisc", "show", "dev", port], bb[EDGE], check=False), 10,
+          "the edge's base shaping")
+    assert rate(pair_a) is None  # no rates known yet: home1 is not shaped
+    policy = bb.rest("GET", "/homenets/home1/policy")
+    policy["rates"] = {"ispA": {"down_kbps": 100000}, "ispB": {"down_kbps": 50000}}
+    assert "policy" in bb.rest("PUT", "/homenets/home1/policy", policy)
+    _wait(lambda: rate(pair_a) == "97Mbit" and rate(pair_b) == "48500Kbit", 10, "home1's classes at the edge")
+    policy["rates"] = {"ispA": {"down_kbps": 20000}}
+    bb.rest("PUT", "/homenets/home1/policy", policy)
+    _wait(lambda: rate(pair_a) == "19400Kbit" and rate(pair_b) is None, 10, "the new rates (ISP B unshaped)")
+    error = bb.rest("PUT", "/homenets/home1/policy", {**policy, "rates": {"ispA": {"down_kbps": 0}}})
+    assert "rates.ispA.down_kbps" in str(error), error
+    policy["rates"]["ispB"] = {"down_kbps": 30000}  # a later change: once it is there, the refused one would be
+    bb.rest("PUT", "/homenets/home1/policy", policy)
+    _wait(lambda: rate(pair_b) == "29100Kbit", 10, "ISP B shaped again")
+    assert rate(pair_a) == "19400Kbit"

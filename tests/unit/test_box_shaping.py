@@ -108,3 +108,61 @@ def test_applying_clears_each_port_first_and_leaves_a_failed_port_unshaped_not_h
         ["tc", "qdisc", "del", "dev", "bbmb-ispB", "root"], ["tc", "-batch", "-"],
         ["tc", "qdisc", "del", "dev", "bbmb-ispB", "root"]]
     assert calls[1][1] == "qdisc replace dev bbmb-ispA root handle 1: htb\n"
+
+
+# -- the edge's shaper: everything once, then what changed
+
+
+def _edge_answers(config):
+    """The controller's answers for a fresh shaper, a policy change, then the homenet's removal."""
+    from msp_controller.api.service import CoreService
+    from tests.harness import Harness
+    from tests.unit.test_qos_policy import POLICY
+    harness = Harness(config)
+    harness.connect_all()
+    service = CoreService(harness.core, harness.apply, clock=lambda: harness.now)
+    first = service.edge_shaping("edge1", None)
+    service.put_policy("home1", POLICY)
+    second = service.edge_shaping("edge1", str(first["version"]))
+    return first, second
+
+
+def test_the_edge_shaper_applies_everything_once_then_one_homenets_change(config):
+    from msp_controller.box.edge_shaper import EdgeShaper
+    first, second = _edge_answers(config)
+    answers = iter([first, second, {"version": second["version"] + 1, "full": False, "homenets": {"home1": None}}])
+    asked, ran = [], []
+
+    def fetch(since):
+        asked.append(since)
+        return next(answers)
+
+    def tc(commands, force):
+        ran.append((commands, force))
+        return True, ""
+
+    shaper = EdgeShaper(fetch, "edge1-up", tc)
+    assert shaper.step() == len(first["homenets"])
+    assert ran[0] == ([["qdisc", "del", "dev", "edge1-up", "root"]], True) and ran[1] == (first["base"], False)
+    ran.clear()
+    assert shaper.step() == 1
+    home1 = second["homenets"]["home1"]
+    assert ran == [(home1["remove"], True), (home1["apply"], False)]
+    ran.clear()
+    assert shaper.step() == 1  # home1 no longer served here: what it had applied is removed
+    assert ran == [(home1["remove"], True)]
+    assert asked == [None, first["version"], second["version"]]
+
+
+def test_the_edge_shaper_refuses_another_ports_commands_and_keeps_the_previous(config):
+    from msp_controller.box.edge_shaper import EdgeShaper
+    first, second = _edge_answers(config)
+    bad = json.loads(json.dumps(second))
+    bad["homenets"]["home1"]["apply"].append(["qdisc", "del", "dev", "eth0", "root"])
+    answers = iter([first, bad])
+    ran = []
+    shaper = EdgeShaper(lambda since: next(answers), "edge1-up", lambda c, f: (ran.append(c), (True, ""))[1])
+    shaper.step()
+    ran.clear()
+    assert shaper.step() == 0 and ran == []  # nothing run for home1
+    assert shaper.version == bad["version"]  # and not asked again and again

@@ -7,10 +7,14 @@ from typing import Any
 import pytest
 
 from msp_controller.dataplane.shaping import (
+    MAX_SHAPED_HOMENET_ID,
     SHAPE_FRACTION,
-    EdgeLink,
     clear_commands,
-    edge_shaping,
+    edge_base_shaping,
+    edge_homenet_shaping,
+    edge_homenet_unshaping,
+    edge_homenet_update,
+    edge_pair_major,
     mspmb_shaping,
     queues,
 )
@@ -49,16 +53,32 @@ def _classes(commands: list[list[str]]) -> dict[str, dict[str, str]]:
     return found
 
 
-def _flowid(commands: list[list[str]], *matches: str) -> str:
-    """The class a packet with these u32 matches goes to (the lowest filter prio wins)."""
+def _flowid(commands: list[list[str]], *matches: str, parent: str = "1:") -> str:
+    """The class a packet with these u32 matches goes to among one qdisc's filters (the
+    lowest filter prio wins)."""
     candidates = []
     for c in commands:
-        if c[:2] == ["filter", "add"]:
+        if c[:2] == ["filter", "add"] and c[c.index("parent") + 1] == parent:
             text = " ".join(c)
             if all(m in text for m in matches):
                 candidates.append((int(c[c.index("prio") + 1]), c[c.index("flowid") + 1]))
     assert candidates, matches
     return min(candidates)[1]
+
+
+def _edge_class(commands: list[list[str]], vni: int, src: str, *matches: str) -> str:
+    """Where the edge puts a tunnel packet: the root's hash filter for (key, outer source)
+    picks the pair, whose own qdisc's filters (or its default) pick the leaf."""
+    key = f"0x{vni << 8:08x} 0xffffff00 at 32"
+    pair = [c[c.index("flowid") + 1] for c in commands
+            if c[:2] == ["filter", "replace"] and key in " ".join(c) and f"src {src}/32" in " ".join(c)]
+    assert len(pair) == 1, (vni, src)
+    major = pair[0].split(":")[1]
+    try:
+        return _flowid(commands, *matches, parent=f"{major}:")
+    except AssertionError:
+        qdisc = [c for c in commands if c[:2] == ["qdisc", "replace"] and c[c.index("handle") + 1] == f"{major}:"][0]
+        return f"{major}:{qdisc[-1]}"  # its default leaf
 
 
 def test_queues_follow_the_classes(policy):
@@ -86,19 +106,21 @@ def test_upstream_is_shaped_below_each_isps_rate_with_voice_first(home, policy):
 def test_no_rate_no_shaping(home, policy, config):
     unshaped = parse_policy({**copy.deepcopy(POLICY), "rates": {"ispA": {"down_kbps": 1000}}}, home)
     assert mspmb_shaping(unshaped, home.uplink("ispA")) == []
-    assert len(edge_shaping("edge1-up", [EdgeLink(home, home.uplink("ispB"), "198.18.2.2", unshaped)])) == 2
+    only_a = edge_homenet_shaping(config.edge("edge1"), home, unshaped)
+    assert all("10.12/32" not in " ".join(c) for c in only_a)  # ISP B's slot: nothing
     assert clear_commands("x") == [["qdisc", "del", "dev", "x", "root"]]
 
 
-def test_downstream_is_shaped_per_homenet_and_isp(home, policy):
-    links = [EdgeLink(home, home.uplink("ispA"), "198.18.1.2", policy),
-             EdgeLink(home, home.uplink("ispB"), "198.18.2.2", policy)]
-    commands = edge_shaping("edge1-up", links)
+def test_downstream_is_shaped_per_homenet_and_isp(config, home, policy):
+    edge = config.edge("edge1")
+    commands = edge_base_shaping(edge.underlay_port) + edge_homenet_shaping(edge, home, policy)
+    assert all(c[c.index("dev") + 1] == "edge1-up" for c in commands)
     classes = _classes(commands)
-    voice_a = _flowid(commands, "tos 0xb8 0xfc", "dst 198.18.1.2/32")
-    voice_b = _flowid(commands, "tos 0xb8 0xfc", "dst 198.18.2.2/32")
-    bulk_b = _flowid(commands, "dst 198.18.2.2/32")
-    assert voice_a != voice_b and classes[voice_b]["prio"] == "0"
+    slot_a, slot_b = str(edge.tunnel_ip(0)), str(edge.tunnel_ip(1))
+    voice_a = _edge_class(commands, home.id, slot_a, "tos 0xb8 0xfc")
+    voice_b = _edge_class(commands, home.id, slot_b, "tos 0xb8 0xfc")
+    bulk_b = _edge_class(commands, home.id, slot_b, "no such match")
+    assert voice_a != voice_b and classes[voice_b]["prio"] == "0" and classes[bulk_b]["prio"] == "1"
     # After a failover to ISP B, its traffic is shaped to ISP B's down rate.
     assert classes[voice_b]["ceil"] == classes[bulk_b]["ceil"] == f"{int(50000 * SHAPE_FRACTION)}kbit"
     assert classes[voice_a]["ceil"] == f"{int(100000 * SHAPE_FRACTION)}kbit"
@@ -106,12 +128,44 @@ def test_downstream_is_shaped_per_homenet_and_isp(home, policy):
     assert commands[0][-1] == "ffff" and "1:ffff" in classes
 
 
-def test_bfd_goes_first_at_both_ends(home, policy):
+def test_bfd_goes_first_at_both_ends(config, home, policy):
     """BFD waiting behind bulk for three intervals would be a false failover."""
-    for commands in (mspmb_shaping(policy, home.uplink("ispA")),
-                     edge_shaping("edge1-up", [EdgeLink(home, home.uplink("ispA"), "198.18.1.2", policy)])):
-        bfd = _flowid(commands, "u16 3784 0xffff at 72", "dport 4789")
-        assert _classes(commands)[bfd]["prio"] == "0"
+    upstream = mspmb_shaping(policy, home.uplink("ispA"))
+    bfd = _flowid(upstream, "u16 3784 0xffff at 72", "dport 4789")
+    assert _classes(upstream)[bfd]["prio"] == "0"
+    edge = config.edge("edge1")
+    downstream = edge_homenet_shaping(edge, home, policy)
+    bfd = _edge_class(downstream, home.id, str(edge.tunnel_ip(0)), "u16 3784 0xffff at 72", "dport 4789")
+    assert _classes(downstream)[bfd]["prio"] == "0"
+
+
+def test_an_edges_homenets_take_disjoint_handles_and_each_change_touches_only_its_own(config, home, policy):
+    """At 10,000 homenets: no two pairs share a qdisc, class or filter handle, and one
+    homenet's commands name only its own (so a change costs the same at any scale)."""
+    import dataclasses
+    edge = config.edge("edge1")
+    majors, handles = set(), set()
+    for homenet_id in (*range(1, 10_001), MAX_SHAPED_HOMENET_ID):
+        other = dataclasses.replace(home, id=homenet_id)
+        commands = edge_homenet_shaping(edge, other, policy)
+        mine = {c[c.index("handle") + 1] for c in commands if c[:2] == ["filter", "replace"]}
+        qdiscs = {c[c.index("handle") + 1] for c in commands if c[0] == "qdisc"}
+        assert len(mine) == 2 and len(qdiscs) == 2 and not mine & handles and not qdiscs & majors
+        handles |= mine
+        majors |= qdiscs
+        assert len(commands) < 40  # the same for every homenet
+    assert "1:" not in majors and "ffff:" not in majors
+    with pytest.raises(ValueError, match="ids 1-16382"):
+        edge_pair_major(MAX_SHAPED_HOMENET_ID + 1, 0)
+
+
+def test_a_homenets_update_removes_its_pairs_filter_before_its_class(config, home, policy):
+    """A class a filter still points at cannot be deleted (EBUSY)."""
+    edge = config.edge("edge1")
+    removal = edge_homenet_unshaping(edge, home)
+    assert [c[:2] for c in removal] == [["filter", "del"], ["class", "del"]] * 2
+    update = edge_homenet_update(edge, home, policy)
+    assert update[:4] == removal and update[4:] == edge_homenet_shaping(edge, home, policy)
 
 
 def test_too_many_queues_is_a_policy_error(home):

@@ -1,0 +1,161 @@
+"""The edge's downstream shaping in the real kernel, at 1,000 homenets on one port: a tunnel
+packet lands in its own homenet's, ISP's and class's queue, and one homenet's update leaves
+every other homenet's queues as they were.
+
+A namespace of its own with a veth pair (no OVS needed): the commands are the ones
+dataplane/shaping.py gives the edge; packets are VXLAN frames sent on the port by a raw
+socket, and tc's own per-class counters say where each went.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import struct
+import subprocess
+
+import pytest
+
+from msp_controller.dataplane.checksum import internet_checksum
+from msp_controller.dataplane.shaping import (
+    edge_base_shaping,
+    edge_homenet_shaping,
+    edge_homenet_update,
+    edge_pair_major,
+)
+from msp_controller.model.policy import parse_policy
+from tests.integration.conftest import NEEDS
+
+pytestmark = NEEDS
+
+HOMENETS = 1000
+PORT = "eshape0"
+FAILOVER = {"mode": "failover", "order": ["ispA", "ispB"]}
+POLICY = {
+    "classes": [{"name": "voice", "match": {"protocol": "udp", "dst_ports": ["16384-32767"]},
+                 "egress": FAILOVER, "ingress": FAILOVER, "qos": {"dscp": 46, "priority": "realtime"}}],
+    "default": {"egress": FAILOVER, "ingress": FAILOVER, "qos": {"dscp": 0, "priority": 10}},
+    "rates": {"ispA": {"down_kbps": 100000}, "ispB": {"down_kbps": 50000}},
+}
+
+
+def _ns(*argv: str, stdin: str | None = None, check: bool = True) -> str:
+    done = subprocess.run(["ip", "netns", "exec", NAMESPACE, *argv], input=stdin, capture_output=True,
+                          text=True, timeout=300, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{argv}: {done.stderr.strip()}")
+    return done.stdout
+
+
+NAMESPACE = f"msp-t-eshape-{os.getpid()}"
+
+
+@pytest.fixture
+def port():
+    subprocess.run(["ip", "netns", "add", NAMESPACE], check=True)
+    try:
+        _ns("ip", "link", "add", PORT, "type", "veth", "peer", "name", f"{PORT}p")
+        _ns("ip", "link", "set", PORT, "up")
+        _ns("ip", "link", "set", f"{PORT}p", "up")
+        yield PORT
+    finally:
+        subprocess.run(["ip", "netns", "del", NAMESPACE], check=False)
+
+
+def _batch(commands: list[list[str]], force: bool = False) -> None:
+    _ns("tc", *(["-force"] if force else []), "-batch", "-", stdin="".join(" ".join(c) + "\n" for c in commands),
+        check=not force)
+
+
+def _vxlan_frame(src: str, vni: int, dscp: int) -> bytes:
+    """An edge's downstream tunnel packet: outer IPv4/UDP 4789 from the slot's address, the key."""
+    inner = bytes(1000)  # not a small packet (those have a queue of their own)
+    udp_len = 8 + 8 + len(inner)
+    udp = struct.pack("!HHHH", 40000, 4789, udp_len, 0) + struct.pack("!II", 0x08000000, vni << 8) + inner
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, dscp << 2, 20 + len(udp), 0, 0, 64, 17, 0,
+                         socket.inet_aton(src), socket.inet_aton("198.18.41.100"))
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
+    return bytes.fromhex("020000000002" "020000000001" "0800") + header + udp
+
+
+SENDER = """
+import socket, sys
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.bind((sys.argv[1], 0))
+data = sys.stdin.buffer.read()
+for n in range(0, len(data), int(sys.argv[2])):
+    sock.send(data[n:n + int(sys.argv[2])])
+"""
+
+
+def _send(frames: list[bytes]) -> None:
+    size = len(frames[0])
+    assert all(len(f) == size for f in frames)
+    subprocess.run(["ip", "netns", "exec", NAMESPACE, "python3", "-c", SENDER, PORT, str(size)],
+                   input=b"".join(frames), check=True, timeout=60)
+
+
+def _sent_by_class() -> dict[str, int]:
+    out = _ns("tc", "-s", "class", "show", "dev", PORT)
+    found = {}
+    for block in out.split("\nclass ")[0:]:
+        match = re.search(r"htb (\S+) .*?Sent \d+ bytes (\d+) pkt", block, re.S)
+        if match:
+            found[match.group(1)] = int(match.group(2))
+    return found
+
+
+def test_a_thousand_homenets_each_packet_in_its_own_homenets_isp_and_class(config, port):
+    home, edge = config.homenet("home1"), config.edge("edge1")
+    edge = dataclasses.replace(edge, underlay_port=PORT)
+    policy = parse_policy(POLICY, home)
+    homenets = [dataclasses.replace(home, id=n) for n in range(1, HOMENETS + 1)]
+    commands = edge_base_shaping(PORT)
+    for homenet in homenets:
+        commands += edge_homenet_shaping(edge, homenet, policy)
+    _batch(commands)
+    slot_a, slot_b = str(edge.tunnel_ip(0)), str(edge.tunnel_ip(1))
+    # Homenets that share the hash bucket (1, 257, 513) and neighbours, each ISP, voice and bulk.
+    probes = [(vni, src, dscp) for vni in (1, 2, 257, 513, 1000) for src in (slot_a, slot_b) for dscp in (46, 0)]
+    counts = {probe: 3 + n for n, probe in enumerate(probes)}  # a different count each: no two can mix up
+    _send([_vxlan_frame(src, vni, dscp) for (vni, src, dscp), count in counts.items() for _ in range(count)])
+    sent = _sent_by_class()
+    leaves = {}
+    for vni in (1, 2, 257, 513, 1000):
+        for slot, src in enumerate((slot_a, slot_b)):
+            major = edge_pair_major(vni, slot)
+            pair = {k: v for k, v in sent.items() if k.startswith(f"{major:x}:") and k != f"{major:x}:1" and v}
+            # Exactly two of this pair's leaves got packets, voice's and bulk's counts (all different).
+            voice, bulk = counts[(vni, src, 46)], counts[(vni, src, 0)]
+            assert sorted(pair.values()) == sorted((voice, bulk)), (vni, src, pair)
+            leaves[(vni, slot, 46)] = next(k for k, v in pair.items() if v == voice)
+            leaves[(vni, slot, 0)] = next(k for k, v in pair.items() if v == bulk)
+    # In each pair voice has the real-time leaf (HTB prio 0), bulk the default one.
+    out = _ns("tc", "class", "show", "dev", PORT)
+    assert re.search(rf"class htb {leaves[(1, 0, 46)]} parent \S+ (leaf \S+ )?prio 0 ", out), out[:2000]
+    # Not a tunnel of a shaped homenet: the root's unshaped class.
+    def in_pairs(found: dict[str, int]) -> int:
+        return sum(v for k, v in found.items() if not k.startswith("1:"))
+
+    before = _sent_by_class()  # the port's own IPv6 chatter is in 1:ffff too
+    _send([_vxlan_frame(slot_a, HOMENETS + 5, 0)] * 7)
+    after = _sent_by_class()
+    assert after["1:ffff"] >= before.get("1:ffff", 0) + 7 and in_pairs(after) == in_pairs(before)
+
+    # One homenet's new rates: its pairs rebuilt, every other homenet's queues untouched.
+    before = _sent_by_class()
+    faster = parse_policy({**POLICY, "rates": {"ispA": {"down_kbps": 200000}}}, home)
+    _batch(edge_homenet_update(edge, homenets[256], faster), force=True)  # homenet 257
+    after = _sent_by_class()
+    moved = {k for k in before if before[k] != after.get(k)}
+    mine = {f"{edge_pair_major(257, s):x}" for s in (0, 1)}
+    assert {k.split(":")[0] for k in moved} <= mine | {"1"}, moved  # only 257's own (and its root classes)
+    assert f"1:{edge_pair_major(257, 1):x}" not in after  # ISP B has no rate now: not shaped
+    out = _ns("tc", "class", "show", "dev", PORT, "classid", f"1:{edge_pair_major(257, 0):x}")
+    assert "rate 194Mbit" in out, out
+    _send([_vxlan_frame(slot_a, 257, 46)] * 4 + [_vxlan_frame(slot_a, 1, 46)] * 4)
+    final = _sent_by_class()
+    assert final[leaves[(1, 0, 46)]] == after[leaves[(1, 0, 46)]] + 4  # homenet 1 as before
+    major = edge_pair_major(257, 0)
+    assert sum(v for k, v in final.items() if k.startswith(f"{major:x}:") and k != f"{major:x}:1") == 4
