@@ -81,6 +81,10 @@ def access_gateway(isp: str) -> str:
     return f"198.18.4{ISPS[isp]}.1/24"
 
 
+# ISP A is dual-stack (router advertisements for a /64: SLAAC), ISP B offers IPv4 only.
+IPV6_PREFIXES = {"ispA": "2001:db8:41::/64"}
+
+
 # A probe into one ISP's tunnel, sent from the box's namespace as the box itself would:
 # VXLAN (the homenet's key) from the address the ISP leased (the socket is bound to the
 # uplink's device, so its source follows the lease), to the edge's address for that slot.
@@ -235,7 +239,7 @@ class BlankBoxNetwork:
             self.start_edge()
             for isp in ISPS:
                 dhcp = IspDhcp(self[isp_node(isp)], f"bb{isp}-cust", access_gateway(isp),
-                               os.path.join(self.run_dir, isp_node(isp)))
+                               os.path.join(self.run_dir, isp_node(isp)), IPV6_PREFIXES.get(isp))
                 self.dhcp[isp] = dhcp
                 dhcp.set_host(self.uplink_mac(isp), self.address(isp, 100))
                 dhcp.start()
@@ -466,6 +470,12 @@ class BlankBoxNetwork:
         """The lease the box's OVSDB holds for this ISP ("" if none)."""
         return self[BOX].vsctl("--if-exists", "get", "open_vswitch", ".", f"external_ids:msp-lease-br-{isp}",
                                timeout=2)
+
+    def lease6(self, isp: str) -> str:
+        """The IPv6 address the box took on this ISP by SLAAC, as its OVSDB records it ("" if none)."""
+        out = self[BOX].vsctl("--if-exists", "get", "open_vswitch", ".", f"external_ids:msp-lease6-br-{isp}",
+                              timeout=2)
+        return out.strip().strip('"')
 
     def edge_address(self, isp: str) -> str | None:
         """Where the edge's flows expect this ISP's tunnel of home1 to come from (the

@@ -35,6 +35,7 @@ from typing import Any
 
 from msp_controller.box.desired import LEASE_PREFIX, SHAPING, UPLINK, Lease, leases_from_external_ids
 from msp_controller.box.shaping_apply import apply_shaping, parse_shaping
+from msp_controller.box.slaac import LEASE6_PREFIX, read_global_addresses
 
 LOG = logging.getLogger("msp.box.agent")
 POLL_S = 0.1
@@ -174,6 +175,7 @@ class Agent:
         self.routes: set[tuple[str, str, str]] = set()
         self.leases: dict[str, Lease] = {}
         self.shaping: str | None = None  # the msp-shaping last acted on (applied or refused)
+        self.addresses6: dict[str, str] = {}  # bridge -> "<address>/<length>" (SLAAC), as recorded
 
     # -- start
 
@@ -199,7 +201,10 @@ class Agent:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"underlay bridges {list(self.uplinks)} did not come up")
             time.sleep(0.02)
-        sh("sysctl", "-qw", *[f"net.ipv6.conf.{b}.disable_ipv6=1" for b in self.uplinks])
+        # IPv6 where an ISP offers it: SLAAC from its router advertisements (accept_ra=2: even
+        # if this namespace forwards). The tunnels stay on the IPv4 leases.
+        sh("sysctl", "-qw", *[f"net.ipv6.conf.{b}.{key}" for b in self.uplinks
+                              for key in ("disable_ipv6=0", "accept_ra=2", "autoconf=1")])
         sh("ip", "-batch", "-", input="".join(f"link set {b} mtu {UNDERLAY_MTU}\nlink set {b} up\n"
                                                for b in self.uplinks))
         ident = self.identity
@@ -265,8 +270,24 @@ class Agent:
                 sh("ovs-appctl", "-t", "ovsdb-server", "ovsdb-server/reconnect", check=False)
         if snapshot.shaping is not None and snapshot.shaping != self.shaping:
             self.shape(snapshot.shaping)
-        if moved or lease_changed:
+        addresses6 = read_global_addresses(self.uplinks)
+        if addresses6 != self.addresses6:
+            self.record_addresses6(addresses6)
+        if moved or lease_changed or addresses6 != self.addresses6:
+            self.addresses6 = addresses6
             self.write_status(now)
+
+    def record_addresses6(self, addresses6: Mapping[str, str]) -> None:
+        """The uplinks' IPv6 addresses into the box's OVSDB, beside the IPv4 leases."""
+        argv = ["ovs-vsctl", "--no-wait"]
+        for bridge in self.uplinks:
+            key = f"external_ids:{LEASE6_PREFIX}{bridge}"
+            if bridge in addresses6:
+                argv += ["--", "set", "Open_vSwitch", ".", f'{key}="{addresses6[bridge]}"']
+            else:
+                argv += ["--", "remove", "Open_vSwitch", ".", "external_ids", f"{LEASE6_PREFIX}{bridge}"]
+        sh(*argv)
+        LOG.info("IPv6 (SLAAC): %s", dict(addresses6) or "none")
 
     def shape(self, text: str) -> None:
         """The upstream shaping the MSP wrote: applied, or refused with the old one kept."""
@@ -283,7 +304,8 @@ class Agent:
 
     def write_status(self, now: float) -> None:
         status = {"control_uplink": self.control, "time": time.time(),
-                  "leases": {b: f"{lease.address} via {lease.gateway}" for b, lease in self.leases.items()}}
+                  "leases": {b: f"{lease.address} via {lease.gateway}" for b, lease in self.leases.items()},
+                  "addresses6": self.addresses6}
         path = os.path.join(self.state_dir, "status.json")
         with open(path + ".new", "w") as handle:
             json.dump(status, handle)

@@ -173,3 +173,18 @@ def test_down_rates_set_over_rest_shape_that_homenet_at_the_edge(bb):
     bb.rest("PUT", "/homenets/home1/policy", policy)
     _wait(lambda: rate(pair_b) == "29100Kbit", 10, "ISP B shaped again")
     assert rate(pair_a) == "19400Kbit"
+
+
+def test_an_isp_that_offers_ipv6_gives_the_box_an_address_by_slaac_and_one_that_does_not_none(bb):
+    from topologies.blank_box import BOX, IPV6_PREFIXES
+    from topologies.ovsbox import run
+
+    bb.start_box()
+    bb.wait_multihomed(MULTIHOMED_S)  # the tunnels on the IPv4 leases, as before
+    prefix = IPV6_PREFIXES["ispA"].split("::")[0] + ":"  # "2001:db8:41:"
+    _wait(lambda: bb.lease6("ispA").startswith(prefix), 15, "ISP A's IPv6 address (SLAAC) in the box's OVSDB")
+    address = bb.lease6("ispA")
+    assert address.endswith("/64") and bb.agent_status().get("addresses6") == {"br-ispA": address}
+    assert address.split("/")[0] in run(["ip", "-6", "addr", "show", "dev", "br-ispA"], bb[BOX])
+    assert "dev br-ispA" in run(["ip", "-6", "route", "show", "default"], bb[BOX])  # ISP A's router
+    assert bb.lease6("ispB") == ""  # ISP B offers IPv4 only
