@@ -358,6 +358,7 @@ def _edge_shaping_schema() -> Schema:
             "version": {"type": "integer", "description": "pass it as `since` next time"},
             "full": {"type": "boolean", "description": "true: start from a clear port, apply `base` first"},
             "base": commands,
+            "next": {"type": "string", "description": "more homenets: ask again with after=<next>"},
             "homenets": {"type": "object", "additionalProperties": {
                 "type": "object", "nullable": True, "required": ["remove", "apply"],
                 "description": "null: no longer served at this edge (remove what was applied for it)",
@@ -418,7 +419,10 @@ def _paths() -> dict[str, Schema]:
                  "schema": {"type": "string", "pattern": NAME_PATTERN}},
                 {"name": "since", "in": "query", "required": False,
                  "description": "the version the caller has applied; absent: everything",
-                 "schema": {"type": "integer", "minimum": 0}}],
+                 "schema": {"type": "integer", "minimum": 0}},
+                {"name": "after", "in": "query", "required": False,
+                 "description": "everything, from the homenet after this name (the `next` of the page before)",
+                 "schema": {"type": "string", "pattern": NAME_PATTERN}}],
             "get": _get("getEdgeShaping", "An edge's downstream shaping (tc commands), all of it or the "
                         "homenets changed since a version: what the edge's shaper applies (the operator's)",
                         _json(_ref("EdgeShaping"), "the commands"), True)},

@@ -77,9 +77,10 @@ class MspService(Protocol):
 
     def set_uplink_address(self, name: str, uplink: str, address: Any) -> dict[str, Any]: ...
 
-    # An edge's downstream tc commands: all, or the homenets changed since a version (NotFound
+    # An edge's downstream tc commands: all (in pages after a name), or the homenets changed
+    # since a version (NotFound
     # for an unknown edge; FieldError for a bad version).
-    def edge_shaping(self, edge: str, since: str | None) -> dict[str, Any]: ...
+    def edge_shaping(self, edge: str, since: str | None, after: str | None = None) -> dict[str, Any]: ...
 
 
 # --- answers --------------------------------------------------------------------------------
@@ -387,8 +388,10 @@ class RestApi:
                       status=lambda result: 200 if result.get("applied") else 202)
 
     def _edge_shaping(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
-        since = request.GET.get("since")
-        return _serve(lambda: self.service.edge_shaping(params["edge"], since))
+        since, after = request.GET.get("since"), request.GET.get("after")
+        if after is not None and not NAME_RE.fullmatch(after):
+            raise ApiError(400, f"{_readable(after)[:80]!r} is not a homenet name", "after")
+        return _serve(lambda: self.service.edge_shaping(params["edge"], since, after))
 
     def _get_policy(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
         return _serve(lambda: self.service.get_policy(params["name"]))

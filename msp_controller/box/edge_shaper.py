@@ -33,7 +33,7 @@ LOG = logging.getLogger("msp.box.edge_shaper")
 POLL_S = 0.5
 TIMEOUT_S = 10.0
 
-Fetch = Callable[["int | None"], Mapping[str, Any]]  # since -> the controller's answer
+Fetch = Callable[["int | None", "str | None"], Mapping[str, Any]]  # (since, after) -> the controller's answer
 Tc = Callable[[list[Command], bool], "tuple[bool, str]"]  # (commands, force) -> (ok, stderr)
 
 
@@ -70,12 +70,10 @@ class EdgeShaper:
 
     def step(self) -> int:
         """One exchange with the controller; returns how many homenets it changed."""
-        answer = self.fetch(self.version)
-        homenets = answer.get("homenets")
-        if not isinstance(homenets, dict) or not isinstance(answer.get("version"), int):
-            raise ValueError("the controller's answer has no version or homenets")
+        answer = self.fetch(self.version, None)
+        homenets = _homenets(answer)
         if answer.get("full"):
-            changed = self._everything(answer.get("base"), homenets)
+            changed = self._everything(answer)
         else:
             changed = 0
             for name, entry in homenets.items():
@@ -96,8 +94,11 @@ class EdgeShaper:
         self.version = answer["version"]
         return changed
 
-    def _everything(self, base: Any, homenets: Mapping[str, Any]) -> int:
-        base = base if isinstance(base, list) else []
+    def _everything(self, first: Mapping[str, Any]) -> int:
+        """A cleared port, the base, then every page of homenets (a change made meanwhile comes
+        again with the next `since`: removing and applying a homenet twice is harmless)."""
+        given = first.get("base")
+        base: list[Command] = given if isinstance(given, list) else []
         for n, command in enumerate(base):
             check_command(command, self.port, f"base[{n}]")  # a bad base: nothing to build on
         self.tc([["qdisc", "del", "dev", self.port, "root"]], True)
@@ -105,15 +106,23 @@ class EdgeShaper:
         if not ok:
             raise RuntimeError(f"the edge's base shaping failed: {error}")
         self.removals = {}
-        commands: list[Command] = []
-        for name, entry in homenets.items():
-            checked = None if entry is None else self._checked(name, entry)
-            if checked is not None:
-                commands += checked[1]
-                self.removals[name] = checked[0]
-        ok, error = self.tc(commands, True)  # one batch for all: seconds at thousands of homenets
-        if not ok:
-            LOG.warning("some homenets' shaping failed: %s", error)
+        answer = first
+        while True:
+            commands: list[Command] = []
+            for name, entry in _homenets(answer).items():
+                checked = None if entry is None else self._checked(name, entry)
+                if checked is not None:
+                    commands += checked[1]
+                    self.removals[name] = checked[0]
+            ok, error = self.tc(commands, True)  # one batch a page: about a second per 500 homenets
+            if not ok:
+                LOG.warning("some homenets' shaping failed: %s", error)
+            after = answer.get("next")
+            if not isinstance(after, str):
+                break
+            answer = self.fetch(None, after)
+            if not answer.get("full"):
+                raise ValueError("the controller's next page is not part of a full answer")
         LOG.info("edge shaping: everything applied, %d homenets", len(self.removals))
         return len(self.removals)
 
@@ -128,12 +137,20 @@ class EdgeShaper:
             stop.wait(POLL_S)
 
 
+def _homenets(answer: Mapping[str, Any]) -> Mapping[str, Any]:
+    homenets = answer.get("homenets")
+    if not isinstance(homenets, dict) or not isinstance(answer.get("version"), int):
+        raise ValueError("the controller's answer has no version or homenets")
+    return homenets
+
+
 def rest_fetch(base_url: str, edge: str, token: str, cafile: str | None = None) -> Fetch:
     context = ssl.create_default_context(cafile=cafile) if base_url.startswith("https:") else None
     path = "/api/v1/edges/{}/shaping".format(urllib.parse.quote(edge, safe=""))
 
-    def fetch(since: int | None) -> Mapping[str, Any]:
-        url = base_url.rstrip("/") + path + ("" if since is None else f"?since={since}")
+    def fetch(since: int | None, after: str | None) -> Mapping[str, Any]:
+        query = {k: v for k, v in (("since", since), ("after", after)) if v is not None}
+        url = base_url.rstrip("/") + path + ("?" + urllib.parse.urlencode(query) if query else "")
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as answer:

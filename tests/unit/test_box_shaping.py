@@ -133,7 +133,7 @@ def test_the_edge_shaper_applies_everything_once_then_one_homenets_change(config
     answers = iter([first, second, {"version": second["version"] + 1, "full": False, "homenets": {"home1": None}}])
     asked, ran = [], []
 
-    def fetch(since):
+    def fetch(since, after):
         asked.append(since)
         return next(answers)
 
@@ -161,8 +161,36 @@ def test_the_edge_shaper_refuses_another_ports_commands_and_keeps_the_previous(c
     bad["homenets"]["home1"]["apply"].append(["qdisc", "del", "dev", "eth0", "root"])
     answers = iter([first, bad])
     ran = []
-    shaper = EdgeShaper(lambda since: next(answers), "edge1-up", lambda c, f: (ran.append(c), (True, ""))[1])
+    shaper = EdgeShaper(lambda since, after: next(answers), "edge1-up", lambda c, f: (ran.append(c), (True, ""))[1])
     shaper.step()
     ran.clear()
     assert shaper.step() == 0 and ran == []  # nothing run for home1
     assert shaper.version == bad["version"]  # and not asked again and again
+
+
+def test_the_edge_shaper_reads_everything_page_by_page():
+    """A full answer comes in pages by name (here 7 homenets, 3 a page); the cleared port and
+    the base come once, first; every homenet is applied once."""
+    from bench.scale_configs import config_dict
+    from msp_controller.api.service import CoreService
+    from msp_controller.box.edge_shaper import EdgeShaper
+    from msp_controller.core import MspCore
+    from msp_controller.model.config import parse_config
+    config = parse_config(config_dict(7, bgp=False))
+    service = CoreService(MspCore(config), lambda effects: [])
+    edge = config.edges[0]
+    served = sorted(h.name for h in config.homenets if edge.name in h.edges)
+    assert len(served) == 7
+    pages = []
+
+    def fetch(since, after):
+        pages.append(after)
+        return service.edge_shaping(edge.name, None if since is None else str(since), after, page=3)
+
+    ran = []
+    shaper = EdgeShaper(fetch, edge.underlay_port, lambda c, f: (ran.append(c), (True, ""))[1])
+    assert shaper.step() == 7
+    assert pages == [None, served[2], served[5]]  # each page after the last name of the one before
+    assert ran[0] == [["qdisc", "del", "dev", edge.underlay_port, "root"]]
+    assert sum(1 for c in ran for cmd in c if cmd[:2] == ["qdisc", "replace"] and "root" in cmd) == 1
+    assert set(shaper.removals) == set(served)

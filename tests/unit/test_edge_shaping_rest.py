@@ -79,6 +79,10 @@ def test_bad_requests_are_named_and_owners_may_not_read_an_edge(config):
     assert status == 400 and answer["error"]["where"] == "since", answer
     status, answer = _call(api, "GET", f"{SHAPING}?since=1e9")
     assert status == 400 and answer["error"]["where"] == "since", answer
+    status, answer = _call(api, "GET", f"{SHAPING}?after=no%20such")
+    assert status == 400 and answer["error"]["where"] == "after", answer
+    status, answer = _call(api, "GET", f"{SHAPING}?after=home1")  # the page after the last homenet
+    assert status == 200 and answer["homenets"] == {} and "next" not in answer and "base" not in answer
     status, answer = _call(api, "GET", "/api/v1/edges/edge9/shaping")
     assert status == 404 and "edge9" in answer["error"]["message"]
     status, answer = _call(api, "GET", "/api/v1/edges/ed%20ge/shaping")
