@@ -116,7 +116,7 @@ def read_snapshot(msp: str, port: int) -> Snapshot:
             tunnels.append(Tunnel(row["name"], options["remote_ip"], ext[UPLINK],
                                   bfd.get("forwarding") == "true", int(bfd.get("flap_count", "0")) > 0))
     leases = leases_from_external_ids(_map(root[0]["external_ids"])) if root else {}
-    shaping = next((_map(b["external_ids"])[SHAPING] for b in bridges if SHAPING in _map(b["external_ids"])), None)
+    shaping = next((ids[SHAPING] for ids in (_map(b["external_ids"]) for b in bridges) if SHAPING in ids), None)
     return Snapshot(leases, tuple(tunnels), connected_to(msp, port), shaping)
 
 
@@ -271,10 +271,11 @@ class Agent:
         if snapshot.shaping is not None and snapshot.shaping != self.shaping:
             self.shape(snapshot.shaping)
         addresses6 = read_global_addresses(self.uplinks)
-        if addresses6 != self.addresses6:
-            self.record_addresses6(addresses6)
-        if moved or lease_changed or addresses6 != self.addresses6:
+        changed6 = addresses6 != self.addresses6
+        if changed6:
+            self.record_addresses6(addresses6)  # raises: recorded again next time
             self.addresses6 = addresses6
+        if moved or lease_changed or changed6:
             self.write_status(now)
 
     def record_addresses6(self, addresses6: Mapping[str, str]) -> None:

@@ -88,6 +88,7 @@ class Manager:
         self.leases: dict[str, dict[str, Lease]] = {}  # homenet -> bridge -> lease, as last read
         self.policies: dict[str, Policy] = {}  # stored policies (others: the homenet's default)
         self.policy_version = 0
+        self._store: SqliteStore | None = None
         self.lock = threading.RLock()
         self.follow_policies()
 
@@ -96,14 +97,12 @@ class Manager:
     def follow_policies(self) -> list[str]:
         """Read what changed in the store since last time: homenets (created, changed or
         deleted) and their policies; returns the names of the homenets that changed."""
-        if not self.state_path or not os.path.exists(self.state_path):
-            return []
-        store = SqliteStore(self.state_path)
-        try:
-            self.policy_version, names = store.changed_since(self.policy_version)
-            records = {name: store.homenet_record(name) for name in names}
-        finally:
-            store.close()
+        if self._store is None:  # opened once the controller has made it
+            if not self.state_path or not os.path.exists(self.state_path):
+                return []
+            self._store = SqliteStore(self.state_path)
+        self.policy_version, names = self._store.changed_since(self.policy_version)
+        records = {name: self._store.homenet_record(name) for name in names}
         for name, (spec, policy_json) in records.items():
             self._take(name, spec, policy_json)
         return names

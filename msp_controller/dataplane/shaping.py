@@ -98,15 +98,15 @@ def _tos(dscp: int) -> tuple[str, str]:
     return f"0x{dscp << 2:02x}", "0xfc"
 
 
-def _leaves(dev: str, parent: str, base: int, shaped_kbps: float, policy_queues: Sequence[Queue],
-            dst: str | None, major: int = 1, fifos: bool = True) -> tuple[list[Command], list[Command], str]:
-    """Leaf classes, their FIFOs and their filters under one shaped class of the HTB qdisc
-    major:; returns (classes and qdiscs, filters, the default leaf's class id). Without
+def _leaves(dev: str, major: int, shaped_kbps: float, policy_queues: Sequence[Queue],
+            fifos: bool) -> tuple[list[Command], list[Command], str]:
+    """Leaf classes, their FIFOs and their filters under the shaped class major:1 of the HTB
+    qdisc major:; returns (classes and qdiscs, filters, the default leaf's class id). Without
     fifos the leaves keep HTB's own (a pfifo of the port's txqueuelen, which takes no
     qdisc handle: an edge has only 65,535 of them for all its homenets)."""
+    parent, base = f"{major:x}:1", 0x10
     realtime_kbps = shaped_kbps * REALTIME_SHARE if any(q.realtime for q in policy_queues) else 0.0
     total_weight = sum(q.weight for q in policy_queues if not q.realtime)
-    where = ["match", "ip", "dst", f"{dst}/32"] if dst else []
     control, small = f"{major:x}:{base + MAX_QUEUES + 2:x}", f"{major:x}:{base + MAX_QUEUES + 1:x}"
     commands: list[Command] = [
         ["class", "replace", "dev", dev, "parent", parent, "classid", control, "htb",
@@ -124,10 +124,10 @@ def _leaves(dev: str, parent: str, base: int, shaped_kbps: float, policy_queues:
     filters: list[Command] = [
         ["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "1", "u32",
          "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", str(VXLAN_UDP_PORT), "0xffff",
-         "match", "u16", str(BFD_UDP_PORT), "0xffff", "at", str(BFD_PORT_OFFSET), *where, "flowid", control],
+         "match", "u16", str(BFD_UDP_PORT), "0xffff", "at", str(BFD_PORT_OFFSET), "flowid", control],
         # After the DSCP filters (prio 1): a small voice packet stays in its class's queue.
         ["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "2", "u32",
-         "match", "u16", "0x0000", f"0x{0xFFFF & ~(SMALL_PACKET_BYTES - 1):04x}", "at", "2", *where,
+         "match", "u16", "0x0000", f"0x{0xFFFF & ~(SMALL_PACKET_BYTES - 1):04x}", "at", "2",
          "flowid", small]]
     default_leaf = ""
     queue_bytes = max(MIN_QUEUE_BYTES, int(shaped_kbps * 1000 / 8 * BULK_QUEUE_MS / 1000))
@@ -149,10 +149,7 @@ def _leaves(dev: str, parent: str, base: int, shaped_kbps: float, policy_queues:
             default_leaf = classid
         for dscp in queue.dscps:
             filters.append(["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "1",
-                            "u32", "match", "ip", "tos", *_tos(dscp), *where, "flowid", classid])
-    if dst:  # anything else towards this uplink: its default queue
-        filters.append(["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "3",
-                        "u32", "match", "ip", "dst", f"{dst}/32", "flowid", default_leaf])
+                            "u32", "match", "ip", "tos", *_tos(dscp), "flowid", classid])
     return commands, filters, default_leaf
 
 
@@ -161,20 +158,26 @@ def clear_commands(dev: str) -> list[Command]:
     return [["qdisc", "del", "dev", dev, "root"]]
 
 
+def _tree(dev: str, attach: list[str], major: int, shaped_kbps: float, policy: Policy,
+          fifos: bool) -> list[Command]:
+    """An HTB qdisc major: attached at attach, its one class major:1 at the shaped rate, the
+    policy's leaves and filters inside."""
+    leaves, filters, default_leaf = _leaves(dev, major, shaped_kbps, queues(policy), fifos)
+    return [
+        ["qdisc", "replace", "dev", dev, *attach, "handle", f"{major:x}:", "htb",
+         "default", default_leaf.split(":")[1]],
+        ["class", "replace", "dev", dev, "parent", f"{major:x}:", "classid", f"{major:x}:1", "htb",
+         "rate", _kbit(shaped_kbps), "ceil", _kbit(shaped_kbps), *INNER_QUANTUM],
+        *leaves, *filters,
+    ]
+
+
 def mspmb_shaping(policy: Policy, uplink: Uplink) -> list[Command]:
     """Upstream shaping on one uplink's port of the MSPMB; none when the ISP's up rate is unknown."""
     up = policy.isp_rates(uplink.name).up_kbps
     if up is None:
         return []
-    shaped = up * SHAPE_FRACTION
-    dev = uplink.port
-    leaves, filters, default_leaf = _leaves(dev, "1:1", 0x10, shaped, queues(policy), None)
-    return [
-        ["qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", default_leaf.split(":")[1]],
-        ["class", "replace", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
-         "rate", _kbit(shaped), "ceil", _kbit(shaped), *INNER_QUANTUM],
-        *leaves, *filters,
-    ]
+    return _tree(uplink.port, ["root"], 1, up * SHAPE_FRACTION, policy, fifos=True)
 
 
 # -- the edge: one fragment per homenet
@@ -238,19 +241,12 @@ def edge_homenet_shaping(edge: Edge, homenet: Homenet, policy: Policy) -> list[C
             continue
         major = edge_pair_major(homenet.id, uplink.slot)
         shaped = down * SHAPE_FRACTION
-        leaves, filters, default_leaf = _leaves(dev, f"{major:x}:1", 0x10, shaped, queues(policy), None,
-                                                major=major, fifos=False)
         handle, bucket = _hash_handle(homenet.id, uplink.slot)
         commands += [
             ["class", "replace", "dev", dev, "parent", "1:", "classid", f"1:{major:x}", "htb",
              "rate", _kbit(shaped), "ceil", _kbit(shaped), *INNER_QUANTUM],
-            ["qdisc", "replace", "dev", dev, "parent", f"1:{major:x}", "handle", f"{major:x}:", "htb",
-             "default", default_leaf.split(":")[1]],
-            ["class", "replace", "dev", dev, "parent", f"{major:x}:", "classid", f"{major:x}:1", "htb",
-             "rate", _kbit(shaped), "ceil", _kbit(shaped), *INNER_QUANTUM],
-            *leaves,
-            # The pair's own filters are replaced with its qdisc (above); the root's is replaced by handle.
-            *filters,
+            *_tree(dev, ["parent", f"1:{major:x}"], major, shaped, policy, fifos=False),
+            # The root's filter for this pair, replaced by its handle.
             ["filter", "replace", "dev", dev, "parent", "1:", "prio", "1", "protocol", "ip", "handle", handle,
              "u32", "ht", bucket, "match", "u32", f"0x{homenet.id << 8:08x}", "0xffffff00", "at", str(VNI_OFFSET),
              "match", "ip", "src", f"{edge.tunnel_ip(uplink.slot)}/32", "flowid", f"1:{major:x}"],

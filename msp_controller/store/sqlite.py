@@ -128,12 +128,14 @@ class MemoryStore:
     def __init__(self) -> None:
         self.state = StoredState()
         self.versions: dict[str, int] = {}  # as SqliteStore's policy_versions
+        self.version = 0  # the latest of them
 
     def _bump(self, name: str) -> None:
-        self.versions[name] = self.current_version() + 1
+        self.version += 1
+        self.versions[name] = self.version
 
     def current_version(self) -> int:
-        return max(self.versions.values(), default=0)
+        return self.version
 
     def changed_since(self, version: int) -> tuple[int, list[str]]:
         changed = sorted((v, name) for name, v in self.versions.items() if v > version)
