@@ -8,10 +8,17 @@ from h1 to the server, each packet crossing both directions, in three phases per
    marks voice EF (realtime) and the boxes shape just below the ISP's rates
    (msp_controller/dataplane/shaping.py);
 3. QoS off: the same load, no marking, no shaping: the ISP's buffers fill.
-Prints one line per phase, then one JSON object (last line), medians over the runs.
-bulk_share_*: iperf3's goodput over the ISP's rate (headers and the tunnel's 50 bytes
-per packet cost about 8 % of the link at 1450-byte packets; link_share_* counts frames
-on the ISP's link instead).
+Prints one line per phase, then one JSON object (last line), medians over the runs. Every
+rate is taken over the voice's window, while the transfer runs.
+- voice_rtt_*: the network's round trip (bench/voiceping.py: kernel receive stamps, the
+  echo's hold taken off, as TWAMP measures); voice_app_rtt_* as the pinging process read it.
+- bulk_share_*: iperf3's goodput over the ISP's rate. A 1514-byte frame carries 1398 bytes
+  of TCP payload through the tunnel, so goodput is at most bulk_goodput_ceiling_down of the
+  rate when shaped to SHAPE_FRACTION of it; upstream, the download's ACKs also take their
+  share of the link.
+- bulk_wire_share_*: bulk's frames on the ISP's link (the shapers' classes but the
+  real-time and control ones; upstream this includes the download's ACKs) over its rate.
+- link_share_*: every frame on the ISP's link (its own counters) over its rate.
 """
 from __future__ import annotations
 
@@ -23,16 +30,21 @@ import time
 from typing import Any
 
 from bench.common import DEFAULT_POLICY, api, run_directory, wait_all_paths_healthy
-from msp_controller.model.policy import parse_policy
+from msp_controller.dataplane.shaping import MTU_BYTES, SHAPE_FRACTION
+from msp_controller.model.policy import Policy, parse_policy
 from topologies.leak_guard import LeakGuard
 from topologies.measure import SERVER4, TcpTransfer, wait_reachable
 from topologies.ovsbox import run
 from topologies.scenario import bfd_flap_counts, running, wait_all_bfd_up
-from topologies.shaping import VoicePing, apply_shaping, clear_shaping, isp_links
+from topologies.shaping import VoicePing, apply_shaping, bulk_wire_bytes, clear_shaping, isp_links
 
 VOICE_PORT = 20000
 BULK_PORT = 5301
 POLICY_PATH = "/api/v1/homenets/home1/policy"
+TRANSFER_MARGIN_S = 8.0  # the transfer outlasts the voice's window (its start and 2 s of late replies)
+# TCP payload per underlay frame: 1514-byte frames carry a 1450-byte inner packet (VXLAN's 50
+# bytes and the outer Ethernet header), less 52 bytes of inner IP and TCP (with timestamps).
+GOODPUT_PER_FRAME = (MTU_BYTES - 14 - 50 - 52) / MTU_BYTES
 
 
 def qos_policy(down_mbit: float, up_mbit: float) -> dict[str, Any]:
@@ -59,43 +71,62 @@ def link_bytes(node: Any, intf: str) -> int:
     return 0
 
 
-def phase(net: Any, seconds: float, load: bool, warmup: float) -> dict[str, Any]:
-    """Voice for `seconds` (after `warmup` of load, if any); bulk both ways if load."""
+def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | None = None) -> dict[str, Any]:
+    """Voice for `seconds` (after `warmup` of load, if any); bulk both ways if load. Every
+    rate is measured over the voice's window, inside the transfer: `policy` (the shaped one)
+    names the shapers' classes whose bytes are bulk's."""
     isp = net.plan.isps[0]
-    bulk = TcpTransfer(net["h1"], net["server"], SERVER4, seconds + warmup + 1, port=BULK_PORT, bidir=True)
+    bulk = TcpTransfer(net["h1"], net["server"], SERVER4, seconds + warmup + TRANSFER_MARGIN_S, port=BULK_PORT,
+                       bidir=True)
     voice = VoicePing(net["h1"], net["server"], SERVER4, VOICE_PORT, seconds)
     flaps_before = sum(bfd_flap_counts(net).values())
+
+    def counters() -> tuple[float, int, int, tuple[int, int]]:
+        node = net[isp.name]
+        wire = bulk_wire_bytes(net, policy, isp.name) if policy is not None else (0, 0)
+        return time.monotonic(), link_bytes(node, isp.customer_intf), link_bytes(node, isp.inet_intf), wire
+
     try:
+        started = time.monotonic()
         if load:
             bulk.start()
+            started = time.monotonic()
             time.sleep(warmup)  # a schedule: let TCP fill whatever queue it fills
-        down0, up0, t0 = link_bytes(net[isp.name], isp.customer_intf), link_bytes(net[isp.name], isp.inet_intf), \
-            time.monotonic()
+        t0, down0, up0, wire0 = counters()
         voice.start()
         result = voice.result()
-        down1, up1, t1 = link_bytes(net[isp.name], isp.customer_intf), link_bytes(net[isp.name], isp.inet_intf), \
-            time.monotonic()
+        t1, down1, up1, wire1 = counters()
         tcp = bulk.result() if load else None
     finally:
         voice.stop()
         bulk.stop()
+    window = t1 - t0
+
+    def mbps(count: int) -> float:
+        return count * 8 / window / 1e6
+
     return {
         "voice": result,
-        "up_mbps": tcp.mbps() if tcp else 0.0,
-        "down_mbps": tcp.mbps(reverse=True) if tcp else 0.0,
-        "link_down_mbps": (down1 - down0) * 8 / (t1 - t0) / 1e6,
-        "link_up_mbps": (up1 - up0) * 8 / (t1 - t0) / 1e6,
+        "up_mbps": tcp.mbps_between(t0 - started, t1 - started) if tcp else 0.0,
+        "down_mbps": tcp.mbps_between(t0 - started, t1 - started, reverse=True) if tcp else 0.0,
+        "link_down_mbps": mbps(down1 - down0),
+        "link_up_mbps": mbps(up1 - up0),
+        "wire_down_mbps": mbps(wire1[0] - wire0[0]),
+        "wire_up_mbps": mbps(wire1[1] - wire0[1]),
         "bfd_flaps": sum(bfd_flap_counts(net).values()) - flaps_before,
     }
 
 
-def describe(name: str, found: dict[str, Any], idle_ms: float | None = None) -> str:
+def describe(name: str, found: dict[str, Any]) -> str:
     voice = found["voice"]
-    text = (f"{name}: voice RTT p50 {voice.percentile(50):.2f} ms, p99 {voice.percentile(99):.2f} ms, "
+    text = (f"{name}: voice RTT p50 {voice.percentile(50):.2f} ms, p99 {voice.percentile(99):.2f} ms "
+            f"(as the application read it: p99 {voice.percentile(99, app=True):.2f} ms), "
             f"loss {voice.loss_pct:.2f} % ({voice.sent - voice.received}/{voice.sent})")
     if found["up_mbps"] or found["down_mbps"]:
-        text += (f"; bulk down {found['down_mbps']:.1f} Mbit/s, up {found['up_mbps']:.1f} Mbit/s"
-                 f" (ISP link {found['link_down_mbps']:.1f} / {found['link_up_mbps']:.1f})")
+        text += (f"; bulk goodput down {found['down_mbps']:.1f} Mbit/s, up {found['up_mbps']:.1f} Mbit/s"
+                 f"; ISP link down {found['link_down_mbps']:.1f}, up {found['link_up_mbps']:.1f}")
+        if found["wire_down_mbps"] or found["wire_up_mbps"]:
+            text += f" (bulk's frames {found['wire_down_mbps']:.1f} / {found['wire_up_mbps']:.1f})"
     return text + f"; BFD state changes {found['bfd_flaps']}"
 
 
@@ -119,11 +150,12 @@ def main() -> int:
         for index in range(args.runs):
             status, answer = api(controller, "PUT", POLICY_PATH, on)
             assert status == 200, answer
-            apply_shaping(net, parse_policy(on, net.plan.homenet))
+            shaped = parse_policy(on, net.plan.homenet)
+            apply_shaping(net, shaped)
             wait_all_bfd_up(net)
             idle = phase(net, args.seconds, load=False, warmup=0)
             print(f"run {index + 1} " + describe("idle", idle), flush=True)
-            loaded_on = phase(net, args.seconds, load=True, warmup=args.warmup)
+            loaded_on = phase(net, args.seconds, load=True, warmup=args.warmup, policy=shaped)
             print(f"run {index + 1} " + describe("QoS on", loaded_on), flush=True)
             status, answer = api(controller, "PUT", POLICY_PATH, plain_policy())
             assert status == 200, answer
@@ -135,26 +167,38 @@ def main() -> int:
     def median(values: list[float]) -> float:
         return round(statistics.median(values), 3)
 
-    idle_p50 = median([r["idle"]["voice"].percentile(50) for r in rows])
-    p99_on = median([r["on"]["voice"].percentile(99) for r in rows])
+    def voice(which: str, p: float, app: bool = False) -> float:
+        return median([r[which]["voice"].percentile(p, app=app) for r in rows])
+
+    def share(which: str, key: str, rate: float) -> float:
+        return median([r[which][key] / rate for r in rows])
+
     print(json.dumps({
         "runs": len(rows),
         "isp_down_mbit": args.down_mbit, "isp_up_mbit": args.up_mbit, "isp_buffer_ms": args.buffer_ms,
-        "voice_rtt_idle_ms": idle_p50,
-        "voice_rtt_idle_p99_ms": median([r["idle"]["voice"].percentile(99) for r in rows]),
-        "voice_rtt_p50_ms_on": median([r["on"]["voice"].percentile(50) for r in rows]),
-        "voice_rtt_p99_ms_on": p99_on,
-        "voice_rtt_p50_ms_off": median([r["off"]["voice"].percentile(50) for r in rows]),
-        "voice_rtt_p99_ms_off": median([r["off"]["voice"].percentile(99) for r in rows]),
-        "voice_inflation_p99_ms_on": round(p99_on - idle_p50, 3),
+        "voice_rtt_idle_ms": voice("idle", 50),
+        "voice_rtt_idle_p99_ms": voice("idle", 99),
+        "voice_rtt_p50_ms_on": voice("on", 50),
+        "voice_rtt_p99_ms_on": voice("on", 99),
+        "voice_rtt_p50_ms_off": voice("off", 50),
+        "voice_rtt_p99_ms_off": voice("off", 99),
+        "voice_inflation_p99_ms_on": round(voice("on", 99) - voice("idle", 50), 3),
+        "voice_app_rtt_idle_ms": voice("idle", 50, app=True),
+        "voice_app_rtt_p99_ms_on": voice("on", 99, app=True),
+        "voice_app_inflation_p99_ms_on": round(voice("on", 99, app=True) - voice("idle", 50, app=True), 3),
         "voice_loss_pct_on": median([r["on"]["voice"].loss_pct for r in rows]),
         "voice_loss_pct_off": median([r["off"]["voice"].loss_pct for r in rows]),
-        "bulk_share_down_on": median([r["on"]["down_mbps"] / args.down_mbit for r in rows]),
-        "bulk_share_up_on": median([r["on"]["up_mbps"] / args.up_mbit for r in rows]),
-        "bulk_share_down_off": median([r["off"]["down_mbps"] / args.down_mbit for r in rows]),
-        "bulk_share_up_off": median([r["off"]["up_mbps"] / args.up_mbit for r in rows]),
-        "link_share_down_on": median([r["on"]["link_down_mbps"] / args.down_mbit for r in rows]),
-        "link_share_up_on": median([r["on"]["link_up_mbps"] / args.up_mbit for r in rows]),
+        "bulk_share_down_on": share("on", "down_mbps", args.down_mbit),
+        "bulk_share_up_on": share("on", "up_mbps", args.up_mbit),
+        "bulk_share_down_off": share("off", "down_mbps", args.down_mbit),
+        "bulk_share_up_off": share("off", "up_mbps", args.up_mbit),
+        "bulk_wire_share_down_on": share("on", "wire_down_mbps", args.down_mbit),
+        "bulk_wire_share_up_on": share("on", "wire_up_mbps", args.up_mbit),
+        "link_share_down_on": share("on", "link_down_mbps", args.down_mbit),
+        "link_share_up_on": share("on", "link_up_mbps", args.up_mbit),
+        "link_share_down_off": share("off", "link_down_mbps", args.down_mbit),
+        "link_share_up_off": share("off", "link_up_mbps", args.up_mbit),
+        "bulk_goodput_ceiling_down": round(SHAPE_FRACTION * GOODPUT_PER_FRAME, 3),
         "bfd_flaps_on": sum(r["on"]["bfd_flaps"] for r in rows),
         "bfd_flaps_off": sum(r["off"]["bfd_flaps"] for r in rows),
         "leaked_packets": guard.final_count,

@@ -117,10 +117,20 @@ class TcpResult:
     seconds: float
     error: str
     bytes_reverse: int = 0  # server to client, in a bidirectional transfer
+    # iperf3's intervals: (start, end) in seconds from the test's start, bytes sent and received
+    intervals: tuple[tuple[float, float, int, int], ...] = ()
 
     def mbps(self, reverse: bool = False) -> float:
         sent = self.bytes_reverse if reverse else self.bytes_sent
         return round(sent * 8 / max(self.seconds, 1e-9) / 1e6, 1)
+
+    def mbps_between(self, start: float, end: float, reverse: bool = False) -> float:
+        """The rate over the whole intervals inside [start, end] (seconds from the test's
+        start): a steady state, without slow start or the last partial second."""
+        inside = [i for i in self.intervals if i[0] >= start - 0.01 and i[1] <= end + 0.01]
+        seconds = sum(i[1] - i[0] for i in inside)
+        carried = sum(i[3] if reverse else i[2] for i in inside)
+        return round(carried * 8 / seconds / 1e6, 2) if seconds > 0 else 0.0
 
 
 class TcpTransfer:
@@ -167,8 +177,10 @@ class TcpTransfer:
         last_bytes = intervals[-1]["sum"]["bytes"] if intervals else 0
         survived = self.client_process.returncode == 0 and not error and last_bytes > 0
         self.stop()
+        steps = tuple((float(i["sum"]["start"]), float(i["sum"]["end"]), int(i["sum"]["bytes"]),
+                       int(i.get("sum_bidir_reverse", {}).get("bytes", 0))) for i in intervals)
         return TcpResult(survived, int(end.get("bytes", 0)), float(end.get("seconds", 0.0)), error,
-                         int(reverse.get("bytes", 0)))
+                         int(reverse.get("bytes", 0)), steps)
 
     def stop(self) -> None:
         for process in (self.client_process, self.server_process):

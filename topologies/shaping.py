@@ -17,7 +17,15 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from msp_controller.dataplane.shaping import clear_commands, edge_base_shaping, edge_homenet_shaping, mspmb_shaping
+from msp_controller.dataplane.shaping import (
+    clear_commands,
+    edge_base_shaping,
+    edge_homenet_shaping,
+    edge_pair_major,
+    leaf_minors,
+    mspmb_shaping,
+    priority_minors,
+)
 from msp_controller.model.policy import Policy
 
 from .controller import wait_for
@@ -67,19 +75,53 @@ def clear_shaping(net: Any) -> None:
         run(["tc", *clear_commands(edge.underlay_port)[0]], net[edge.name], check=False)
 
 
+def class_bytes(node: Any, dev: str) -> dict[str, int]:
+    """Bytes sent so far by each HTB class on a port, by class id ("4:12")."""
+    found: dict[str, int] = {}
+    classid = ""
+    for line in run(["tc", "-s", "class", "show", "dev", dev], node).splitlines():
+        words = line.split()
+        if words[:2] == ["class", "htb"]:
+            classid = words[2]
+        elif words[:1] == ["Sent"] and classid:
+            found[classid] = int(words[1])
+    return found
+
+
+def _bulk_bytes(found: dict[str, int], major: int, policy: Policy) -> int:
+    skip = priority_minors(policy)
+    return sum(found.get(f"{major:x}:{minor:x}", 0) for minor in leaf_minors() if minor not in skip)
+
+
+def bulk_wire_bytes(net: Any, policy: Policy, isp: str) -> tuple[int, int]:
+    """(down, up): bytes of bulk frames, tunnel headers included, that the MSP's shapers have
+    sent towards one ISP so far: every leaf but the control and real-time queues, upstream at
+    the MSPMB's uplink, downstream at each edge's pair for this homenet and ISP."""
+    homenet = net.plan.homenet
+    uplink = next(u for u in homenet.uplinks if u.name == isp)
+    up = _bulk_bytes(class_bytes(net["mspmb"], uplink.port), 1, policy)
+    down = 0
+    for edge in net.config.edges:
+        if edge.name in homenet.edges:
+            down += _bulk_bytes(class_bytes(net[edge.name], edge.underlay_port),
+                                edge_pair_major(homenet.id, uplink.slot), policy)
+    return down, up
+
+
 @dataclass(frozen=True)
 class VoiceResult:
     sent: int
     received: int
-    rtt_ms: tuple[float, ...]
+    rtt_ms: tuple[float, ...]  # the network's round trips (kernel-stamped, the echo's hold taken off)
+    app_rtt_ms: tuple[float, ...] = ()  # the same replies, as the pinging process read them
 
     @property
     def loss_pct(self) -> float:
         return 100.0 * (self.sent - self.received) / max(self.sent, 1)
 
-    def percentile(self, p: float) -> float:
+    def percentile(self, p: float, app: bool = False) -> float:
         """The p-th percentile RTT (nearest rank); a lost packet counts as infinitely late."""
-        ranked = sorted(self.rtt_ms) + [math.inf] * (self.sent - self.received)
+        ranked = sorted(self.app_rtt_ms if app else self.rtt_ms) + [math.inf] * (self.sent - self.received)
         if not ranked:
             return math.inf
         return ranked[min(len(ranked) - 1, max(0, math.ceil(p / 100 * len(ranked)) - 1))]
@@ -118,7 +160,8 @@ class VoicePing:
         self.stop()
         with open(os.path.join(self.dir, "ping.json")) as handle:
             found = json.load(handle)
-        return VoiceResult(found["sent"], found["received"], tuple(found["rtt_ms"]))
+        return VoiceResult(found["sent"], found["received"], tuple(found["rtt_ms"]),
+                           tuple(found.get("app_rtt_ms", ())))
 
     def stop(self) -> None:
         for process in self.processes:

@@ -60,6 +60,11 @@ UNSHAPED_KBIT = 10_000_000  # the edge's class for what belongs to no shaped hom
 UNSHAPED_MINOR = 0xFFFF
 # Classes with children never use their quantum; setting it silences HTB's "quantum is big".
 INNER_QUANTUM = ("quantum", str(MTU_BYTES))
+# Leaf class minors inside each tree: the policy's queues from QUEUE_BASE_MINOR + 1 on, then
+# the small packets' queue and the control (BFD) queue.
+QUEUE_BASE_MINOR = 0x10
+SMALL_MINOR = QUEUE_BASE_MINOR + MAX_QUEUES + 1
+CONTROL_MINOR = QUEUE_BASE_MINOR + MAX_QUEUES + 2
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,18 @@ def queues(policy: Policy) -> tuple[Queue, ...]:
     return tuple(found)
 
 
+def priority_minors(policy: Policy) -> frozenset[int]:
+    """The leaves that carry no bulk: the control queue and the real-time queues (what a
+    measurement of bulk's share of the link leaves out)."""
+    return frozenset([CONTROL_MINOR] + [QUEUE_BASE_MINOR + index
+                                        for index, queue in enumerate(queues(policy), start=1) if queue.realtime])
+
+
+def leaf_minors() -> range:
+    """Every minor a tree's leaves may use."""
+    return range(QUEUE_BASE_MINOR + 1, CONTROL_MINOR + 1)
+
+
 def _kbit(kbps: float) -> str:
     return f"{max(1, int(kbps))}kbit"
 
@@ -104,10 +121,10 @@ def _leaves(dev: str, major: int, shaped_kbps: float, policy_queues: Sequence[Qu
     qdisc major:; returns (classes and qdiscs, filters, the default leaf's class id). Without
     fifos the leaves keep HTB's own (a pfifo of the port's txqueuelen, which takes no
     qdisc handle: an edge has only 65,535 of them for all its homenets)."""
-    parent, base = f"{major:x}:1", 0x10
+    parent, base = f"{major:x}:1", QUEUE_BASE_MINOR
     realtime_kbps = shaped_kbps * REALTIME_SHARE if any(q.realtime for q in policy_queues) else 0.0
     total_weight = sum(q.weight for q in policy_queues if not q.realtime)
-    control, small = f"{major:x}:{base + MAX_QUEUES + 2:x}", f"{major:x}:{base + MAX_QUEUES + 1:x}"
+    control, small = f"{major:x}:{CONTROL_MINOR:x}", f"{major:x}:{SMALL_MINOR:x}"
     commands: list[Command] = [
         ["class", "replace", "dev", dev, "parent", parent, "classid", control, "htb",
          "rate", _kbit(min(CONTROL_KBPS, shaped_kbps / 10)), "ceil", _kbit(shaped_kbps), "prio", "0",
@@ -118,8 +135,8 @@ def _leaves(dev: str, major: int, shaped_kbps: float, policy_queues: Sequence[Qu
     ]
     if fifos:
         commands[1:1] = [["qdisc", "replace", "dev", dev, "parent", control, "handle",
-                          f"{base + MAX_QUEUES + 2:x}:", "pfifo", "limit", str(REALTIME_QUEUE_PACKETS)]]
-        commands.append(["qdisc", "replace", "dev", dev, "parent", small, "handle", f"{base + MAX_QUEUES + 1:x}:",
+                          f"{CONTROL_MINOR:x}:", "pfifo", "limit", str(REALTIME_QUEUE_PACKETS)]]
+        commands.append(["qdisc", "replace", "dev", dev, "parent", small, "handle", f"{SMALL_MINOR:x}:",
                          "pfifo", "limit", str(REALTIME_QUEUE_PACKETS * 4)])
     filters: list[Command] = [
         ["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "1", "u32",

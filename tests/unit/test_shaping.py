@@ -9,13 +9,16 @@ import pytest
 from msp_controller.dataplane.shaping import (
     MAX_SHAPED_HOMENET_ID,
     SHAPE_FRACTION,
+    SMALL_MINOR,
     clear_commands,
     edge_base_shaping,
     edge_homenet_shaping,
     edge_homenet_unshaping,
     edge_homenet_update,
     edge_pair_major,
+    leaf_minors,
     mspmb_shaping,
+    priority_minors,
     queues,
 )
 from msp_controller.model.policy import parse_policy
@@ -175,3 +178,17 @@ def test_too_many_queues_is_a_policy_error(home):
     with pytest.raises(ValueError) as info:
         parse_policy(doc, home)
     assert "classes[12].qos.dscp" in str(info.value)
+
+
+def test_priority_minors_are_the_control_and_real_time_leaves_and_no_other(home):
+    """bench/qos.py counts bulk's share of the link as every leaf but these: they must be
+    exactly the prio 0 leaves other than the small packets' queue (TCP's ACKs are bulk's)."""
+    policy = parse_policy(POLICY, home)
+    commands = mspmb_shaping(policy, home.uplinks[0])
+    prio0 = {int(c[c.index("classid") + 1].split(":")[1], 16) for c in commands
+             if c[:2] == ["class", "replace"] and "prio" in c and c[c.index("prio") + 1] == "0"}
+    leaves = {int(c[c.index("classid") + 1].split(":")[1], 16) for c in commands
+              if c[:2] == ["class", "replace"] and c[c.index("parent") + 1] == "1:1"}
+    assert leaves <= set(leaf_minors())
+    assert priority_minors(policy) == prio0 - {SMALL_MINOR}
+    assert len(priority_minors(policy)) == 2  # BFD's queue and voice's
