@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterable
 
-from topologies.ovsbox import OVS_NICE, OVS_SCHEMA, ensure_rx_buffers, wait_for
+from topologies.ovsbox import OVS_NICE, OVS_SCHEMA, ensure_socket_buffers, wait_for
 
 from .scale_ovs import stop_processes
 
@@ -55,7 +55,7 @@ class OvsInstance:
         wait_for(lambda: os.path.exists(self.db_socket) or self.died(), 20, what="ovsdb-server's socket")
         self.vsctl("init", wait=False)
         self.vsctl("set", "Open_vSwitch", ".", "other_config:userspace-tso-enable=true", wait=False)
-        ensure_rx_buffers()
+        ensure_socket_buffers()
         self._spawn("ovs-vswitchd", f"unix:{self.db_socket}")
         self.vsctl("show")
         if self.died():
