@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-flood bench-dashboard bench-bootstrap bench-qos lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-flood bench-dashboard bench-bootstrap bench-qos bench-qos-hops lint
 
 install:
 	bash scripts/install.sh
@@ -61,6 +61,10 @@ bench-dashboard: install
 # Voice latency under bulk load with QoS on and off (realistic ISPs: rates and 250 ms buffers).
 bench-qos: install
 	$(PY) -m bench.qos
+
+# Where the voice waits: bench-qos's load with tcpdump at every hop (topologies/hops.py).
+bench-qos-hops: install
+	$(PY) -m bench.qos_hops
 
 # A blank MSPMB boots, leases its uplinks by DHCP and is provisioned over OVSDB (topologies/blank_box.py).
 bench-bootstrap: install

@@ -1,0 +1,120 @@
+"""Where the voice waits under load: bench-qos's voice and bulk, with every hop's delay.
+
+The same network, ISPs, policy and load as bench/qos.py, with tcpdump on every interface the
+voice crosses (topologies/hops.py), QoS on and then off, in each run. Prints each hop's
+p50, p99, maximum and losses per phase, then one JSON object (last line): per phase and hop,
+the median over the runs of the hop's p99 and the packets lost there, and the voice's own
+round trip. tcpdump costs CPU on these two cores, so the round trips here run higher than
+bench-qos's; the place each hop names is the point.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Any
+
+from bench.common import api, run_directory, wait_all_paths_healthy
+from bench.qos import BULK_PORT, POLICY_PATH, VOICE_PORT, plain_policy, qos_policy
+from msp_controller.model.policy import parse_policy
+from topologies.hops import HopDelay, VoiceHops
+from topologies.leak_guard import LeakGuard
+from topologies.measure import SERVER4, TcpTransfer, wait_reachable
+from topologies.scenario import running, wait_all_bfd_up
+from topologies.shaping import VoicePing, apply_shaping, clear_shaping, isp_links
+
+TRANSFER_MARGIN_S = 8.0
+
+
+def traced_phase(net: Any, directory: str, seconds: float, warmup: float) -> dict[str, Any]:
+    """Bulk both ways, then voice for `seconds` with every hop captured."""
+    hops = VoiceHops(net, VOICE_PORT, directory)
+    bulk = TcpTransfer(net["h1"], net["server"], SERVER4, seconds + warmup + TRANSFER_MARGIN_S, port=BULK_PORT,
+                       bidir=True)
+    voice = VoicePing(net["h1"], net["server"], SERVER4, VOICE_PORT, seconds)
+    hops.start()
+    try:
+        bulk.start()
+        time.sleep(warmup)  # a schedule: let TCP fill whatever queue it fills
+        voice.start()
+        result = voice.result()
+    finally:
+        voice.stop()
+        bulk.stop()
+        hops.stop()
+    request, reply = hops.delays()
+    return {"voice": result, "request": request, "reply": reply}
+
+
+def show(run: int, name: str, found: dict[str, Any]) -> None:
+    voice = found["voice"]
+    print(f"run {run} {name}: voice RTT p50 {voice.percentile(50):.2f} ms, p99 {voice.percentile(99):.2f} ms, "
+          f"loss {voice.loss_pct:.2f} %", flush=True)
+    for way in ("request", "reply"):
+        for hop in found[way]:
+            print(f"  {way:7} {hop.describe()}", flush=True)
+
+
+def summary(rows: list[dict[str, Any]], phase: str) -> dict[str, Any]:
+    """Medians over the runs, per hop (named 'start -> end', in path order)."""
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 3)
+
+    out: dict[str, Any] = {"voice_rtt_p99_ms": median([r[phase]["voice"].percentile(99) for r in rows]),
+                           "voice_loss_pct": median([r[phase]["voice"].loss_pct for r in rows])}
+    for way in ("request", "reply"):
+        by_hop: dict[str, list[HopDelay]] = {}
+        for row in rows:
+            for hop in row[phase][way]:
+                by_hop.setdefault(f"{hop.start} -> {hop.end}", []).append(hop)
+        out[way] = {name: {"p99_ms": median([h.p99_ms for h in hops]), "lost": median([h.lost for h in hops])}
+                    for name, hops in by_hop.items()}
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--down-mbit", type=float, default=100.0)
+    parser.add_argument("--up-mbit", type=float, default=20.0)
+    parser.add_argument("--buffer-ms", type=float, default=250.0)
+    args = parser.parse_args()
+    guard = LeakGuard()
+    rows: list[dict[str, Any]] = []
+    with run_directory("msp-bench-qos-hops-") as run_dir, \
+            running(run_dir, isp_rate_mbit=0, guard=guard) as (net, controller):
+        isp_links(net, args.down_mbit, args.up_mbit, args.buffer_ms)
+        wait_reachable(net["h1"], SERVER4, timeout=60)
+        wait_all_paths_healthy(controller)
+        on = qos_policy(args.down_mbit, args.up_mbit)
+        for index in range(args.runs):
+            status, answer = api(controller, "PUT", POLICY_PATH, on)
+            assert status == 200, answer
+            apply_shaping(net, parse_policy(on, net.plan.homenet))
+            wait_all_bfd_up(net)
+            shaped = traced_phase(net, _fresh(run_dir, f"on-{index}"), args.seconds, args.warmup)
+            show(index + 1, "QoS on", shaped)
+            status, answer = api(controller, "PUT", POLICY_PATH, plain_policy())
+            assert status == 200, answer
+            clear_shaping(net)
+            unshaped = traced_phase(net, _fresh(run_dir, f"off-{index}"), args.seconds, args.warmup)
+            show(index + 1, "QoS off", unshaped)
+            rows.append({"on": shaped, "off": unshaped})
+    print(json.dumps({"runs": len(rows), "isp_down_mbit": args.down_mbit, "isp_up_mbit": args.up_mbit,
+                      "isp_buffer_ms": args.buffer_ms, "on": summary(rows, "on"), "off": summary(rows, "off"),
+                      "leaked_packets": guard.final_count}))
+    return 0
+
+
+def _fresh(parent: str, name: str) -> str:
+    path = os.path.join(parent, name)
+    os.makedirs(path)
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
