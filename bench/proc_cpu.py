@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MACHINE = "machine busy"
 SOFTIRQ = "machine softirq"
+STEAL = "machine steal"  # time the hypervisor gave this VM's CPUs to someone else
 USER = " user"  # suffix of a thread's label that counts its user time alone
 
 
@@ -34,13 +35,14 @@ def stat_ticks(text: str) -> tuple[str, int]:
 
 
 def machine_ticks(text: str) -> dict[str, int]:
-    """Busy and softirq ticks of all CPUs together, from the text of /proc/stat."""
+    """Busy, softirq and steal ticks of all CPUs together, from the text of /proc/stat (busy
+    counts steal: those ticks were not ours to use)."""
     for line in text.splitlines():
         if line.startswith("cpu "):
             # user nice system idle iowait irq softirq steal ...
             values = [int(v) for v in line.split()[1:]]
             idle = values[3] + values[4]
-            return {MACHINE: sum(values[:8]) - idle, SOFTIRQ: values[6]}
+            return {MACHINE: sum(values[:8]) - idle, SOFTIRQ: values[6], STEAL: values[7]}
     raise ValueError("no aggregate cpu line in /proc/stat")
 
 

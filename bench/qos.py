@@ -19,16 +19,20 @@ rate is taken over the voice's window, while the transfer runs.
 - bulk_wire_share_*: bulk's frames on the ISP's link (the shapers' classes but the
   real-time and control ones; upstream this includes the download's ACKs) over its rate.
 - link_share_*: every frame on the ISP's link (its own counters) over its rate.
+- cpu_busy_pct_*, cpu_steal_pct_*: the machine's CPUs over the voice's window, and the share
+  of them the hypervisor gave to other VMs (steal): a noisy neighbour shows there.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from typing import Any
 
+from bench import proc_cpu
 from bench.common import DEFAULT_POLICY, api, run_directory, wait_all_paths_healthy
 from msp_controller.dataplane.shaping import MTU_BYTES, SHAPE_FRACTION
 from msp_controller.model.policy import Policy, parse_policy
@@ -71,6 +75,16 @@ def link_bytes(node: Any, intf: str) -> int:
     return 0
 
 
+def machine_now() -> dict[str, int]:
+    with open("/proc/stat") as handle:
+        return proc_cpu.machine_ticks(handle.read())
+
+
+def machine_pct(before: dict[str, int], after: dict[str, int], key: str, seconds: float) -> float:
+    """A /proc/stat figure over an interval, in percent of the whole machine (all its CPUs)."""
+    return 100.0 * (after[key] - before[key]) / (proc_cpu.CLOCK_TICKS * seconds * (os.cpu_count() or 1))
+
+
 def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | None = None) -> dict[str, Any]:
     """Voice for `seconds` (after `warmup` of load, if any); bulk both ways if load. Every
     rate is measured over the voice's window, inside the transfer: `policy` (the shaped one)
@@ -93,9 +107,11 @@ def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | 
             started = time.monotonic()
             time.sleep(warmup)  # a schedule: let TCP fill whatever queue it fills
         t0, down0, up0, wire0 = counters()
+        cpu0 = machine_now()
         voice.start()
         result = voice.result()
         t1, down1, up1, wire1 = counters()
+        cpu1 = machine_now()
         tcp = bulk.result() if load else None
     finally:
         voice.stop()
@@ -114,6 +130,8 @@ def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | 
         "wire_down_mbps": mbps(wire1[0] - wire0[0]),
         "wire_up_mbps": mbps(wire1[1] - wire0[1]),
         "bfd_flaps": sum(bfd_flap_counts(net).values()) - flaps_before,
+        "cpu_busy_pct": machine_pct(cpu0, cpu1, proc_cpu.MACHINE, window),
+        "cpu_steal_pct": machine_pct(cpu0, cpu1, proc_cpu.STEAL, window),
     }
 
 
@@ -127,7 +145,8 @@ def describe(name: str, found: dict[str, Any]) -> str:
                  f"; ISP link down {found['link_down_mbps']:.1f}, up {found['link_up_mbps']:.1f}")
         if found["wire_down_mbps"] or found["wire_up_mbps"]:
             text += f" (bulk's frames {found['wire_down_mbps']:.1f} / {found['wire_up_mbps']:.1f})"
-    return text + f"; BFD state changes {found['bfd_flaps']}"
+    return text + (f"; BFD state changes {found['bfd_flaps']}; machine {found['cpu_busy_pct']:.0f} % busy, "
+                   f"{found['cpu_steal_pct']:.0f} % of it taken by the hypervisor (steal)")
 
 
 def main() -> int:
@@ -199,6 +218,9 @@ def main() -> int:
         "link_share_down_off": share("off", "link_down_mbps", args.down_mbit),
         "link_share_up_off": share("off", "link_up_mbps", args.up_mbit),
         "bulk_goodput_ceiling_down": round(SHAPE_FRACTION * GOODPUT_PER_FRAME, 3),
+        "cpu_busy_pct_on": median([r["on"]["cpu_busy_pct"] for r in rows]),
+        "cpu_steal_pct_idle": median([r["idle"]["cpu_steal_pct"] for r in rows]),
+        "cpu_steal_pct_on": median([r["on"]["cpu_steal_pct"] for r in rows]),
         "bfd_flaps_on": sum(r["on"]["bfd_flaps"] for r in rows),
         "bfd_flaps_off": sum(r["off"]["bfd_flaps"] for r in rows),
         "leaked_packets": guard.final_count,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.ovs_datapath import flow_summary, parse_flows, parse_pmd_stats
-from bench.proc_cpu import CLOCK_TICKS, MACHINE, SOFTIRQ, Snapshot, machine_ticks, stat_ticks, stat_times, usage
+from bench.proc_cpu import CLOCK_TICKS, MACHINE, SOFTIRQ, STEAL, Snapshot, machine_ticks, stat_ticks, stat_times, usage
 from bench.throughput_report import (
     StreamFigures,
     busiest,
@@ -151,8 +151,8 @@ def test_proc_stat_parsing_and_usage() -> None:
     line = "42 (ovs (main) x) S 1 42 42 0 -1 4194560 10 0 0 0 150 50 0 0 10 -10 5 0 100 0 0"
     assert stat_ticks(line) == ("ovs (main) x", 200)
     assert stat_times(line) == ("ovs (main) x", 150, 50)
-    ticks = machine_ticks("cpu  100 0 50 800 10 0 25 0 0 0\ncpu0 50 0 25 400 5 0 12 0 0 0\n")
-    assert ticks == {MACHINE: 175, SOFTIRQ: 25}
+    ticks = machine_ticks("cpu  100 0 50 800 10 0 25 30 0 0\ncpu0 50 0 25 400 5 0 12 15 0 0\n")
+    assert ticks == {MACHINE: 205, SOFTIRQ: 25, STEAL: 30}
     before = Snapshot({"p": 100, MACHINE: 1000})
     after = Snapshot({"p": 150, MACHINE: 1150, "new": 5})
     shares = usage(before, after, seconds=1.0)
