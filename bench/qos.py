@@ -145,8 +145,8 @@ def describe(name: str, found: dict[str, Any]) -> str:
                  f"; ISP link down {found['link_down_mbps']:.1f}, up {found['link_up_mbps']:.1f}")
         if found["wire_down_mbps"] or found["wire_up_mbps"]:
             text += f" (bulk's frames {found['wire_down_mbps']:.1f} / {found['wire_up_mbps']:.1f})"
-    return text + (f"; BFD state changes {found['bfd_flaps']}; machine {found['cpu_busy_pct']:.0f} % busy, "
-                   f"{found['cpu_steal_pct']:.0f} % of it taken by the hypervisor (steal)")
+    return text + (f"; BFD state changes {found['bfd_flaps']}; machine {found['cpu_busy_pct']:.0f} % busy, of which "
+                   f"{found['cpu_steal_pct']:.0f} % (of the machine) taken by the hypervisor (steal)")
 
 
 def main() -> int:
