@@ -44,7 +44,11 @@ def test_sessions_establish(driver: Driver, birds: dict[str, Bird]) -> None:  # 
     wait_until(lambda: driver.event_time(event="started") is not None, 30, "driver started")
     for bird in birds.values():
         wait_until(bird.session_established, SESSION_DEADLINE_S, f"session {bird.site.name}")
-    assert driver.request("sessions") == {s.address: "established" for s in SITES}
+    # BIRD may count a session Established a moment before the speaker has read its
+    # KEEPALIVE (the speaker still in OpenConfirm): both ends must get there.
+    expected = {s.address: "established" for s in SITES}
+    wait_until(lambda: driver.request("sessions") == expected, SESSION_DEADLINE_S, "the announcer's sessions")
+    assert driver.request("sessions") == expected
 
 
 def test_a_disabled_then_enabled_session_is_back_within_2_s(
