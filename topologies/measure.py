@@ -137,9 +137,12 @@ class TcpTransfer:
     """An iperf3 transfer from a client host to a server host; did the connection survive?"""
 
     def __init__(self, client: Any, server: Any, destination: str, seconds: float,
-                 bitrate: str = "0", port: int = 5201, bidir: bool = False) -> None:
+                 bitrate: str = "0", port: int = 5201, bidir: bool = False, udp: bool = False) -> None:
         self.client, self.server = client, server
         self.bidir = bidir
+        # UDP at `bitrate` (a flood that TCP's backing off would not make): 1400-byte datagrams
+        # fit the 1450-byte overlay.
+        self.udp = udp
         self.destination, self.seconds, self.bitrate, self.port = destination, seconds, bitrate, port
         self.server_process: subprocess.Popen[bytes] | None = None
         self.client_process: subprocess.Popen[bytes] | None = None
@@ -153,7 +156,7 @@ class TcpTransfer:
             self.client_process = self.client.popen(
                 ["iperf3", "-c", self.destination, "-p", str(self.port), "-t", str(self.seconds),
                  "-b", self.bitrate, "-J", "--connect-timeout", "1000",
-                 *(["--bidir"] if self.bidir else [])],
+                 *(["--bidir"] if self.bidir else []), *(["-u", "-l", "1400"] if self.udp else [])],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
                 self.client_process.wait(timeout=0.3)

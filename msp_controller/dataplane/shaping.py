@@ -41,7 +41,13 @@ MTU_BYTES = 1514  # an underlay frame
 REALTIME_SHARE = 0.2  # of the shaped rate guaranteed to the real-time queue (it may borrow more)
 REALTIME_QUEUE_PACKETS = 64
 BULK_QUEUE_MS = 30  # a weighted queue's FIFO, in time at the shaped rate: TCP fills it, voice never waits in it
-MIN_QUEUE_BYTES = 16 * MTU_BYTES
+MIN_QUEUE_PACKETS = 16
+# Every explicit leaf FIFO drops from its head when full. A tail drop makes the enqueue fail,
+# the userspace datapath's send of that packet fails with it (ENOBUFS), and OVS 3.1 then
+# drops the rest of its output batch to that port, whatever their class: a full bulk queue
+# cost the voice behind it. A head drop enqueues the new packet and reports congestion,
+# which is not an error to the sender (and tells TCP sooner).
+FIFO = "pfifo_head_drop"
 # BFD inside a VXLAN tunnel: outer IP (20) + UDP (8) + VXLAN (8) + Ethernet (14) + inner IP (20),
 # then the inner UDP destination port, 3784. BFD shares the real-time priority: a BFD packet
 # that waits behind bulk for 3 intervals is a false failover (docs/design.md).
@@ -135,9 +141,9 @@ def _leaves(dev: str, major: int, shaped_kbps: float, policy_queues: Sequence[Qu
     ]
     if fifos:
         commands[1:1] = [["qdisc", "replace", "dev", dev, "parent", control, "handle",
-                          f"{CONTROL_MINOR:x}:", "pfifo", "limit", str(REALTIME_QUEUE_PACKETS)]]
+                          f"{CONTROL_MINOR:x}:", FIFO, "limit", str(REALTIME_QUEUE_PACKETS)]]
         commands.append(["qdisc", "replace", "dev", dev, "parent", small, "handle", f"{SMALL_MINOR:x}:",
-                         "pfifo", "limit", str(REALTIME_QUEUE_PACKETS * 4)])
+                         FIFO, "limit", str(REALTIME_QUEUE_PACKETS * 4)])
     filters: list[Command] = [
         ["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "1", "u32",
          "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", str(VXLAN_UDP_PORT), "0xffff",
@@ -147,15 +153,15 @@ def _leaves(dev: str, major: int, shaped_kbps: float, policy_queues: Sequence[Qu
          "match", "u16", "0x0000", f"0x{0xFFFF & ~(SMALL_PACKET_BYTES - 1):04x}", "at", "2",
          "flowid", small]]
     default_leaf = ""
-    queue_bytes = max(MIN_QUEUE_BYTES, int(shaped_kbps * 1000 / 8 * BULK_QUEUE_MS / 1000))
+    queue_packets = max(MIN_QUEUE_PACKETS, int(shaped_kbps * 1000 / 8 * BULK_QUEUE_MS / 1000) // MTU_BYTES)
     for index, queue in enumerate(policy_queues, start=1):
         classid = f"{major:x}:{base + index:x}"
         if queue.realtime:
             rate, prio = realtime_kbps, "0"
-            fifo = ["pfifo", "limit", str(REALTIME_QUEUE_PACKETS)]
+            fifo = [FIFO, "limit", str(REALTIME_QUEUE_PACKETS)]
         else:
             rate, prio = (shaped_kbps - realtime_kbps) * queue.weight / total_weight, "1"
-            fifo = ["bfifo", "limit", str(queue_bytes)]
+            fifo = [FIFO, "limit", str(queue_packets)]
         commands.append(["class", "replace", "dev", dev, "parent", parent, "classid", classid, "htb",
                          "rate", _kbit(rate), "ceil", _kbit(shaped_kbps), "prio", prio,
                          "quantum", str(MTU_BYTES * max(1, queue.weight if not queue.realtime else 1))])

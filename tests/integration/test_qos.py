@@ -7,6 +7,7 @@ queue is the MSP's, voice goes first, and its round trip stays within a few mill
 """
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -21,6 +22,7 @@ from bench.qos import qos_policy
 from msp_controller.model.policy import parse_policy
 from topologies.faults import isp_blackhole
 from topologies.measure import SERVER4, TcpTransfer, wait_reachable
+from topologies.ovsbox import run
 from topologies.scenario import running, wait_path
 from topologies.shaping import VoicePing, apply_shaping, isp_links
 
@@ -60,6 +62,34 @@ def voice(net, seconds: float, load: bool):
         ping.stop()
         bulk.stop()
     return result, tcp
+
+
+def uplink_drops(net) -> int:
+    """Packets the MSPMB's upstream shapers have dropped so far, all uplinks and queues."""
+    total = 0
+    for uplink in net.plan.homenet.uplinks:
+        qdiscs = json.loads(run(["tc", "-s", "-j", "qdisc", "show", "dev", uplink.port], net["mspmb"]))
+        total += sum(q.get("drops", 0) for q in qdiscs if q.get("root"))
+    return total
+
+
+def test_voice_is_not_lost_when_an_upload_that_does_not_back_off_overflows_the_bulk_queue(msp):
+    """A full bulk queue must cost only bulk: the MSPMB's switch sends a batch of packets at
+    once, and a refused one (a FIFO's tail drop) used to take the voice after it along."""
+    net, _ = msp
+    flood = TcpTransfer(net["h1"], net["server"], SERVER4, 10, bitrate=f"{2 * UP_MBIT}M", port=BULK_PORT, udp=True)
+    ping = VoicePing(net["h1"], net["server"], SERVER4, VOICE_PORT, 6)
+    drops_before = uplink_drops(net)
+    try:
+        flood.start()
+        time.sleep(2)  # a schedule: the flood fills the bulk queue before the voice starts
+        ping.start()
+        result = ping.result()
+    finally:
+        ping.stop()
+        flood.stop()
+    assert uplink_drops(net) - drops_before > 1000  # the bulk queue overflowed the whole time
+    assert result.loss_pct == 0, (result.sent, result.received)
 
 
 def test_voice_keeps_its_latency_under_load_both_ways_and_after_failover(msp):

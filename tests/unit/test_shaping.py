@@ -192,3 +192,18 @@ def test_priority_minors_are_the_control_and_real_time_leaves_and_no_other(home)
     assert leaves <= set(leaf_minors())
     assert priority_minors(policy) == prio0 - {SMALL_MINOR}
     assert len(priority_minors(policy)) == 2  # BFD's queue and voice's
+
+
+def test_every_upstream_fifo_drops_from_its_head_and_bulk_holds_about_30_ms(home, policy):
+    # A tail drop fails the switch's send, and OVS drops the rest of that batch with it, voice
+    # included (tests/integration/test_qos.py); a head drop does not fail the send.
+    commands = mspmb_shaping(policy, home.uplink("ispA"))  # 20 Mbit/s up, shaped to 19.4
+    fifos = {c[c.index("parent") + 1]: c[c.index("handle") + 2:] for c in commands if c[:2] == ["qdisc", "replace"]
+             and "parent" in c}
+    assert fifos and all(kind == "pfifo_head_drop" for kind, *_ in fifos.values())
+    default_leaf = "1:" + commands[0][-1]
+    # 30 ms at 19.4 Mbit/s is 72,750 bytes: 48 full frames.
+    assert fifos[default_leaf] == ["pfifo_head_drop", "limit", "48"]
+    slow = mspmb_shaping(policy, home.uplink("ispB"))  # 5 Mbit/s: 30 ms is 12 frames, the floor is 16
+    slow_fifos = [c[c.index("handle") + 2:] for c in slow if c[:2] == ["qdisc", "replace"]]
+    assert ["pfifo_head_drop", "limit", "16"] in slow_fifos
