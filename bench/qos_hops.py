@@ -6,6 +6,9 @@ p50, p99, maximum and losses per phase, then one JSON object (last line): per ph
 the median over the runs of the hop's p99 and the packets lost there, and the voice's own
 round trip. tcpdump costs CPU on these two cores, so the round trips here run higher than
 bench-qos's; the place each hop names is the point.
+
+--flood down|up replaces the bulk TCP with UDP at twice the ISP's rate that way, which does
+not back off: it keeps the bulk queues full, and shows where a full queue costs the voice.
 """
 from __future__ import annotations
 
@@ -21,18 +24,26 @@ from bench.qos import BULK_PORT, POLICY_PATH, VOICE_PORT, plain_policy, qos_poli
 from msp_controller.model.policy import parse_policy
 from topologies.hops import HopDelay, VoiceHops
 from topologies.leak_guard import LeakGuard
-from topologies.measure import SERVER4, TcpTransfer, wait_reachable
+from topologies.measure import H1_4, SERVER4, TcpTransfer, wait_reachable
 from topologies.scenario import running, wait_all_bfd_up
 from topologies.shaping import VoicePing, apply_shaping, clear_shaping, isp_links
 
 TRANSFER_MARGIN_S = 8.0
 
 
-def traced_phase(net: Any, directory: str, seconds: float, warmup: float) -> dict[str, Any]:
-    """Bulk both ways, then voice for `seconds` with every hop captured."""
+def load(net: Any, seconds: float, flood: str | None, rate_mbit: float) -> TcpTransfer:
+    """Bulk TCP both ways, or UDP at twice rate_mbit one way (flood "down" or "up")."""
+    if flood is None:
+        return TcpTransfer(net["h1"], net["server"], SERVER4, seconds, port=BULK_PORT, bidir=True)
+    sender, receiver, destination = ((net["server"], net["h1"], H1_4) if flood == "down"
+                                     else (net["h1"], net["server"], SERVER4))
+    return TcpTransfer(sender, receiver, destination, seconds, bitrate=f"{2 * rate_mbit:g}M", port=BULK_PORT,
+                       udp=True)
+
+
+def traced_phase(net: Any, directory: str, seconds: float, warmup: float, bulk: TcpTransfer) -> dict[str, Any]:
+    """The load (`bulk`, started here), then voice for `seconds` with every hop captured."""
     hops = VoiceHops(net, VOICE_PORT, directory)
-    bulk = TcpTransfer(net["h1"], net["server"], SERVER4, seconds + warmup + TRANSFER_MARGIN_S, port=BULK_PORT,
-                       bidir=True)
     voice = VoicePing(net["h1"], net["server"], SERVER4, VOICE_PORT, seconds)
     hops.start()
     try:
@@ -82,7 +93,10 @@ def main() -> int:
     parser.add_argument("--down-mbit", type=float, default=100.0)
     parser.add_argument("--up-mbit", type=float, default=20.0)
     parser.add_argument("--buffer-ms", type=float, default=250.0)
+    parser.add_argument("--flood", choices=("down", "up"), help="UDP at twice the rate one way, not TCP")
     args = parser.parse_args()
+    flood_rate = args.down_mbit if args.flood == "down" else args.up_mbit
+    span = args.seconds + args.warmup + TRANSFER_MARGIN_S
     guard = LeakGuard()
     rows: list[dict[str, Any]] = []
     with run_directory("msp-bench-qos-hops-") as run_dir, \
@@ -96,16 +110,19 @@ def main() -> int:
             assert status == 200, answer
             apply_shaping(net, parse_policy(on, net.plan.homenet))
             wait_all_bfd_up(net)
-            shaped = traced_phase(net, _fresh(run_dir, f"on-{index}"), args.seconds, args.warmup)
+            shaped = traced_phase(net, _fresh(run_dir, f"on-{index}"), args.seconds, args.warmup,
+                                  load(net, span, args.flood, flood_rate))
             show(index + 1, "QoS on", shaped)
             status, answer = api(controller, "PUT", POLICY_PATH, plain_policy())
             assert status == 200, answer
             clear_shaping(net)
-            unshaped = traced_phase(net, _fresh(run_dir, f"off-{index}"), args.seconds, args.warmup)
+            unshaped = traced_phase(net, _fresh(run_dir, f"off-{index}"), args.seconds, args.warmup,
+                                    load(net, span, args.flood, flood_rate))
             show(index + 1, "QoS off", unshaped)
             rows.append({"on": shaped, "off": unshaped})
-    print(json.dumps({"runs": len(rows), "isp_down_mbit": args.down_mbit, "isp_up_mbit": args.up_mbit,
-                      "isp_buffer_ms": args.buffer_ms, "on": summary(rows, "on"), "off": summary(rows, "off"),
+    print(json.dumps({"runs": len(rows), "flood": args.flood, "isp_down_mbit": args.down_mbit,
+                      "isp_up_mbit": args.up_mbit, "isp_buffer_ms": args.buffer_ms,
+                      "on": summary(rows, "on"), "off": summary(rows, "off"),
                       "leaked_packets": guard.final_count}))
     return 0
 
