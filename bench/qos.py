@@ -19,6 +19,8 @@ rate is taken over the voice's window, while the transfer runs.
 - bulk_wire_share_*: bulk's frames on the ISP's link (the shapers' classes but the
   real-time and control ones; upstream this includes the download's ACKs) over its rate.
 - link_share_*: every frame on the ISP's link (its own counters) over its rate.
+- default_rtt_*: plain pings (20/s) beside the voice, in the default class with the bulk:
+  what the shapers' own queues cost everything that is not real-time.
 - cpu_busy_pct_*, cpu_steal_pct_*: the machine's CPUs over the voice's window, and the share
   of them the hypervisor gave to other VMs (steal): a noisy neighbour shows there.
 """
@@ -30,6 +32,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench import proc_cpu
@@ -40,7 +44,7 @@ from topologies.leak_guard import LeakGuard
 from topologies.measure import SERVER4, TcpTransfer, wait_reachable
 from topologies.ovsbox import run
 from topologies.scenario import bfd_flap_counts, running, wait_all_bfd_up
-from topologies.shaping import VoicePing, apply_shaping, bulk_wire_bytes, clear_shaping, isp_links
+from topologies.shaping import PingSeries, VoicePing, apply_shaping, bulk_wire_bytes, clear_shaping, isp_links
 
 VOICE_PORT = 20000
 BULK_PORT = 5301
@@ -93,6 +97,7 @@ def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | 
     bulk = TcpTransfer(net["h1"], net["server"], SERVER4, seconds + warmup + TRANSFER_MARGIN_S, port=BULK_PORT,
                        bidir=True)
     voice = VoicePing(net["h1"], net["server"], SERVER4, VOICE_PORT, seconds)
+    web = PingSeries(net["h1"], SERVER4, seconds)
     flaps_before = sum(bfd_flap_counts(net).values())
 
     def counters() -> tuple[float, int, int, tuple[int, int]]:
@@ -109,12 +114,15 @@ def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | 
         t0, down0, up0, wire0 = counters()
         cpu0 = machine_now()
         voice.start()
+        web.start()
         result = voice.result()
+        default_class = web.result()
         t1, down1, up1, wire1 = counters()
         cpu1 = machine_now()
         tcp = bulk.result() if load else None
     finally:
         voice.stop()
+        web.stop()
         bulk.stop()
     window = t1 - t0
 
@@ -123,6 +131,7 @@ def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | 
 
     return {
         "voice": result,
+        "default_class": default_class,
         "up_mbps": tcp.mbps_between(t0 - started, t1 - started) if tcp else 0.0,
         "down_mbps": tcp.mbps_between(t0 - started, t1 - started, reverse=True) if tcp else 0.0,
         "link_down_mbps": mbps(down1 - down0),
@@ -140,6 +149,8 @@ def describe(name: str, found: dict[str, Any]) -> str:
     text = (f"{name}: voice RTT p50 {voice.percentile(50):.2f} ms, p99 {voice.percentile(99):.2f} ms "
             f"(as the application read it: p99 {voice.percentile(99, app=True):.2f} ms), "
             f"loss {voice.loss_pct:.2f} % ({voice.sent - voice.received}/{voice.sent})")
+    web = found["default_class"]
+    text += f"; default class (ping) p50 {web.percentile(50):.1f} ms, p99 {web.percentile(99):.1f} ms"
     if found["up_mbps"] or found["down_mbps"]:
         text += (f"; bulk goodput down {found['down_mbps']:.1f} Mbit/s, up {found['up_mbps']:.1f} Mbit/s"
                  f"; ISP link down {found['link_down_mbps']:.1f}, up {found['link_up_mbps']:.1f}")
@@ -149,36 +160,58 @@ def describe(name: str, found: dict[str, Any]) -> str:
                    f"{found['cpu_steal_pct']:.0f} % (of the machine) taken by the hypervisor (steal)")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options bench-qos and bench-qos-hops share: runs, phase lengths, the ISPs' links."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=15.0, help="voice measured per phase")
     parser.add_argument("--warmup", type=float, default=5.0, help="bulk before voice starts")
     parser.add_argument("--down-mbit", type=float, default=100.0)
     parser.add_argument("--up-mbit", type=float, default=20.0)
     parser.add_argument("--buffer-ms", type=float, default=250.0)
-    args = parser.parse_args()
-    guard = LeakGuard()
-    rows: list[dict[str, Any]] = []
-    with run_directory("msp-bench-qos-") as run_dir, \
-            running(run_dir, isp_rate_mbit=0, guard=guard) as (net, controller):
+    return parser
+
+
+@contextmanager
+def emulated_access(prefix: str, args: argparse.Namespace, guard: LeakGuard) -> Iterator[tuple[str, Any, Any]]:
+    """(run directory, network, controller): the reference network with the ISPs' access
+    links of args, every path healthy."""
+    with run_directory(prefix) as run_dir, running(run_dir, isp_rate_mbit=0, guard=guard) as (net, controller):
         isp_links(net, args.down_mbit, args.up_mbit, args.buffer_ms)
         wait_reachable(net["h1"], SERVER4, timeout=60)
         wait_all_paths_healthy(controller)
-        on = qos_policy(args.down_mbit, args.up_mbit)
+        yield run_dir, net, controller
+
+
+def qos_on(net: Any, controller: Any, args: argparse.Namespace) -> Policy:
+    """The QoS policy over REST and the shaping at both ends; returns the policy."""
+    policy = qos_policy(args.down_mbit, args.up_mbit)
+    status, answer = api(controller, "PUT", POLICY_PATH, policy)
+    assert status == 200, answer
+    shaped = parse_policy(policy, net.plan.homenet)
+    apply_shaping(net, shaped)
+    wait_all_bfd_up(net)
+    return shaped
+
+
+def qos_off(net: Any, controller: Any) -> None:
+    status, answer = api(controller, "PUT", POLICY_PATH, plain_policy())
+    assert status == 200, answer
+    clear_shaping(net)
+
+
+def main() -> int:
+    args = arguments(__doc__.splitlines()[0]).parse_args()
+    guard = LeakGuard()
+    rows: list[dict[str, Any]] = []
+    with emulated_access("msp-bench-qos-", args, guard) as (_, net, controller):
         for index in range(args.runs):
-            status, answer = api(controller, "PUT", POLICY_PATH, on)
-            assert status == 200, answer
-            shaped = parse_policy(on, net.plan.homenet)
-            apply_shaping(net, shaped)
-            wait_all_bfd_up(net)
+            shaped = qos_on(net, controller, args)
             idle = phase(net, args.seconds, load=False, warmup=0)
             print(f"run {index + 1} " + describe("idle", idle), flush=True)
             loaded_on = phase(net, args.seconds, load=True, warmup=args.warmup, policy=shaped)
             print(f"run {index + 1} " + describe("QoS on", loaded_on), flush=True)
-            status, answer = api(controller, "PUT", POLICY_PATH, plain_policy())
-            assert status == 200, answer
-            clear_shaping(net)
+            qos_off(net, controller)
             loaded_off = phase(net, args.seconds, load=True, warmup=args.warmup)
             print(f"run {index + 1} " + describe("QoS off", loaded_off), flush=True)
             rows.append({"idle": idle, "on": loaded_on, "off": loaded_off})
@@ -205,6 +238,10 @@ def main() -> int:
         "voice_app_rtt_idle_ms": voice("idle", 50, app=True),
         "voice_app_rtt_p99_ms_on": voice("on", 99, app=True),
         "voice_app_inflation_p99_ms_on": round(voice("on", 99, app=True) - voice("idle", 50, app=True), 3),
+        "default_rtt_p50_ms_on": median([r["on"]["default_class"].percentile(50) for r in rows]),
+        "default_rtt_p99_ms_on": median([r["on"]["default_class"].percentile(99) for r in rows]),
+        "default_rtt_p50_ms_off": median([r["off"]["default_class"].percentile(50) for r in rows]),
+        "default_rtt_p99_ms_off": median([r["off"]["default_class"].percentile(99) for r in rows]),
         "voice_loss_pct_on": median([r["on"]["voice"].loss_pct for r in rows]),
         "voice_loss_pct_off": median([r["off"]["voice"].loss_pct for r in rows]),
         "bulk_share_down_on": share("on", "down_mbps", args.down_mbit),

@@ -12,23 +12,17 @@ not back off: it keeps the bulk queues full, and shows where a full queue costs 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import time
 from typing import Any
 
-from bench.common import api, run_directory, wait_all_paths_healthy
-from bench.qos import BULK_PORT, POLICY_PATH, VOICE_PORT, plain_policy, qos_policy
-from msp_controller.model.policy import parse_policy
+from bench.qos import BULK_PORT, TRANSFER_MARGIN_S, VOICE_PORT, arguments, emulated_access, qos_off, qos_on
 from topologies.hops import HopDelay, VoiceHops
 from topologies.leak_guard import LeakGuard
-from topologies.measure import H1_4, SERVER4, TcpTransfer, wait_reachable
-from topologies.scenario import running, wait_all_bfd_up
-from topologies.shaping import VoicePing, apply_shaping, clear_shaping, isp_links
-
-TRANSFER_MARGIN_S = 8.0
+from topologies.measure import H1_4, SERVER4, TcpTransfer
+from topologies.shaping import VoicePing
 
 
 def load(net: Any, seconds: float, flood: str | None, rate_mbit: float) -> TcpTransfer:
@@ -86,36 +80,20 @@ def summary(rows: list[dict[str, Any]], phase: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--down-mbit", type=float, default=100.0)
-    parser.add_argument("--up-mbit", type=float, default=20.0)
-    parser.add_argument("--buffer-ms", type=float, default=250.0)
+    parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--flood", choices=("down", "up"), help="UDP at twice the rate one way, not TCP")
     args = parser.parse_args()
     flood_rate = args.down_mbit if args.flood == "down" else args.up_mbit
     span = args.seconds + args.warmup + TRANSFER_MARGIN_S
     guard = LeakGuard()
     rows: list[dict[str, Any]] = []
-    with run_directory("msp-bench-qos-hops-") as run_dir, \
-            running(run_dir, isp_rate_mbit=0, guard=guard) as (net, controller):
-        isp_links(net, args.down_mbit, args.up_mbit, args.buffer_ms)
-        wait_reachable(net["h1"], SERVER4, timeout=60)
-        wait_all_paths_healthy(controller)
-        on = qos_policy(args.down_mbit, args.up_mbit)
+    with emulated_access("msp-bench-qos-hops-", args, guard) as (run_dir, net, controller):
         for index in range(args.runs):
-            status, answer = api(controller, "PUT", POLICY_PATH, on)
-            assert status == 200, answer
-            apply_shaping(net, parse_policy(on, net.plan.homenet))
-            wait_all_bfd_up(net)
+            qos_on(net, controller, args)
             shaped = traced_phase(net, _fresh(run_dir, f"on-{index}"), args.seconds, args.warmup,
                                   load(net, span, args.flood, flood_rate))
             show(index + 1, "QoS on", shaped)
-            status, answer = api(controller, "PUT", POLICY_PATH, plain_policy())
-            assert status == 200, answer
-            clear_shaping(net)
+            qos_off(net, controller)
             unshaped = traced_phase(net, _fresh(run_dir, f"off-{index}"), args.seconds, args.warmup,
                                     load(net, span, args.flood, flood_rate))
             show(index + 1, "QoS off", unshaped)

@@ -6,12 +6,15 @@ voice-like probe to see what a call would feel.
 - apply_shaping() / clear_shaping(): the tc commands of msp_controller/dataplane/shaping.py
   for a policy, run in the MSPMB and edge namespaces (a box agent's job in production).
 - VoicePing: bench/voiceping.py between two hosts (50 packets/s, echoed), RTTs and loss.
+- PingSeries: plain pings alongside, in whatever class the policy leaves ICMP (the default):
+  what a web page's packets feel while bulk fills the link.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -168,3 +171,42 @@ class VoicePing:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+PING_RTT = re.compile(r"icmp_seq=(\d+) .*time=([0-9.]+) ms")
+
+
+def ping_rtts(text: str) -> dict[int, float]:
+    """{icmp_seq: RTT in ms} of the replies in ping's output (late duplicates ignored)."""
+    found: dict[int, float] = {}
+    for sequence, rtt in PING_RTT.findall(text):
+        found.setdefault(int(sequence), float(rtt))
+    return found
+
+
+PING_PAYLOAD_BYTES = 200  # above the shapers' small-packet threshold: the pings queue with the bulk
+
+
+class PingSeries:
+    """ping from one host, `rate` a second for `seconds`; the RTTs as VoiceResult (loss too)."""
+
+    def __init__(self, host: Any, destination: str, seconds: float, rate: int = 20) -> None:
+        self.host, self.destination = host, destination
+        self.count, self.interval = max(1, int(seconds * rate)), 1.0 / rate
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        argv = ["ping", "-n", "-s", str(PING_PAYLOAD_BYTES), "-i", f"{self.interval:g}", "-W", "2",
+                "-c", str(self.count), self.destination]
+        self.process = self.host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def result(self) -> VoiceResult:
+        assert self.process is not None, "start() first"
+        out, _ = self.process.communicate(timeout=self.count * self.interval + 30)
+        rtts = ping_rtts(out)
+        return VoiceResult(self.count, len(rtts), tuple(rtts[s] for s in sorted(rtts)))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -5,7 +5,9 @@ import socket
 import threading
 
 from bench import voiceping
+from msp_controller.dataplane import shaping
 from topologies.measure import TcpResult
+from topologies.shaping import PING_PAYLOAD_BYTES, ping_rtts
 
 
 def free_udp_port() -> int:
@@ -40,3 +42,17 @@ def test_steady_rates_count_only_whole_intervals_inside_the_window():
     assert result.mbps_between(1.0, 3.0) == 20.0
     assert result.mbps_between(1.0, 3.0, reverse=True) == 100.0
     assert result.mbps_between(5.0, 6.0) == 0.0
+
+
+def test_ping_series_reads_each_reply_once_and_the_probe_is_not_a_small_packet():
+    text = ("PING 203.0.113.10 (203.0.113.10) 200(228) bytes of data.\n"
+            "208 bytes from 203.0.113.10: icmp_seq=1 ttl=61 time=0.912 ms\n"
+            "208 bytes from 203.0.113.10: icmp_seq=3 ttl=61 time=24.5 ms\n"
+            "208 bytes from 203.0.113.10: icmp_seq=3 ttl=61 time=25.1 ms (DUP!)\n"
+            "\n--- 203.0.113.10 ping statistics ---\n"
+            "3 packets transmitted, 2 received, 33% packet loss, time 101ms\n"
+            "rtt min/avg/max/mdev = 0.912/12.706/24.500/11.794 ms\n")
+    assert ping_rtts(text) == {1: 0.912, 3: 24.5}
+    # Outer IP length in the tunnel: ICMP (8) + inner IP (20) + Ethernet (14) + VXLAN (8) + UDP (8)
+    # + outer IP (20) around the payload; the shapers put packets under 128 bytes in the ACK queue.
+    assert PING_PAYLOAD_BYTES + 8 + 20 + 14 + 8 + 8 + 20 >= shaping.SMALL_PACKET_BYTES
