@@ -20,7 +20,7 @@ import select
 import struct
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -104,6 +104,12 @@ class CapturePoint:
     direction: str  # tcpdump -Q: "in" or "out"
 
 
+def at_the_isps(net: Any) -> Callable[[CapturePoint], bool]:
+    """VoiceHops' keep for the ISPs' own buffers only: each ISP's in and out, both ways."""
+    routers = {net[isp.name] for isp in net.plan.isps}
+    return lambda point: point.node in routers
+
+
 def voice_points(net: Any) -> tuple[list[CapturePoint], list[CapturePoint]]:
     """(request path, reply path) of a voice flow from h1 to the server, in path order, over
     every ISP and edge (the ones the flow does not take see nothing and drop out)."""
@@ -133,8 +139,12 @@ def voice_points(net: Any) -> tuple[list[CapturePoint], list[CapturePoint]]:
 class VoiceHops:
     """tcpdump at every point of both paths while a voice flow runs; stamps per point after."""
 
-    def __init__(self, net: Any, port: int, directory: str) -> None:
+    def __init__(self, net: Any, port: int, directory: str,
+                 keep: Callable[[CapturePoint], bool] | None = None) -> None:
+        """keep: the capture points to use (all by default; fewer captures cost less CPU)."""
         self.request, self.reply = voice_points(net)
+        if keep is not None:
+            self.request, self.reply = [p for p in self.request if keep(p)], [p for p in self.reply if keep(p)]
         self.port, self.directory = port, directory
         self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
 

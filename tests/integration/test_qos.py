@@ -3,7 +3,8 @@ of ISPs with deep buffers, and still after a failover to the other ISP.
 
 The ISPs here are 40 Mbit/s down, 10 Mbit/s up with 250 ms FIFOs: without the MSP's shaping
 the voice echo waits in those buffers (bench/qos.py measures that: QoS off). With it, the
-queue is the MSP's, voice goes first, and its round trip stays within a few milliseconds.
+queue is the MSP's, voice goes first, loses nothing, and waits at most a few milliseconds in
+the ISP's buffers, each way (tcpdump at the ISP's two interfaces: topologies/hops.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bench.common import api
 from bench.qos import qos_policy
 from msp_controller.model.policy import parse_policy
 from topologies.faults import isp_blackhole
+from topologies.hops import VoiceHops, at_the_isps
 from topologies.measure import SERVER4, TcpTransfer, wait_reachable
 from topologies.ovsbox import run
 from topologies.scenario import running, wait_path
@@ -28,9 +30,11 @@ from topologies.shaping import VoicePing, apply_shaping, isp_links
 
 DOWN_MBIT, UP_MBIT, BUFFER_MS = 40, 10, 250
 VOICE_PORT, BULK_PORT = 20000, 5311
-# Under load on this shared 2-core machine the boxes' userspace datapaths add a few ms;
-# a full ISP buffer would add up to 250 ms each way.
-MAX_INFLATION_MS = 20.0
+# What the MSP's shaping controls: how long the voice waits in the ISP's own buffer (a full
+# one would hold it up to 250 ms; QoS off, bench-qos-hops measured 21-25 ms at p99). The
+# rest of the round trip on this shared 2-core machine is the emulated switches waiting for
+# a CPU (15-30 ms at p99 when the hypervisor takes a fifth of it), which QoS cannot change.
+MAX_ISP_QUEUE_MS = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +51,14 @@ def msp(tmp_path_factory):
         isp_blackhole(net["ispA"], False)
 
 
-def voice(net, seconds: float, load: bool):
-    """The voice echo's result, with bulk TCP saturating both directions if load."""
+def voice(net, seconds: float, load: bool, hops: VoiceHops | None = None):
+    """The voice echo's result, with bulk TCP saturating both directions if load (and the
+    voice's captures at `hops` while it runs)."""
     bulk = TcpTransfer(net["h1"], net["server"], SERVER4, seconds + 4, port=BULK_PORT, bidir=True)
     ping = VoicePing(net["h1"], net["server"], SERVER4, VOICE_PORT, seconds)
     try:
+        if hops:
+            hops.start()
         if load:
             bulk.start()
             time.sleep(3)  # a schedule: TCP fills whatever queue it can before voice starts
@@ -61,6 +68,8 @@ def voice(net, seconds: float, load: bool):
     finally:
         ping.stop()
         bulk.stop()
+        if hops:
+            hops.stop()
     return result, tcp
 
 
@@ -92,7 +101,7 @@ def test_voice_is_not_lost_when_an_upload_that_does_not_back_off_overflows_the_b
     assert result.loss_pct == 0, (result.sent, result.received)
 
 
-def test_voice_keeps_its_latency_under_load_both_ways_and_after_failover(msp):
+def test_voice_keeps_its_latency_under_load_both_ways_and_after_failover(msp, tmp_path):
     net, _ = msp
     idle, _ = voice(net, 4, load=False)
     assert idle.loss_pct == 0
@@ -100,9 +109,17 @@ def test_voice_keeps_its_latency_under_load_both_ways_and_after_failover(msp):
         if isp == "ispB":
             isp_blackhole(net["ispA"], True)
             wait_path(net, "ispB", timeout=10)
-        loaded, tcp = voice(net, 6, load=True)
+        (tmp_path / isp).mkdir()
+        hops = VoiceHops(net, VOICE_PORT, str(tmp_path / isp), keep=at_the_isps(net))
+        loaded, tcp = voice(net, 6, load=True, hops=hops)
         # The load was real: bulk filled most of each direction.
         assert tcp is not None and tcp.mbps() > 0.6 * UP_MBIT and tcp.mbps(reverse=True) > 0.3 * DOWN_MBIT, tcp
         assert loaded.loss_pct == 0, (isp, loaded.sent, loaded.received)
-        inflation = loaded.percentile(99) - idle.percentile(50)
-        assert inflation <= MAX_INFLATION_MS, (isp, inflation, loaded.percentile(50))
+        # The voice crossed this ISP's buffer each way, and waited there no longer than that.
+        request, reply = hops.delays()
+        waits = {(way, h.start, h.end): h for way, found in (("up", request), ("down", reply)) for h in found}
+        assert {(way, start, end) for way, start, end in waits} == {("up", f"{isp} in", f"{isp} out"),
+                                                                     ("down", f"{isp} in", f"{isp} out")}, waits
+        for hop in waits.values():
+            assert hop.packets == loaded.received and hop.lost == 0, hop
+            assert hop.p99_ms <= MAX_ISP_QUEUE_MS, (isp, hop)
