@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -216,13 +217,18 @@ def main() -> int:
             print(f"run {index + 1} " + describe("QoS off", loaded_off), flush=True)
             rows.append({"idle": idle, "on": loaded_on, "off": loaded_off})
 
-    def median(values: list[float]) -> float:
-        return round(statistics.median(values), 3)
+    def median(values: list[float]) -> float | None:
+        """None where losses made the percentile infinite (JSON has no infinity)."""
+        found = statistics.median(values)
+        return round(found, 3) if math.isfinite(found) else None
 
-    def voice(which: str, p: float, app: bool = False) -> float:
+    def difference(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(a - b, 3)
+
+    def voice(which: str, p: float, app: bool = False) -> float | None:
         return median([r[which]["voice"].percentile(p, app=app) for r in rows])
 
-    def share(which: str, key: str, rate: float) -> float:
+    def share(which: str, key: str, rate: float) -> float | None:
         return median([r[which][key] / rate for r in rows])
 
     print(json.dumps({
@@ -234,10 +240,10 @@ def main() -> int:
         "voice_rtt_p99_ms_on": voice("on", 99),
         "voice_rtt_p50_ms_off": voice("off", 50),
         "voice_rtt_p99_ms_off": voice("off", 99),
-        "voice_inflation_p99_ms_on": round(voice("on", 99) - voice("idle", 50), 3),
+        "voice_inflation_p99_ms_on": difference(voice("on", 99), voice("idle", 50)),
         "voice_app_rtt_idle_ms": voice("idle", 50, app=True),
         "voice_app_rtt_p99_ms_on": voice("on", 99, app=True),
-        "voice_app_inflation_p99_ms_on": round(voice("on", 99, app=True) - voice("idle", 50, app=True), 3),
+        "voice_app_inflation_p99_ms_on": difference(voice("on", 99, app=True), voice("idle", 50, app=True)),
         "default_rtt_p50_ms_on": median([r["on"]["default_class"].percentile(50) for r in rows]),
         "default_rtt_p99_ms_on": median([r["on"]["default_class"].percentile(99) for r in rows]),
         "default_rtt_p50_ms_off": median([r["off"]["default_class"].percentile(50) for r in rows]),

@@ -13,6 +13,7 @@ not back off: it keeps the bulk queues full, and shows where a full queue costs 
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import time
@@ -64,8 +65,10 @@ def show(run: int, name: str, found: dict[str, Any]) -> None:
 
 def summary(rows: list[dict[str, Any]], phase: str) -> dict[str, Any]:
     """Medians over the runs, per hop (named 'start -> end', in path order)."""
-    def median(values: list[float]) -> float:
-        return round(statistics.median(values), 3)
+    def median(values: list[float]) -> float | None:
+        """None where no packet crossed or a loss made the percentile infinite (JSON has neither)."""
+        found = statistics.median(values)
+        return round(found, 3) if math.isfinite(found) else None
 
     out: dict[str, Any] = {"voice_rtt_p99_ms": median([r[phase]["voice"].percentile(99) for r in rows]),
                            "voice_loss_pct": median([r[phase]["voice"].loss_pct for r in rows])}
