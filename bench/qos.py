@@ -80,16 +80,6 @@ def link_bytes(node: Any, intf: str) -> int:
     return 0
 
 
-def machine_now() -> dict[str, int]:
-    with open("/proc/stat") as handle:
-        return proc_cpu.machine_ticks(handle.read())
-
-
-def machine_pct(before: dict[str, int], after: dict[str, int], key: str, seconds: float) -> float:
-    """A /proc/stat figure over an interval, in percent of the whole machine (all its CPUs)."""
-    return 100.0 * (after[key] - before[key]) / (proc_cpu.CLOCK_TICKS * seconds * (os.cpu_count() or 1))
-
-
 def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | None = None) -> dict[str, Any]:
     """Voice for `seconds` (after `warmup` of load, if any); bulk both ways if load. Every
     rate is measured over the voice's window, inside the transfer: `policy` (the shaped one)
@@ -113,19 +103,21 @@ def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | 
             started = time.monotonic()
             time.sleep(warmup)  # a schedule: let TCP fill whatever queue it fills
         t0, down0, up0, wire0 = counters()
-        cpu0 = machine_now()
+        cpu0 = proc_cpu.take({})
         voice.start()
         web.start()
         result = voice.result()
         default_class = web.result()
         t1, down1, up1, wire1 = counters()
-        cpu1 = machine_now()
+        cpu1 = proc_cpu.take({})
         tcp = bulk.result() if load else None
     finally:
         voice.stop()
         web.stop()
         bulk.stop()
     window = t1 - t0
+    machine = proc_cpu.usage(cpu0, cpu1, window)  # percent of one core
+    cores = os.cpu_count() or 1
 
     def mbps(count: int) -> float:
         return count * 8 / window / 1e6
@@ -140,8 +132,8 @@ def phase(net: Any, seconds: float, load: bool, warmup: float, policy: Policy | 
         "wire_down_mbps": mbps(wire1[0] - wire0[0]),
         "wire_up_mbps": mbps(wire1[1] - wire0[1]),
         "bfd_flaps": sum(bfd_flap_counts(net).values()) - flaps_before,
-        "cpu_busy_pct": machine_pct(cpu0, cpu1, proc_cpu.MACHINE, window),
-        "cpu_steal_pct": machine_pct(cpu0, cpu1, proc_cpu.STEAL, window),
+        "cpu_busy_pct": machine[proc_cpu.MACHINE] / cores,  # of the whole machine
+        "cpu_steal_pct": machine[proc_cpu.STEAL] / cores,
     }
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from .measure import nearest_rank
 from .ovsbox import kill_pid
 
 VOICE_MAGIC = struct.pack("!Q", 0x4D5350564F494345)  # bench/voiceping.py's header starts with it
@@ -77,12 +78,6 @@ class HopDelay:
                 f"max {self.max_ms:7.3f} ms  ({self.packets} packets, {self.lost} lost)")
 
 
-def _nearest_rank(ranked: Sequence[float], p: float) -> float:
-    if not ranked:
-        return math.nan
-    return ranked[min(len(ranked) - 1, max(0, math.ceil(p / 100 * len(ranked)) - 1))]
-
-
 def hop_delays(points: Sequence[tuple[str, Mapping[int, float]]]) -> list[HopDelay]:
     """The delay of each hop between consecutive points that saw packets (points that saw
     none are not on this packet's path: another ISP or edge)."""
@@ -91,7 +86,7 @@ def hop_delays(points: Sequence[tuple[str, Mapping[int, float]]]) -> list[HopDel
     for (start, first), (end, then) in pairwise(seen):
         delays = sorted((then[seq] - first[seq]) * 1000 for seq in first if seq in then)
         hops.append(HopDelay(start, end, len(delays), sum(1 for seq in first if seq not in then),
-                             round(_nearest_rank(delays, 50), 3), round(_nearest_rank(delays, 99), 3),
+                             round(nearest_rank(delays, 50), 3), round(nearest_rank(delays, 99), 3),
                              round(delays[-1], 3) if delays else math.nan))
     return hops
 

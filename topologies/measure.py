@@ -6,6 +6,7 @@ same quantities the same way.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER4, SERVER6 = "203.0.113.10", "2001:db8:200::10"
 H1_4, H1_6 = "198.51.100.10", "2001:db8:100::10"
 H2_4, H2_6 = "198.51.100.20", "2001:db8:100::20"
+
+
+def nearest_rank(ranked: Sequence[float], p: float, empty: float = math.nan) -> float:
+    """The p-th percentile of sorted values by nearest rank (`empty` when there are none)."""
+    if not ranked:
+        return empty
+    return ranked[min(len(ranked) - 1, max(0, math.ceil(p / 100 * len(ranked)) - 1))]
 
 
 def ping(host: Any, destination: str, count: int = 1, timeout_s: float = 1.0) -> float | None:

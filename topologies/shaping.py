@@ -32,7 +32,7 @@ from msp_controller.dataplane.shaping import (
 from msp_controller.model.policy import Policy
 
 from .controller import wait_for
-from .measure import PYTHON, REPO
+from .measure import PYTHON, REPO, nearest_rank
 from .ovsbox import run
 
 
@@ -125,9 +125,7 @@ class VoiceResult:
     def percentile(self, p: float, app: bool = False) -> float:
         """The p-th percentile RTT (nearest rank); a lost packet counts as infinitely late."""
         ranked = sorted(self.app_rtt_ms if app else self.rtt_ms) + [math.inf] * (self.sent - self.received)
-        if not ranked:
-            return math.inf
-        return ranked[min(len(ranked) - 1, max(0, math.ceil(p / 100 * len(ranked)) - 1))]
+        return nearest_rank(ranked, p, empty=math.inf)
 
 
 class VoicePing:
