@@ -22,6 +22,7 @@ pytest.importorskip("mininet")
 from bench.common import api
 from bench.qos import qos_policy
 from msp_controller.model.policy import parse_policy
+from topologies.controller import wait_for
 from topologies.faults import isp_blackhole
 from topologies.hops import VoiceHops, at_the_isps
 from topologies.measure import SERVER4, TcpTransfer, wait_reachable
@@ -95,7 +96,8 @@ def test_voice_is_not_lost_when_an_upload_that_does_not_back_off_overflows_the_b
     drops_before = uplink_drops(net)
     try:
         flood.start()
-        time.sleep(2)  # a schedule: the flood fills the bulk queue before the voice starts
+        # The voice starts once the bulk queue is full (it has begun to drop).
+        wait_for(lambda: uplink_drops(net) > drops_before, 10, what="the flood to overflow the bulk queue")
         ping.start()
         result = ping.result()
     finally:
