@@ -24,7 +24,7 @@ from msp_controller.dataplane.shaping import (
     clear_commands,
     edge_base_shaping,
     edge_homenet_shaping,
-    edge_pair_major,
+    edge_pair_ids,
     leaf_minors,
     mspmb_shaping,
     priority_minors,
@@ -91,9 +91,9 @@ def class_bytes(node: Any, dev: str) -> dict[str, int]:
     return found
 
 
-def _bulk_bytes(found: dict[str, int], major: int, policy: Policy) -> int:
+def _bulk_bytes(found: dict[str, int], major: int, block: int, policy: Policy) -> int:
     skip = priority_minors(policy)
-    return sum(found.get(f"{major:x}:{minor:x}", 0) for minor in leaf_minors() if minor not in skip)
+    return sum(found.get(f"{major:x}:{block | minor:x}", 0) for minor in leaf_minors() if minor not in skip)
 
 
 def bulk_wire_bytes(net: Any, policy: Policy, isp: str) -> tuple[int, int]:
@@ -102,12 +102,12 @@ def bulk_wire_bytes(net: Any, policy: Policy, isp: str) -> tuple[int, int]:
     the MSPMB's uplink, downstream at each edge's pair for this homenet and ISP."""
     homenet = net.plan.homenet
     uplink = next(u for u in homenet.uplinks if u.name == isp)
-    up = _bulk_bytes(class_bytes(net["mspmb"], uplink.port), 1, policy)
+    up = _bulk_bytes(class_bytes(net["mspmb"], uplink.port), 1, 0, policy)
     down = 0
     for edge in net.config.edges:
         if edge.name in homenet.edges:
             down += _bulk_bytes(class_bytes(net[edge.name], edge.underlay_port),
-                                edge_pair_major(homenet.id, uplink.slot), policy)
+                                *edge_pair_ids(homenet.id, uplink.slot), policy)
     return down, up
 
 

@@ -7,10 +7,12 @@ into an HTB tree the MSP controls, where real-time classes go first.
 
 - Upstream: at the MSPMB, on each uplink's underlay port, at that ISP's up rate.
 - Downstream: at the edge, on the underlay port, one HTB class per homenet and ISP at
-  that ISP's down rate, picked by the tunnel's outer destination (the uplink's address).
+  that ISP's down rate, picked by the tunnel's key and outer source (the edge's address
+  for that ISP).
 - Inside each: a leaf per queue, picked by u32 on the outer header's DSCP, which the VXLAN
   ports copy from the class's marking (dataplane/flows/qos.py, tos=inherit). Real-time
   queues have HTB priority 0 and a short FIFO; weighted ones share what is left by weight.
+  Every leaf's FIFO drops from its head (FIFO), at both ends.
 
 Shaping follows failover by construction: a class's packets on ISP B leave by ISP B's
 port (MSPMB) or towards ISP B's address (edge), so ISP B's rates apply.
@@ -121,58 +123,66 @@ def _tos(dscp: int) -> tuple[str, str]:
     return f"0x{dscp << 2:02x}", "0xfc"
 
 
-def _leaves(dev: str, major: int, shaped_kbps: float, policy_queues: Sequence[Queue],
-            fifos: bool) -> tuple[list[Command], list[Command], str]:
-    """Leaf classes, their FIFOs and their filters under the shaped class major:1 of the HTB
-    qdisc major:; returns (classes and qdiscs, filters, the default leaf's class id). Without
-    fifos the leaves keep HTB's own (a pfifo of the port's txqueuelen, which takes no
-    qdisc handle: an edge has only 65,535 of them for all its homenets)."""
-    parent, base = f"{major:x}:1", QUEUE_BASE_MINOR
+def _leaves(dev: str, major: int, block: int, shaped_kbps: float, policy_queues: Sequence[Queue],
+            edge: bool) -> tuple[list[Command], list[Command], str]:
+    """Leaf classes, their FIFOs and their filters under the shaped class major:<block|1> of
+    the HTB qdisc major:; returns (classes and qdiscs, filters, the default leaf's class id).
+
+    The MSPMB's tree (block 0) is alone in its qdisc: its filters are the qdisc's and its
+    FIFOs have fixed handles. An edge's homenet has a tree per ISP in one qdisc: each tree's
+    filters hang on its shaped class (HTB follows an inner class's own filters), the last
+    one catching what no other took, and its FIFOs take handles the kernel allocates (from
+    8000: up; a port has 65,535 for all its homenets, so none can be reserved per homenet)."""
+    def leaf(minor: int) -> str:
+        return f"{major:x}:{block | minor:x}"
+
+    def fifo(minor: int, limit: int) -> Command:
+        handle = [] if edge else ["handle", f"{minor:x}:"]
+        return ["qdisc", "replace", "dev", dev, "parent", leaf(minor), *handle, FIFO, "limit", str(limit)]
+
+    parent = leaf(1)
+    filter_parent = parent if edge else f"{major:x}:"
     realtime_kbps = shaped_kbps * REALTIME_SHARE if any(q.realtime for q in policy_queues) else 0.0
     total_weight = sum(q.weight for q in policy_queues if not q.realtime)
-    control, small = f"{major:x}:{CONTROL_MINOR:x}", f"{major:x}:{SMALL_MINOR:x}"
+    control, small = leaf(CONTROL_MINOR), leaf(SMALL_MINOR)
     commands: list[Command] = [
         ["class", "replace", "dev", dev, "parent", parent, "classid", control, "htb",
-         "rate", _kbit(min(CONTROL_KBPS, shaped_kbps / 10)), "ceil", _kbit(shaped_kbps), "prio", "0",
-         "quantum", str(MTU_BYTES)],
+         "rate", _kbit(min(CONTROL_KBPS, shaped_kbps / 10)), "ceil", _kbit(shaped_kbps),
+         "prio", "0", "quantum", str(MTU_BYTES)],
+        fifo(CONTROL_MINOR, REALTIME_QUEUE_PACKETS),
         ["class", "replace", "dev", dev, "parent", parent, "classid", small, "htb",
          "rate", _kbit(shaped_kbps * SMALL_SHARE), "ceil", _kbit(shaped_kbps * SMALL_CEIL_SHARE), "prio", "0",
          "quantum", str(MTU_BYTES)],
+        fifo(SMALL_MINOR, REALTIME_QUEUE_PACKETS * 4),
     ]
-    if fifos:
-        commands[1:1] = [["qdisc", "replace", "dev", dev, "parent", control, "handle",
-                          f"{CONTROL_MINOR:x}:", FIFO, "limit", str(REALTIME_QUEUE_PACKETS)]]
-        commands.append(["qdisc", "replace", "dev", dev, "parent", small, "handle", f"{SMALL_MINOR:x}:",
-                         FIFO, "limit", str(REALTIME_QUEUE_PACKETS * 4)])
     filters: list[Command] = [
-        ["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "1", "u32",
+        ["filter", "add", "dev", dev, "parent", filter_parent, "protocol", "ip", "prio", "1", "u32",
          "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", str(VXLAN_UDP_PORT), "0xffff",
          "match", "u16", str(BFD_UDP_PORT), "0xffff", "at", str(BFD_PORT_OFFSET), "flowid", control],
         # After the DSCP filters (prio 1): a small voice packet stays in its class's queue.
-        ["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "2", "u32",
+        ["filter", "add", "dev", dev, "parent", filter_parent, "protocol", "ip", "prio", "2", "u32",
          "match", "u16", "0x0000", f"0x{0xFFFF & ~(SMALL_PACKET_BYTES - 1):04x}", "at", "2",
          "flowid", small]]
     default_leaf = ""
     queue_packets = max(MIN_QUEUE_PACKETS, int(shaped_kbps * 1000 / 8 * BULK_QUEUE_MS / 1000) // MTU_BYTES)
     for index, queue in enumerate(policy_queues, start=1):
-        classid = f"{major:x}:{base + index:x}"
+        classid = leaf(QUEUE_BASE_MINOR + index)
         if queue.realtime:
-            rate, prio = realtime_kbps, "0"
-            fifo = [FIFO, "limit", str(REALTIME_QUEUE_PACKETS)]
+            rate, prio, limit = realtime_kbps, "0", REALTIME_QUEUE_PACKETS
         else:
-            rate, prio = (shaped_kbps - realtime_kbps) * queue.weight / total_weight, "1"
-            fifo = [FIFO, "limit", str(queue_packets)]
+            rate, prio, limit = (shaped_kbps - realtime_kbps) * queue.weight / total_weight, "1", queue_packets
         commands.append(["class", "replace", "dev", dev, "parent", parent, "classid", classid, "htb",
                          "rate", _kbit(rate), "ceil", _kbit(shaped_kbps), "prio", prio,
                          "quantum", str(MTU_BYTES * max(1, queue.weight if not queue.realtime else 1))])
-        if fifos:
-            commands.append(["qdisc", "replace", "dev", dev, "parent", classid, "handle",
-                             f"{base + index:x}:", *fifo])
+        commands.append(fifo(QUEUE_BASE_MINOR + index, limit))
         if not queue.dscps:
             default_leaf = classid
         for dscp in queue.dscps:
-            filters.append(["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "1",
+            filters.append(["filter", "add", "dev", dev, "parent", filter_parent, "protocol", "ip", "prio", "1",
                             "u32", "match", "ip", "tos", *_tos(dscp), "flowid", classid])
+    if edge:  # HTB's default is one per qdisc: each tree names its own
+        filters.append(["filter", "add", "dev", dev, "parent", filter_parent, "protocol", "ip", "prio", "3",
+                        "u32", "match", "u32", "0", "0", "flowid", default_leaf])
     return commands, filters, default_leaf
 
 
@@ -181,53 +191,68 @@ def clear_commands(dev: str) -> list[Command]:
     return [["qdisc", "del", "dev", dev, "root"]]
 
 
-def _tree(dev: str, attach: list[str], major: int, shaped_kbps: float, policy: Policy,
-          fifos: bool) -> list[Command]:
-    """An HTB qdisc major: attached at attach, its one class major:1 at the shaped rate, the
-    policy's leaves and filters inside."""
-    leaves, filters, default_leaf = _leaves(dev, major, shaped_kbps, queues(policy), fifos)
+def mspmb_shaping(policy: Policy, uplink: Uplink) -> list[Command]:
+    """Upstream shaping on one uplink's port of the MSPMB; none when the ISP's up rate is unknown.
+    An HTB qdisc 1: at the root, its one class 1:1 at the shaped rate, the policy's leaves inside."""
+    up = policy.isp_rates(uplink.name).up_kbps
+    if up is None:
+        return []
+    dev, shaped = uplink.port, up * SHAPE_FRACTION
+    leaves, filters, default_leaf = _leaves(dev, 1, 0, shaped, queues(policy), edge=False)
     return [
-        ["qdisc", "replace", "dev", dev, *attach, "handle", f"{major:x}:", "htb",
-         "default", default_leaf.split(":")[1]],
-        ["class", "replace", "dev", dev, "parent", f"{major:x}:", "classid", f"{major:x}:1", "htb",
-         "rate", _kbit(shaped_kbps), "ceil", _kbit(shaped_kbps), *INNER_QUANTUM],
+        ["qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", default_leaf.split(":")[1]],
+        ["class", "replace", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+         "rate", _kbit(shaped), "ceil", _kbit(shaped), *INNER_QUANTUM],
         *leaves, *filters,
     ]
 
 
-def mspmb_shaping(policy: Policy, uplink: Uplink) -> list[Command]:
-    """Upstream shaping on one uplink's port of the MSPMB; none when the ISP's up rate is unknown."""
-    up = policy.isp_rates(uplink.name).up_kbps
-    if up is None:
-        return []
-    return _tree(uplink.port, ["root"], 1, up * SHAPE_FRACTION, policy, fifos=True)
-
-
 # -- the edge: one fragment per homenet
 #
-# Downstream, an edge's underlay port carries every homenet's tunnels. Each homenet-ISP pair
-# gets a class at the root (1:<major>) holding its own HTB qdisc (<major>:) with the policy's
-# classes inside, and one u32 filter at the root, in a hash table keyed by the low byte of the
-# VXLAN key, matching the key (the homenet) and the outer source (the edge's address for that
-# ISP's slot). So a homenet's change touches only its own classes and filters, a renumbered
-# uplink touches none, and a packet is classified in a bucket of about N/256 filters rather
-# than a list of N. A pair's qdisc handle is derived from the homenet id and slot; its leaves
-# keep HTB's own FIFOs (an explicit FIFO would take a qdisc handle, and a port has only
-# 65,535 for all its homenets).
+# Downstream, an edge's underlay port carries every homenet's tunnels. Each homenet gets a
+# class at the root (1:<major>) holding its own HTB qdisc (<major>:); inside, one tree per ISP
+# with a down rate: a class at that rate (<major>:<slot block>01) and the policy's leaves
+# under it, each with a head-drop FIFO. The root picks the homenet with one u32 filter per
+# (homenet, ISP) in a hash table keyed by the low byte of the VXLAN key, matching the key and
+# the outer source (the edge's address for that ISP's slot); the homenet's qdisc picks the ISP
+# by the outer source, then that ISP's class picks the leaf. So a homenet's change touches
+# only its own classes and filters, a renumbered uplink touches none, and a packet is
+# classified in a bucket of about N/256 filters rather than a list of N.
+#
+# Handles: a homenet's qdisc is id + 1, below 8000: where the kernel allocates the FIFOs'
+# own. A port has 65,535 qdisc handles in all: ids up to 32,766 and 32,768 FIFOs, which is
+# 8,192 homenet-ISP pairs of a policy with one voice class (4 leaves each). Past that the
+# kernel refuses the FIFO (tc says so) and that leaf keeps HTB's own, a tail-drop FIFO of
+# the port's txqueuelen: still shaped and prioritised, but a full queue's drop there makes
+# the switch drop the rest of its send batch (see FIFO).
 
 EDGE_HASH_TABLE = 0x2  # the u32 hash table's handle at the root
 EDGE_BUCKETS = 256
 VNI_OFFSET = 32  # outer IP (20) + UDP (8) + VXLAN flags (4): the 24-bit key, then a reserved byte
 MAX_UPLINK_SLOTS = 4
-MAX_SHAPED_HOMENET_ID = UNSHAPED_MINOR // MAX_UPLINK_SLOTS - 1  # 16,382: the pair majors stay below ffff
+FIRST_KERNEL_HANDLE = 0x8000  # the kernel allocates unnamed qdiscs' handles above this
+MAX_SHAPED_HOMENET_ID = FIRST_KERNEL_HANDLE - 2  # 32,766: a homenet's qdisc handle is its id + 1
 
 
-def edge_pair_major(homenet_id: int, slot: int) -> int:
-    """The pair's class minor at the root and its own qdisc's major (both 16 bits)."""
-    if not 1 <= homenet_id <= MAX_SHAPED_HOMENET_ID or not 0 <= slot < MAX_UPLINK_SLOTS:
-        raise ValueError(f"homenet id {homenet_id}, slot {slot}: the edge shapes ids 1-{MAX_SHAPED_HOMENET_ID} "
-                         f"with at most {MAX_UPLINK_SLOTS} ISPs")
-    return homenet_id * MAX_UPLINK_SLOTS + slot
+def edge_homenet_major(homenet_id: int) -> int:
+    """The homenet's class minor at the root and its own qdisc's major."""
+    if not 1 <= homenet_id <= MAX_SHAPED_HOMENET_ID:
+        raise ValueError(f"homenet id {homenet_id}: the edge shapes ids 1-{MAX_SHAPED_HOMENET_ID}")
+    return homenet_id + 1
+
+
+def edge_pair_ids(homenet_id: int, slot: int) -> tuple[int, int]:
+    """(the homenet's qdisc major, the ISP's block of minors in it): the ISP's shaped class
+    is <major>:<block|1>, its leaves <major>:<block|leaf minor>."""
+    if not 0 <= slot < MAX_UPLINK_SLOTS:
+        raise ValueError(f"slot {slot}: the edge shapes at most {MAX_UPLINK_SLOTS} ISPs per homenet")
+    return edge_homenet_major(homenet_id), (slot + 1) << 8
+
+
+def edge_pair_class(homenet_id: int, slot: int) -> str:
+    """The class shaped at one ISP's down rate for one homenet."""
+    major, block = edge_pair_ids(homenet_id, slot)
+    return f"{major:x}:{block | 1:x}"
 
 
 def _hash_handle(homenet_id: int, slot: int) -> tuple[str, str]:
@@ -257,36 +282,50 @@ def edge_homenet_shaping(edge: Edge, homenet: Homenet, policy: Policy) -> list[C
     """One homenet's downstream shaping at an edge's underlay port: each ISP with a down rate
     at 97 % of it, the policy's classes inside; an ISP without one is not shaped. Apply after
     edge_base_shaping, to a homenet that has none yet: a change is edge_homenet_update."""
-    dev, commands = edge.underlay_port, []
-    for uplink in homenet.uplinks:
-        down = policy.isp_rates(uplink.name).down_kbps
-        if down is None:
-            continue
-        major = edge_pair_major(homenet.id, uplink.slot)
-        shaped = down * SHAPE_FRACTION
+    dev = edge.underlay_port
+    shaped = [(uplink, down * SHAPE_FRACTION) for uplink in homenet.uplinks
+              if (down := policy.isp_rates(uplink.name).down_kbps) is not None]
+    if not shaped:
+        return []
+    major, policy_queues = edge_homenet_major(homenet.id), queues(policy)
+    total = sum(rate for _, rate in shaped)
+    trees: list[Command] = []
+    routing: list[Command] = []
+    defaults: list[str] = []
+    for uplink, rate in shaped:
+        _, block = edge_pair_ids(homenet.id, uplink.slot)
+        pair = edge_pair_class(homenet.id, uplink.slot)
+        source = f"{edge.tunnel_ip(uplink.slot)}/32"
+        leaves, filters, default_leaf = _leaves(dev, major, block, rate, policy_queues, edge=True)
+        defaults.append(default_leaf)
+        trees += [["class", "replace", "dev", dev, "parent", f"{major:x}:", "classid", pair, "htb",
+                   "rate", _kbit(rate), "ceil", _kbit(rate), *INNER_QUANTUM], *leaves, *filters]
         handle, bucket = _hash_handle(homenet.id, uplink.slot)
-        commands += [
-            ["class", "replace", "dev", dev, "parent", "1:", "classid", f"1:{major:x}", "htb",
-             "rate", _kbit(shaped), "ceil", _kbit(shaped), *INNER_QUANTUM],
-            *_tree(dev, ["parent", f"1:{major:x}"], major, shaped, policy, fifos=False),
+        routing += [
+            ["filter", "add", "dev", dev, "parent", f"{major:x}:", "protocol", "ip", "prio", "1", "u32",
+             "match", "ip", "src", source, "flowid", pair],
             # The root's filter for this pair, replaced by its handle.
             ["filter", "replace", "dev", dev, "parent", "1:", "prio", "1", "protocol", "ip", "handle", handle,
              "u32", "ht", bucket, "match", "u32", f"0x{homenet.id << 8:08x}", "0xffffff00", "at", str(VNI_OFFSET),
-             "match", "ip", "src", f"{edge.tunnel_ip(uplink.slot)}/32", "flowid", f"1:{major:x}"],
-        ]
-    return commands
+             "match", "ip", "src", source, "flowid", f"1:{major:x}"]]
+    return [
+        ["class", "replace", "dev", dev, "parent", "1:", "classid", f"1:{major:x}", "htb",
+         "rate", _kbit(total), "ceil", _kbit(total), *INNER_QUANTUM],
+        # Its default is never used (every packet matches one ISP's source): its first ISP's bulk.
+        ["qdisc", "replace", "dev", dev, "parent", f"1:{major:x}", "handle", f"{major:x}:", "htb",
+         "default", defaults[0].split(":")[1]],
+        *trees, *routing,
+    ]
 
 
 def edge_homenet_unshaping(edge: Edge, homenet: Homenet) -> list[Command]:
     """Remove a homenet's downstream shaping (each command fails harmlessly when that ISP
-    was not shaped: run them with `tc -force -batch`)."""
-    dev, commands = edge.underlay_port, []
-    for uplink in homenet.uplinks:
-        handle, _ = _hash_handle(homenet.id, uplink.slot)
-        commands += [["filter", "del", "dev", dev, "parent", "1:", "prio", "1", "protocol", "ip",
-                      "handle", handle, "u32"],
-                     ["class", "del", "dev", dev, "classid", f"1:{edge_pair_major(homenet.id, uplink.slot):x}"]]
-    return commands
+    was not shaped: run them with `tc -force -batch`). Its root filters first: a class a
+    filter points at cannot be deleted; deleting the class takes its qdisc, trees and FIFOs."""
+    dev = edge.underlay_port
+    commands = [["filter", "del", "dev", dev, "parent", "1:", "prio", "1", "protocol", "ip",
+                 "handle", _hash_handle(homenet.id, uplink.slot)[0], "u32"] for uplink in homenet.uplinks]
+    return commands + [["class", "del", "dev", dev, "classid", f"1:{edge_homenet_major(homenet.id):x}"]]
 
 
 def edge_homenet_update(edge: Edge, homenet: Homenet, policy: Policy) -> list[Command]:

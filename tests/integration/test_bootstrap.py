@@ -144,12 +144,12 @@ def test_down_rates_set_over_rest_shape_that_homenet_at_the_edge(bb):
     the edge's underlay port, a change replaces them, a refused policy changes nothing."""
     import re
 
-    from msp_controller.dataplane.shaping import edge_pair_major
+    from msp_controller.dataplane.shaping import edge_pair_class
     from topologies.blank_box import EDGE
     from topologies.ovsbox import run
 
     port = bb.config.edge("edge1").underlay_port
-    pair_a, pair_b = (f"1:{edge_pair_major(1, slot):x}" for slot in (0, 1))
+    pair_a, pair_b = (edge_pair_class(1, slot) for slot in (0, 1))
 
     def rate(classid: str) -> str | None:
         out = run(["tc", "class", "show", "dev", port, "classid", classid], bb[EDGE], check=False)

@@ -20,9 +20,12 @@ import pytest
 from msp_controller.dataplane.checksum import internet_checksum
 from msp_controller.dataplane.shaping import (
     edge_base_shaping,
+    edge_homenet_major,
     edge_homenet_shaping,
     edge_homenet_update,
-    edge_pair_major,
+    edge_pair_class,
+    edge_pair_ids,
+    leaf_minors,
 )
 from msp_controller.model.policy import parse_policy
 from tests.integration.conftest import NEEDS
@@ -106,6 +109,11 @@ def _sent_by_class() -> dict[str, int]:
     return found
 
 
+def _leaves(homenet_id: int, slot: int) -> set[str]:
+    major, block = edge_pair_ids(homenet_id, slot)
+    return {f"{major:x}:{block | minor:x}" for minor in leaf_minors()}
+
+
 def test_a_thousand_homenets_each_packet_in_its_own_homenets_isp_and_class(config, port):
     home, edge = config.homenet("home1"), config.edge("edge1")
     edge = dataclasses.replace(edge, underlay_port=PORT)
@@ -115,6 +123,12 @@ def test_a_thousand_homenets_each_packet_in_its_own_homenets_isp_and_class(confi
     for homenet in homenets:
         commands += edge_homenet_shaping(edge, homenet, policy)
     _batch(commands)
+    # Every leaf drops from its head: 1,000 homenets, 2 ISPs, 4 leaves each (voice, bulk,
+    # small packets, BFD), their handles picked by the kernel.
+    qdiscs = _ns("tc", "qdisc", "show", "dev", PORT).splitlines()
+    fifos = [int(line.split()[2].rstrip(":"), 16) for line in qdiscs if line.startswith("qdisc pfifo_head_drop ")]
+    assert len(fifos) == HOMENETS * 2 * 4 and min(fifos) >= 0x8000
+    assert not any(line.startswith("qdisc pfifo ") for line in qdiscs)
     slot_a, slot_b = str(edge.tunnel_ip(0)), str(edge.tunnel_ip(1))
     # Homenets that share the hash bucket (1, 257, 513) and neighbours, each ISP, voice and bulk.
     probes = [(vni, src, dscp) for vni in (1, 2, 257, 513, 1000) for src in (slot_a, slot_b) for dscp in (46, 0)]
@@ -124,8 +138,7 @@ def test_a_thousand_homenets_each_packet_in_its_own_homenets_isp_and_class(confi
     leaves = {}
     for vni in (1, 2, 257, 513, 1000):
         for slot, src in enumerate((slot_a, slot_b)):
-            major = edge_pair_major(vni, slot)
-            pair = {k: v for k, v in sent.items() if k.startswith(f"{major:x}:") and k != f"{major:x}:1" and v}
+            pair = {k: v for k, v in sent.items() if k in _leaves(vni, slot) and v}
             # Exactly two of this pair's leaves got packets, voice's and bulk's counts (all different).
             voice, bulk = counts[(vni, src, 46)], counts[(vni, src, 0)]
             assert sorted(pair.values()) == sorted((voice, bulk)), (vni, src, pair)
@@ -149,13 +162,12 @@ def test_a_thousand_homenets_each_packet_in_its_own_homenets_isp_and_class(confi
     _batch(edge_homenet_update(edge, homenets[256], faster), force=True)  # homenet 257
     after = _sent_by_class()
     moved = {k for k in before if before[k] != after.get(k)}
-    mine = {f"{edge_pair_major(257, s):x}" for s in (0, 1)}
-    assert {k.split(":")[0] for k in moved} <= mine | {"1"}, moved  # only 257's own (and its root classes)
-    assert f"1:{edge_pair_major(257, 1):x}" not in after  # ISP B has no rate now: not shaped
-    out = _ns("tc", "class", "show", "dev", PORT, "classid", f"1:{edge_pair_major(257, 0):x}")
+    mine = f"{edge_homenet_major(257):x}"
+    assert {k.split(":")[0] for k in moved} <= {mine, "1"}, moved  # only 257's own (and its root class)
+    assert edge_pair_class(257, 1) not in after  # ISP B has no rate now: not shaped
+    out = _ns("tc", "class", "show", "dev", PORT, "classid", edge_pair_class(257, 0))
     assert "rate 194Mbit" in out, out
     _send([_vxlan_frame(slot_a, 257, 46)] * 4 + [_vxlan_frame(slot_a, 1, 46)] * 4)
     final = _sent_by_class()
     assert final[leaves[(1, 0, 46)]] == after[leaves[(1, 0, 46)]] + 4  # homenet 1 as before
-    major = edge_pair_major(257, 0)
-    assert sum(v for k, v in final.items() if k.startswith(f"{major:x}:") and k != f"{major:x}:1") == 4
+    assert sum(v for k, v in final.items() if k in _leaves(257, 0)) == 4

@@ -25,7 +25,7 @@ from msp_controller.model.policy import parse_policy
 from topologies.controller import wait_for
 from topologies.faults import isp_blackhole
 from topologies.hops import VoiceHops, at_the_isps
-from topologies.measure import SERVER4, TcpTransfer, wait_reachable
+from topologies.measure import H1_4, SERVER4, TcpTransfer, wait_reachable
 from topologies.ovsbox import run
 from topologies.scenario import running, wait_path
 from topologies.shaping import VoicePing, apply_shaping, isp_links
@@ -78,32 +78,39 @@ def voice(net, seconds: float, load: bool, hops: VoiceHops | None = None):
     return result, tcp
 
 
-def uplink_drops(net) -> int:
-    """Packets the MSPMB's upstream shapers have dropped so far, all uplinks and queues."""
+def shaper_drops(net, way: str) -> int:
+    """Packets the MSP's shapers have dropped so far that way: upstream at the MSPMB's
+    uplinks, downstream at the edges' underlay ports (all homenets, ISPs and queues)."""
+    ports = ([("mspmb", u.port) for u in net.plan.homenet.uplinks] if way == "up"
+             else [(e.name, e.underlay_port) for e in net.config.edges])
     total = 0
-    for uplink in net.plan.homenet.uplinks:
-        qdiscs = json.loads(run(["tc", "-s", "-j", "qdisc", "show", "dev", uplink.port], net["mspmb"]))
+    for node, port in ports:
+        qdiscs = json.loads(run(["tc", "-s", "-j", "qdisc", "show", "dev", port], net[node]))
         total += sum(q.get("drops", 0) for q in qdiscs if q.get("root"))
     return total
 
 
-def test_voice_is_not_lost_when_an_upload_that_does_not_back_off_overflows_the_bulk_queue(msp):
-    """A full bulk queue must cost only bulk: the MSPMB's switch sends a batch of packets at
-    once, and a refused one (a FIFO's tail drop) used to take the voice after it along."""
+@pytest.mark.parametrize("way", ["up", "down"])
+def test_voice_is_not_lost_when_a_flood_that_does_not_back_off_overflows_the_bulk_queue(msp, way):
+    """A full bulk queue must cost only bulk: the MSPMB's and the edge's switches send a batch
+    of packets at once (at the edge, every homenet's), and a refused one (a FIFO's tail drop)
+    used to take the voice after it along: 33 % of it up, 28 % down."""
     net, _ = msp
-    flood = TcpTransfer(net["h1"], net["server"], SERVER4, 10, bitrate=f"{2 * UP_MBIT}M", port=BULK_PORT, udp=True)
+    sender, receiver, destination, mbit = ((net["h1"], net["server"], SERVER4, UP_MBIT) if way == "up"
+                                           else (net["server"], net["h1"], H1_4, DOWN_MBIT))
+    flood = TcpTransfer(sender, receiver, destination, 10, bitrate=f"{2 * mbit}M", port=BULK_PORT, udp=True)
     ping = VoicePing(net["h1"], net["server"], SERVER4, VOICE_PORT, 6)
-    drops_before = uplink_drops(net)
+    drops_before = shaper_drops(net, way)
     try:
         flood.start()
         # The voice starts once the bulk queue is full (it has begun to drop).
-        wait_for(lambda: uplink_drops(net) > drops_before, 10, what="the flood to overflow the bulk queue")
+        wait_for(lambda: shaper_drops(net, way) > drops_before, 10, what="the flood to overflow the bulk queue")
         ping.start()
         result = ping.result()
     finally:
         ping.stop()
         flood.stop()
-    assert uplink_drops(net) - drops_before > 1000  # the bulk queue overflowed the whole time
+    assert shaper_drops(net, way) - drops_before > 1000  # the bulk queue overflowed the whole time
     assert result.loss_pct == 0, (result.sent, result.received)
 
 

@@ -12,10 +12,10 @@ from msp_controller.dataplane.shaping import (
     SMALL_MINOR,
     clear_commands,
     edge_base_shaping,
+    edge_homenet_major,
     edge_homenet_shaping,
     edge_homenet_unshaping,
     edge_homenet_update,
-    edge_pair_major,
     leaf_minors,
     mspmb_shaping,
     priority_minors,
@@ -71,17 +71,18 @@ def _flowid(commands: list[list[str]], *matches: str, parent: str = "1:") -> str
 
 def _edge_class(commands: list[list[str]], vni: int, src: str, *matches: str) -> str:
     """Where the edge puts a tunnel packet: the root's hash filter for (key, outer source)
-    picks the pair, whose own qdisc's filters (or its default) pick the leaf."""
+    picks the homenet, its qdisc's filter for the outer source picks the ISP's class, whose
+    own filters pick the leaf (the last of them catches everything)."""
     key = f"0x{vni << 8:08x} 0xffffff00 at 32"
-    pair = [c[c.index("flowid") + 1] for c in commands
-            if c[:2] == ["filter", "replace"] and key in " ".join(c) and f"src {src}/32" in " ".join(c)]
-    assert len(pair) == 1, (vni, src)
-    major = pair[0].split(":")[1]
+    homenet = [c[c.index("flowid") + 1] for c in commands
+               if c[:2] == ["filter", "replace"] and key in " ".join(c) and f"src {src}/32" in " ".join(c)]
+    assert len(homenet) == 1, (vni, src)
+    major = homenet[0].split(":")[1]
+    pair = _flowid(commands, f"src {src}/32", parent=f"{major}:")
     try:
-        return _flowid(commands, *matches, parent=f"{major}:")
+        return _flowid(commands, *matches, parent=pair)
     except AssertionError:
-        qdisc = [c for c in commands if c[:2] == ["qdisc", "replace"] and c[c.index("handle") + 1] == f"{major}:"][0]
-        return f"{major}:{qdisc[-1]}"  # its default leaf
+        return _flowid(commands, "match u32 0 0", parent=pair)
 
 
 def test_queues_follow_the_classes(policy):
@@ -143,7 +144,7 @@ def test_bfd_goes_first_at_both_ends(config, home, policy):
 
 
 def test_an_edges_homenets_take_disjoint_handles_and_each_change_touches_only_its_own(config, home, policy):
-    """At 10,000 homenets: no two pairs share a qdisc, class or filter handle, and one
+    """At 10,000 homenets: no two homenets share a qdisc, class or filter handle, and one
     homenet's commands name only its own (so a change costs the same at any scale)."""
     import dataclasses
     edge = config.edge("edge1")
@@ -152,23 +153,45 @@ def test_an_edges_homenets_take_disjoint_handles_and_each_change_touches_only_it
         other = dataclasses.replace(home, id=homenet_id)
         commands = edge_homenet_shaping(edge, other, policy)
         mine = {c[c.index("handle") + 1] for c in commands if c[:2] == ["filter", "replace"]}
-        qdiscs = {c[c.index("handle") + 1] for c in commands if c[0] == "qdisc"}
-        assert len(mine) == 2 and len(qdiscs) == 2 and not mine & handles and not qdiscs & majors
+        named = {c[c.index("handle") + 1] for c in commands if c[0] == "qdisc" and "handle" in c}
+        assert len(mine) == 2 and len(named) == 1 and not mine & handles and not named & majors
+        # Every other qdisc is a leaf's FIFO, whose handle the kernel picks from 8000: up.
+        assert all(int(h.rstrip(":"), 16) < 0x8000 for h in named)
         handles |= mine
-        majors |= qdiscs
-        assert len(commands) < 40  # the same for every homenet
+        majors |= named
+        assert {c[c.index("dev") + 1] for c in commands} == {edge.underlay_port}
+        assert {c[c.index("classid") + 1].split(":")[0] for c in commands if c[0] == "class"} <= \
+            {"1", named.pop().rstrip(":")}
+        assert len(commands) < 60  # the same for every homenet
     assert "1:" not in majors and "ffff:" not in majors
-    with pytest.raises(ValueError, match="ids 1-16382"):
-        edge_pair_major(MAX_SHAPED_HOMENET_ID + 1, 0)
+    with pytest.raises(ValueError, match="ids 1-32766"):
+        edge_homenet_major(MAX_SHAPED_HOMENET_ID + 1)
 
 
-def test_a_homenets_update_removes_its_pairs_filter_before_its_class(config, home, policy):
-    """A class a filter still points at cannot be deleted (EBUSY)."""
+def test_a_homenets_update_removes_its_filters_before_its_class(config, home, policy):
+    """A class a filter still points at cannot be deleted (EBUSY); deleting the homenet's
+    class takes its qdisc, trees and FIFOs with it."""
     edge = config.edge("edge1")
     removal = edge_homenet_unshaping(edge, home)
-    assert [c[:2] for c in removal] == [["filter", "del"], ["class", "del"]] * 2
+    assert [c[:2] for c in removal] == [["filter", "del"]] * 2 + [["class", "del"]]
     update = edge_homenet_update(edge, home, policy)
-    assert update[:4] == removal and update[4:] == edge_homenet_shaping(edge, home, policy)
+    assert update[:3] == removal and update[3:] == edge_homenet_shaping(edge, home, policy)
+
+
+def test_every_edge_fifo_drops_from_its_head_with_a_handle_the_kernel_picks(config, home, policy):
+    """A tail drop at the edge would make its switch drop the rest of a send batch, which
+    mixes every homenet's packets: one homenet's flood would cost another's voice."""
+    edge = config.edge("edge1")
+    commands = edge_homenet_shaping(edge, home, policy)
+    fifos = [c for c in commands if c[:2] == ["qdisc", "replace"] and c[c.index("parent") + 1] != "1:2"]
+    leaves = [c[c.index("classid") + 1] for c in commands if c[0] == "class" and "prio" in c]
+    assert sorted(c[c.index("parent") + 1] for c in fifos) == sorted(leaves)
+    assert all("handle" not in c and c[c.index("parent") + 2] == "pfifo_head_drop" for c in fifos)
+    # 30 ms at ISP A's 97 Mbit/s is 240 full frames; at ISP B's 48.5, 120.
+    bulk_a = _edge_class(commands, home.id, str(edge.tunnel_ip(0)), "no such match")
+    bulk_b = _edge_class(commands, home.id, str(edge.tunnel_ip(1)), "no such match")
+    limits = {c[c.index("parent") + 1]: c[-1] for c in fifos}
+    assert (limits[bulk_a], limits[bulk_b]) == ("240", "120")
 
 
 def test_too_many_queues_is_a_policy_error(home):
