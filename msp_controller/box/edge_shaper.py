@@ -32,6 +32,10 @@ from msp_controller.box.shaping_apply import Command, check_command
 LOG = logging.getLogger("msp.box.edge_shaper")
 POLL_S = 0.5
 TIMEOUT_S = 10.0
+# The leaves' head-drop FIFOs take handles the kernel picks, from 8000: up (dataplane/shaping.py):
+# 32,767 a port. Past them each refused FIFO costs the kernel a search of every handle, so
+# the shaper stops asking first: those leaves keep HTB's own FIFO (shaped, but tail-drop).
+KERNEL_FIFO_BUDGET = 32_000
 
 Fetch = Callable[["int | None", "str | None"], Mapping[str, Any]]  # (since, after) -> the controller's answer
 Tc = Callable[[list[Command], bool], "tuple[bool, str]"]  # (commands, force) -> (ok, stderr)
@@ -50,6 +54,20 @@ class EdgeShaper:
         self.fetch, self.port, self.tc = fetch, port, tc
         self.version: int | None = None  # None: ask for everything
         self.removals: dict[str, list[Command]] = {}  # what undoes each homenet's applied shaping
+        self.fifos: dict[str, int] = {}  # kernel-handled FIFOs each homenet's shaping made
+        self.fifo_total = 0
+
+    def _budgeted(self, name: str, apply: list[Command]) -> list[Command]:
+        """apply, without its FIFOs if they do not fit in what is left of the port's handles."""
+        self.fifo_total -= self.fifos.pop(name, 0)
+        wanted = sum(1 for c in apply if _kernel_fifo(c))
+        if self.fifo_total + wanted > KERNEL_FIFO_BUDGET:
+            LOG.warning("homenet %s: its queues keep tail-drop FIFOs: the port's %d head-drop FIFOs are taken",
+                        name, self.fifo_total)
+            return [c for c in apply if not _kernel_fifo(c)]
+        self.fifos[name] = wanted
+        self.fifo_total += wanted
+        return apply
 
     def _checked(self, name: str, entry: Any) -> tuple[list[Command], list[Command]] | None:
         try:
@@ -79,6 +97,7 @@ class EdgeShaper:
             for name, entry in homenets.items():
                 if entry is None:  # no longer served here
                     self.tc(self.removals.pop(name, []), True)
+                    self.fifo_total -= self.fifos.pop(name, 0)
                     changed += 1
                     continue
                 checked = self._checked(name, entry)
@@ -86,7 +105,7 @@ class EdgeShaper:
                     continue
                 remove, apply = checked
                 self.tc(remove, True)  # a pair that was not shaped: its removal fails, harmlessly
-                ok, error = self.tc(apply, False)
+                ok, error = self.tc(self._budgeted(name, apply), False)
                 if not ok:
                     LOG.warning("homenet %s: tc: %s", name, error)
                 self.removals[name] = remove
@@ -105,14 +124,14 @@ class EdgeShaper:
         ok, error = self.tc(base, False)
         if not ok:
             raise RuntimeError(f"the edge's base shaping failed: {error}")
-        self.removals = {}
+        self.removals, self.fifos, self.fifo_total = {}, {}, 0
         answer = first
         while True:
             commands: list[Command] = []
             for name, entry in _homenets(answer).items():
                 checked = None if entry is None else self._checked(name, entry)
                 if checked is not None:
-                    commands += checked[1]
+                    commands += self._budgeted(name, checked[1])
                     self.removals[name] = checked[0]
             ok, error = self.tc(commands, True)  # one batch a page: about a second per 500 homenets
             if not ok:
@@ -135,6 +154,11 @@ class EdgeShaper:
                 LOG.warning("edge shaping: %s (asking for everything next time)", err)
                 self.version = None
             stop.wait(POLL_S)
+
+
+def _kernel_fifo(command: Command) -> bool:
+    """A leaf's FIFO whose handle the kernel picks (a qdisc command naming none)."""
+    return command[:2] == ["qdisc", "replace"] and "handle" not in command and "root" not in command
 
 
 def _homenets(answer: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -194,3 +194,36 @@ def test_the_edge_shaper_reads_everything_page_by_page():
     assert ran[0] == [["qdisc", "del", "dev", edge.underlay_port, "root"]]
     assert sum(1 for c in ran for cmd in c if cmd[:2] == ["qdisc", "replace"] and "root" in cmd) == 1
     assert set(shaper.removals) == set(served)
+
+
+def test_the_edge_shaper_stops_asking_for_head_drop_fifos_when_the_ports_handles_are_spent(monkeypatch):
+    """Past the kernel's 32,767 FIFO handles every refused FIFO costs a search of them all: the
+    shaper keeps count, and a homenet beyond the budget is shaped with HTB's own FIFOs."""
+    from msp_controller.box import edge_shaper
+    monkeypatch.setattr(edge_shaper, "KERNEL_FIFO_BUDGET", 10)
+    port = "edge1-up"
+
+    def homenet(major: int) -> dict:
+        leaves = [f"{major}:{minor}" for minor in range(11, 19)]
+        apply = [["class", "replace", "dev", port, "parent", f"{major}:1", "classid", leaf, "htb", "rate", "1mbit"]
+                 for leaf in leaves]
+        apply += [["qdisc", "replace", "dev", port, "parent", leaf, "pfifo_head_drop", "limit", "16"]
+                  for leaf in leaves]
+        return {"remove": [["class", "del", "dev", port, "classid", f"1:{major}"]], "apply": apply}
+
+    answers = iter([
+        {"version": 1, "full": True, "base": [], "homenets": {"a": homenet(2), "b": homenet(3)}},
+        {"version": 2, "full": False, "homenets": {"a": None, "c": homenet(4)}},
+    ])
+    ran: list[list[list[str]]] = []
+    shaper = edge_shaper.EdgeShaper(lambda since, after: next(answers), port,
+                                    lambda c, f: (ran.append(c), (True, ""))[1])
+    shaper.step()
+    applied = [c for batch in ran for c in batch]
+    fifos = [c[c.index("parent") + 1] for c in applied if c[0] == "qdisc" and "pfifo_head_drop" in c]
+    assert fifos == [f"2:{minor}" for minor in range(11, 19)]  # a's 8 fit, b's would not
+    assert sum(c[0] == "class" and c[c.index("classid") + 1].startswith("3:") for c in applied) == 8  # b still shaped
+    ran.clear()
+    shaper.step()  # a gone: its 8 handles are free again, and c's 8 fit
+    assert sum(c[0] == "qdisc" and "pfifo_head_drop" in c for batch in ran for c in batch) == 8
+    assert shaper.fifo_total == 8
