@@ -50,13 +50,20 @@ MIN_QUEUE_PACKETS = 16
 # cost the voice behind it. A head drop enqueues the new packet and reports congestion,
 # which is not an error to the sender (and tells TCP sooner).
 FIFO = "pfifo_head_drop"
-# BFD inside a VXLAN tunnel: outer IP (20) + UDP (8) + VXLAN (8) + Ethernet (14) + inner IP (20),
-# then the inner UDP destination port, 3784. BFD shares the real-time priority: a BFD packet
-# that waits behind bulk for 3 intervals is a false failover (docs/design.md).
+# BFD inside a VXLAN tunnel: outer IP (20) + UDP (8) + VXLAN (8) + Ethernet (14), then the
+# inner IP's addresses (Open vSwitch's BFD sends from and to 169.254.1.x) and, after its 20
+# bytes, the inner UDP destination port, 3784. BFD shares the real-time priority: a BFD
+# packet that waits behind bulk for 3 intervals is a false failover (docs/design.md). The
+# addresses keep out a host's or the Internet's own UDP to port 3784 (measured: without
+# them all of it went into BFD's queue, before everyone's bulk); the ceiling bounds the
+# queue's share whatever gets in.
 VXLAN_UDP_PORT = 4789
-BFD_PORT_OFFSET = 72
+INNER_IP_OFFSET = 50
+BFD_PORT_OFFSET = INNER_IP_OFFSET + 22
 BFD_UDP_PORT = 3784
+BFD_ADDRESSES = ("0xa9fe", "0xffff")  # 169.254.0.0/16 (link-local: never routed to or from a homenet)
 CONTROL_KBPS = 256  # guaranteed to BFD
+CONTROL_CEIL_KBPS = 4 * CONTROL_KBPS
 # Small packets (TCP's pure ACKs: 102 bytes of outer IP) get a queue of their own, first
 # among the rest: behind a full upload queue the download's ACKs wait, or are dropped,
 # and the download stalls (measured: docs/design.md). Capped, so small packets cannot starve bulk.
@@ -147,7 +154,7 @@ def _leaves(dev: str, major: int, block: int, shaped_kbps: float, policy_queues:
     control, small = leaf(CONTROL_MINOR), leaf(SMALL_MINOR)
     commands: list[Command] = [
         ["class", "replace", "dev", dev, "parent", parent, "classid", control, "htb",
-         "rate", _kbit(min(CONTROL_KBPS, shaped_kbps / 10)), "ceil", _kbit(shaped_kbps),
+         "rate", _kbit(min(CONTROL_KBPS, shaped_kbps / 10)), "ceil", _kbit(min(CONTROL_CEIL_KBPS, shaped_kbps)),
          "prio", "0", "quantum", str(MTU_BYTES)],
         fifo(CONTROL_MINOR, REALTIME_QUEUE_PACKETS),
         ["class", "replace", "dev", dev, "parent", parent, "classid", small, "htb",
@@ -158,6 +165,9 @@ def _leaves(dev: str, major: int, block: int, shaped_kbps: float, policy_queues:
     filters: list[Command] = [
         ["filter", "add", "dev", dev, "parent", filter_parent, "protocol", "ip", "prio", "1", "u32",
          "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", str(VXLAN_UDP_PORT), "0xffff",
+         # u16: a u32 match must sit at a multiple of 4, and the addresses do not.
+         "match", "u16", *BFD_ADDRESSES, "at", str(INNER_IP_OFFSET + 12),
+         "match", "u16", *BFD_ADDRESSES, "at", str(INNER_IP_OFFSET + 16),
          "match", "u16", str(BFD_UDP_PORT), "0xffff", "at", str(BFD_PORT_OFFSET), "flowid", control],
         # After the DSCP filters (prio 1): a small voice packet stays in its class's queue.
         ["filter", "add", "dev", dev, "parent", filter_parent, "protocol", "ip", "prio", "2", "u32",

@@ -21,11 +21,12 @@ pytest.importorskip("mininet")
 
 from bench.common import api
 from bench.qos import qos_policy
+from msp_controller.dataplane.shaping import BFD_UDP_PORT, CONTROL_MINOR, edge_pair_class, edge_pair_ids
 from msp_controller.model.policy import parse_policy
 from topologies.controller import wait_for
 from topologies.faults import isp_blackhole
 from topologies.hops import VoiceHops, at_the_isps
-from topologies.measure import H1_4, SERVER4, TcpTransfer, wait_reachable
+from topologies.measure import H1_4, PYTHON, SERVER4, TcpTransfer, wait_reachable
 from topologies.ovsbox import run
 from topologies.scenario import running, wait_path
 from topologies.shaping import VoicePing, apply_shaping, isp_links
@@ -112,6 +113,57 @@ def test_voice_is_not_lost_when_a_flood_that_does_not_back_off_overflows_the_bul
         flood.stop()
     assert shaper_drops(net, way) - drops_before > 1000  # the bulk queue overflowed the whole time
     assert result.loss_pct == 0, (result.sent, result.received)
+
+
+def class_packets(node, port: str) -> dict[str, int]:
+    """Packets sent so far by each HTB class on a port, by class id (tc's JSON has no HTB
+    classes here)."""
+    found, classid = {}, ""
+    for line in run(["tc", "-s", "class", "show", "dev", port], node).splitlines():
+        words = line.split()
+        if words[:2] == ["class", "htb"]:
+            classid = words[2]
+        elif words[:1] == ["Sent"] and classid:
+            found[classid] = int(words[3])
+    return found
+
+
+HOST_SENDER = """
+import socket, sys, time
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for n in range(int(sys.argv[3])):
+    sock.sendto(bytes(200), (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.002)
+"""
+
+
+def test_bfd_goes_first_at_both_ends_and_a_hosts_own_udp_to_its_port_does_not(msp):
+    """BFD has a queue of its own, first, so bulk cannot make a false failover. A host's (or
+    the Internet's) packets to BFD's port must not get in there: they would go before
+    everyone's bulk, and fill BFD's own queue."""
+    net, _ = msp
+    home = net.plan.homenet
+    uplink = home.uplinks[0]  # the policy's first ISP, in use
+    major, block = edge_pair_ids(home.id, uplink.slot)
+    up_control, down_control = f"1:{CONTROL_MINOR:x}", f"{major:x}:{block | CONTROL_MINOR:x}"
+    down_pair = edge_pair_class(home.id, uplink.slot)
+
+    def counts() -> tuple[int, int, int]:
+        """(BFD's queue up, BFD's queues down at every edge, that ISP's classes down)."""
+        down = [class_packets(net[name], net.config.edge(name).underlay_port) for name in home.edges]
+        return (class_packets(net["mspmb"], uplink.port)[up_control],
+                sum(d.get(down_control, 0) for d in down), sum(d.get(down_pair, 0) for d in down))
+
+    before = counts()
+    sent = 500
+    net["h1"].popen([PYTHON, "-c", HOST_SENDER, SERVER4, str(BFD_UDP_PORT), str(sent)]).wait(timeout=30)
+    wait_for(lambda: counts()[2] - before[2] >= sent, 10, what="the host's packets back from the edge")
+    after = counts()
+    # BFD kept flowing through both control queues (a packet every few hundred ms)...
+    assert after[0] > before[0] and after[1] > before[1], (before, after)
+    # ...and the host's 500 packets went elsewhere, each way (the edge sends a tunnel's UDP to
+    # BFD's port back the way it came, which is how they came down again).
+    assert after[0] - before[0] < sent / 5 and after[1] - before[1] < sent / 5, (before, after)
 
 
 def test_voice_keeps_its_latency_under_load_both_ways_and_after_failover(msp, tmp_path):

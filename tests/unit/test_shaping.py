@@ -99,10 +99,13 @@ def test_upstream_is_shaped_below_each_isps_rate_with_voice_first(home, policy):
         voice = _flowid(commands, "tos 0xb8 0xfc")
         video = _flowid(commands, "tos 0x88 0xfc")
         assert classes[voice]["prio"] == "0" and classes[video]["prio"] == "1"
-        # Every class may use the whole shaped rate, and none more; small packets (ACKs) a quarter.
+        # Every class may use the whole shaped rate, and none more; small packets (ACKs) a
+        # quarter, BFD's queue 1 Mbit/s.
         small = _flowid(commands, "match u16 0x0000 0xff80 at 2")
-        assert {c["ceil"] for k, c in classes.items() if k != small} == {f"{int(up * SHAPE_FRACTION)}kbit"}
+        bfd = _flowid(commands, "u16 3784 0xffff at 72")
+        assert {c["ceil"] for k, c in classes.items() if k not in (small, bfd)} == {f"{int(up * SHAPE_FRACTION)}kbit"}
         assert classes[small]["ceil"] == f"{int(up * SHAPE_FRACTION / 4)}kbit"
+        assert classes[bfd]["ceil"] == "1024kbit"
         # Unmarked traffic falls to the default leaf (the root's default).
         assert commands[0][-1] not in (voice.split(":")[1], video.split(":")[1])
 
@@ -133,9 +136,12 @@ def test_downstream_is_shaped_per_homenet_and_isp(config, home, policy):
 
 
 def test_bfd_goes_first_at_both_ends(config, home, policy):
-    """BFD waiting behind bulk for three intervals would be a false failover."""
+    """BFD waiting behind bulk for three intervals would be a false failover. Only packets
+    from and to Open vSwitch's BFD addresses (link-local) count as BFD: a host's own UDP to
+    port 3784 is not (tests/integration/test_qos.py)."""
     upstream = mspmb_shaping(policy, home.uplink("ispA"))
-    bfd = _flowid(upstream, "u16 3784 0xffff at 72", "dport 4789")
+    link_local = "u16 0xa9fe 0xffff"
+    bfd = _flowid(upstream, "u16 3784 0xffff at 72", "dport 4789", f"{link_local} at 62", f"{link_local} at 66")
     assert _classes(upstream)[bfd]["prio"] == "0"
     edge = config.edge("edge1")
     downstream = edge_homenet_shaping(edge, home, policy)
