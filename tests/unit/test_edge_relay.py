@@ -95,3 +95,13 @@ def test_only_the_mspmb_runs_bfd(config):
     # one port per slot for every homenet: remote and key come from the flows
     assert all("options:remote_ip=flow" in c and "options:key=flow" in c for c in edge_tunnels)
     assert home_tunnels and all("bfd:enable=true" in c for c in home_tunnels)
+
+
+def test_a_hosts_own_udp_to_bfds_port_goes_to_the_internet_not_back_into_its_tunnel(net, config):
+    """The box's BFD takes any UDP to port 3784 that comes out of a tunnel: returned, a host's
+    packet would never reach the Internet (tests/integration/test_qos.py: 0 of 2,000 did)."""
+    edge = config.edge("edge1")
+    packet = {**bfd_packet(), "ipv4_src": H1_4, "ipv4_dst": SERVER4}
+    outputs = net.switch(EDGE).process(TUNNEL_A, via_tunnel(config, packet, 0))
+    assert [out.port for out in outputs] == [INTERNET]
+    assert outputs[0].packet["eth_src"] == edge.internet_mac

@@ -13,6 +13,9 @@ ETH_IPV4, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806
 IPPROTO_ICMP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 17, 58
 ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 135, 136
 BFD_UDP_PORT = 3784  # BFD control packets (RFC 5881), as Open vSwitch sends them in a tunnel
+# Open vSwitch's BFD goes from 169.254.1.1 to 169.254.1.0 (link-local): no host can send from
+# there (the MSPMB admits only the homenet's prefixes), so no host's packet passes for BFD.
+BFD_ADDRESSES = ("169.254.0.0", "255.255.0.0")
 
 # Priorities: neighbour protocol above admission above routes.
 PRIO_PROBE = 400

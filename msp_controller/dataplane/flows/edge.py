@@ -15,6 +15,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from msp_controller.dataplane.flows.classes import PRIO_CLASS, TunnelExit, class_forwarding, flow_matches
 from msp_controller.dataplane.flows.common import (
+    BFD_ADDRESSES,
     BFD_UDP_PORT,
     ETH_IPV4,
     ETH_IPV6,
@@ -75,9 +76,13 @@ def edge_homenet_part(config: MspConfig, edge: Edge, homenet: Homenet, ports: Po
     flows: list[Flow] = []
     for uplink, port in _tunnel_ports(homenet, ports):
         tunnel = tunnel_match(homenet, uplink, port)
-        # The MSPMB's BFD, back the way it came (TTL untouched: BFD insists on 255).
+        # The MSPMB's BFD, back the way it came (TTL untouched: BFD insists on 255). Only from
+        # and to BFD's own addresses: the box's BFD takes any UDP to its port that comes out of
+        # the tunnel, so a host's own would never reach the Internet (its TTL, which the MSPMB
+        # lowers, keeps it from touching the session).
         flows.append(Flow(EDGE_CLASSIFY, PRIO_PROBE,
-                          match(**tunnel, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=BFD_UDP_PORT),
+                          match(**tunnel, eth_type=ETH_IPV4, ip_proto=IPPROTO_UDP, udp_dst=BFD_UDP_PORT,
+                                ipv4_src=BFD_ADDRESSES, ipv4_dst=BFD_ADDRESSES),
                           (SetField("tun_ipv4_dst", str(uplink.address)), Output(ofp.OFPP_IN_PORT))))
         # Probe replies reflected by the MSPMB: timed by the controller.
         flows.append(Flow(EDGE_CLASSIFY, PRIO_PROBE,
