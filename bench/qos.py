@@ -41,6 +41,7 @@ from bench import proc_cpu
 from bench.common import DEFAULT_POLICY, api, run_directory, wait_all_paths_healthy
 from msp_controller.dataplane.shaping import MTU_BYTES, SHAPE_FRACTION
 from msp_controller.model.policy import Policy, parse_policy
+from topologies.edge_shapers import EdgeShapers
 from topologies.leak_guard import LeakGuard
 from topologies.measure import SERVER4, TcpTransfer, wait_reachable
 from topologies.ovsbox import run
@@ -168,8 +169,9 @@ def arguments(description: str) -> argparse.ArgumentParser:
 @contextmanager
 def emulated_access(prefix: str, args: argparse.Namespace, guard: LeakGuard) -> Iterator[tuple[str, Any, Any]]:
     """(run directory, network, controller): the reference network with the ISPs' access
-    links of args, every path healthy."""
-    with run_directory(prefix) as run_dir, running(run_dir, isp_rate_mbit=0, guard=guard) as (net, controller):
+    links of args, every path healthy, and the edges' shapers following REST."""
+    with run_directory(prefix) as run_dir, running(run_dir, isp_rate_mbit=0, guard=guard) as (net, controller), \
+            EdgeShapers(net, controller, run_dir):
         isp_links(net, args.down_mbit, args.up_mbit, args.buffer_ms)
         wait_reachable(net["h1"], SERVER4, timeout=60)
         wait_all_paths_healthy(controller)

@@ -4,7 +4,8 @@ voice-like probe to see what a call would feel.
 - isp_access(): an ISP as homes know it: a rate each way and a deep FIFO in front of it
   (250 ms is common on real access links), HTB + bfifo in the ISP router's namespace.
 - apply_shaping() / clear_shaping(): the tc commands of msp_controller/dataplane/shaping.py
-  for a policy, run in the MSPMB and edge namespaces (a box agent's job in production).
+  for a policy, run in the MSPMB's namespace (a box agent's job in production), and a wait
+  for the edges' shapers (topologies/edge_shapers.py), which take it from REST.
 - VoicePing: bench/voiceping.py between two hosts (50 packets/s, echoed), RTTs and loss.
 - PingSeries: plain pings alongside, in whatever class the policy leaves ICMP (the default):
   what a web page's packets feel while bulk fills the link.
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from msp_controller.dataplane.shaping import (
+    SHAPE_FRACTION,
     clear_commands,
-    edge_base_shaping,
-    edge_homenet_shaping,
+    edge_pair_class,
     edge_pair_ids,
     leaf_minors,
     mspmb_shaping,
@@ -32,6 +33,7 @@ from msp_controller.dataplane.shaping import (
 from msp_controller.model.policy import Policy
 
 from .controller import wait_for
+from .edge_shapers import class_ceil_bits
 from .measure import PYTHON, REPO, nearest_rank
 from .ovsbox import run
 
@@ -59,23 +61,36 @@ def _apply(node: Any, dev: str, commands: list[list[str]]) -> None:
         run(["tc", *command], node)
 
 
-def apply_shaping(net: Any, policy: Policy) -> None:
-    """The MSP's shaping for this policy: upstream at the MSPMB's uplinks, downstream at
-    every edge's underlay port."""
+def _edge_ceilings(net: Any) -> dict[tuple[str, int], int | None]:
+    """Each (edge, slot) of the homenet: its class's ceiling at that edge, None when unshaped."""
+    homenet = net.plan.homenet
+    return {(edge.name, uplink.slot): class_ceil_bits(net[edge.name], edge.underlay_port,
+                                                      edge_pair_class(homenet.id, uplink.slot))
+            for edge in net.config.edges if edge.name in homenet.edges for uplink in homenet.uplinks}
+
+
+def apply_shaping(net: Any, policy: Policy, timeout: float = 15.0) -> None:
+    """The MSP's shaping for this policy, which the caller has just put over REST: upstream at
+    the MSPMB's uplinks (the box agent's job in production; this MSPMB has none), downstream
+    at every edge, where the edges' shapers (topologies/edge_shapers.py) take it from REST:
+    this waits until each edge has each ISP's class at its rate."""
     homenet = net.plan.homenet
     for uplink in homenet.uplinks:
         _apply(net["mspmb"], uplink.port, mspmb_shaping(policy, uplink))
-    for edge in net.config.edges:
-        if edge.name in homenet.edges:
-            _apply(net[edge.name], edge.underlay_port,
-                   edge_base_shaping(edge.underlay_port) + edge_homenet_shaping(edge, homenet, policy))
+    wanted = {}
+    for edge, slot in _edge_ceilings(net):
+        uplink = next(u for u in homenet.uplinks if u.slot == slot)
+        down = policy.isp_rates(uplink.name).down_kbps
+        wanted[(edge, slot)] = None if down is None else int(down * SHAPE_FRACTION) * 1000
+    wait_for(lambda: _edge_ceilings(net) == wanted, timeout, what="the edges' shapers to apply the policy")
 
 
-def clear_shaping(net: Any) -> None:
+def clear_shaping(net: Any, timeout: float = 15.0) -> None:
+    """No shaping: the MSPMB's cleared, and the edges' shapers have removed the homenet's
+    classes (the caller has just put a policy without rates over REST)."""
     for uplink in net.plan.homenet.uplinks:
         run(["tc", *clear_commands(uplink.port)[0]], net["mspmb"], check=False)
-    for edge in net.config.edges:
-        run(["tc", *clear_commands(edge.underlay_port)[0]], net[edge.name], check=False)
+    wait_for(lambda: not any(_edge_ceilings(net).values()), timeout, what="the edges' shapers to unshape")
 
 
 def class_bytes(node: Any, dev: str) -> dict[str, int]:

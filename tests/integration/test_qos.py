@@ -25,6 +25,7 @@ from bench.qos import qos_policy
 from msp_controller.dataplane.shaping import BFD_UDP_PORT, CONTROL_MINOR, edge_pair_class, edge_pair_ids
 from msp_controller.model.policy import parse_policy
 from topologies.controller import wait_for
+from topologies.edge_shapers import EdgeShapers
 from topologies.faults import isp_blackhole
 from topologies.hops import VoiceHops, at_the_isps
 from topologies.measure import H1_4, PYTHON, SERVER4, TcpTransfer, wait_reachable
@@ -47,7 +48,7 @@ MAX_ISP_QUEUE_P99_MS = 20.0
 @pytest.fixture(scope="module")
 def msp(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("msp"))
-    with running(run_dir, isp_rate_mbit=0) as (net, controller):
+    with running(run_dir, isp_rate_mbit=0) as (net, controller), EdgeShapers(net, controller, run_dir):
         isp_links(net, DOWN_MBIT, UP_MBIT, BUFFER_MS)
         wait_reachable(net["h1"], SERVER4, timeout=60)
         policy = qos_policy(DOWN_MBIT, UP_MBIT)
