@@ -93,17 +93,23 @@ def clear_shaping(net: Any, timeout: float = 15.0) -> None:
     wait_for(lambda: not any(_edge_ceilings(net).values()), timeout, what="the edges' shapers to unshape")
 
 
-def class_bytes(node: Any, dev: str) -> dict[str, int]:
-    """Bytes sent so far by each HTB class on a port, by class id ("4:12")."""
-    found: dict[str, int] = {}
+def class_sent(node: Any, dev: str) -> dict[str, tuple[int, int]]:
+    """(bytes, packets) sent so far by each HTB class on a port, by class id ("4:12"): from
+    tc's text (its JSON has no HTB classes here)."""
+    found: dict[str, tuple[int, int]] = {}
     classid = ""
     for line in run(["tc", "-s", "class", "show", "dev", dev], node).splitlines():
         words = line.split()
         if words[:2] == ["class", "htb"]:
             classid = words[2]
         elif words[:1] == ["Sent"] and classid:
-            found[classid] = int(words[1])
+            found[classid] = (int(words[1]), int(words[3]))
     return found
+
+
+def class_bytes(node: Any, dev: str) -> dict[str, int]:
+    """Bytes sent so far by each HTB class on a port, by class id."""
+    return {classid: sent[0] for classid, sent in class_sent(node, dev).items()}
 
 
 def _bulk_bytes(found: dict[str, int], major: int, block: int, policy: Policy) -> int:

@@ -31,7 +31,7 @@ from topologies.hops import VoiceHops, at_the_isps
 from topologies.measure import H1_4, PYTHON, SERVER4, TcpTransfer, wait_reachable
 from topologies.ovsbox import run
 from topologies.scenario import running, wait_path
-from topologies.shaping import VoicePing, apply_shaping, isp_links
+from topologies.shaping import VoicePing, apply_shaping, class_sent, isp_links
 
 DOWN_MBIT, UP_MBIT, BUFFER_MS = 40, 10, 250
 VOICE_PORT, BULK_PORT = 20000, 5311
@@ -118,16 +118,8 @@ def test_voice_is_not_lost_when_a_flood_that_does_not_back_off_overflows_the_bul
 
 
 def class_packets(node, port: str) -> dict[str, int]:
-    """Packets sent so far by each HTB class on a port, by class id (tc's JSON has no HTB
-    classes here)."""
-    found, classid = {}, ""
-    for line in run(["tc", "-s", "class", "show", "dev", port], node).splitlines():
-        words = line.split()
-        if words[:2] == ["class", "htb"]:
-            classid = words[2]
-        elif words[:1] == ["Sent"] and classid:
-            found[classid] = int(words[3])
-    return found
+    """Packets sent so far by each HTB class on a port, by class id."""
+    return {classid: sent[1] for classid, sent in class_sent(node, port).items()}
 
 
 HOST_SENDER = """
