@@ -31,16 +31,19 @@ class EdgeShapers:
 
     def __enter__(self) -> EdgeShapers:
         via = controller_address(self.controller.config_path)
-        for edge in self.net.config.edges:
-            node = self.net[edge.name]
-            run(["ip", "route", "replace", f"{control_ns.OPERATOR_NS_IP}/32", "via", via], node)
-            log = open(os.path.join(self.run_dir, f"{edge.name}-shaper.log"), "ab")
-            env = dict(os.environ, MSP_TOKEN=self.controller.token or "")
-            self.processes.append(subprocess.Popen(
-                ["mnexec", "-a", str(node.pid), PYTHON, "-m", "msp_controller.box.edge_shaper",
-                 "--api", self.controller.url, "--edge", edge.name, "--port", edge.underlay_port],
-                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
-            log.close()
+        env = dict(os.environ, MSP_TOKEN=self.controller.token or "")
+        try:
+            for edge in self.net.config.edges:
+                node = self.net[edge.name]
+                run(["ip", "route", "replace", f"{control_ns.OPERATOR_NS_IP}/32", "via", via], node)
+                with open(os.path.join(self.run_dir, f"{edge.name}-shaper.log"), "ab") as log:
+                    self.processes.append(subprocess.Popen(
+                        ["mnexec", "-a", str(node.pid), PYTHON, "-m", "msp_controller.box.edge_shaper",
+                         "--api", self.controller.url, "--edge", edge.name, "--port", edge.underlay_port],
+                        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+        except BaseException:
+            self.__exit__()  # the ones already started
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -49,9 +52,6 @@ class EdgeShapers:
                 process.kill()
             process.wait(timeout=10)
         self.processes = []
-
-    def died(self) -> bool:
-        return any(p.poll() is not None for p in self.processes)
 
 
 def class_ceil_bits(node: Any, dev: str, classid: str) -> int | None:
