@@ -10,7 +10,6 @@ shapers are stopped by PID; their logs are <run_dir>/<edge>-shaper.log.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from typing import Any
 
@@ -18,8 +17,6 @@ from . import control_ns
 from .controller import controller_address
 from .measure import PYTHON, REPO
 from .ovsbox import run
-
-UNITS = {"bit": 1, "kbit": 1_000, "mbit": 1_000_000, "gbit": 1_000_000_000}
 
 
 class EdgeShapers:
@@ -52,10 +49,3 @@ class EdgeShapers:
                 process.kill()
             process.wait(timeout=10)
         self.processes = []
-
-
-def class_ceil_bits(node: Any, dev: str, classid: str) -> int | None:
-    """An HTB class's ceiling in bit/s, or None when the port has no such class."""
-    out = run(["tc", "class", "show", "dev", dev, "classid", classid], node, check=False)
-    match = re.search(r"ceil (\d+(?:\.\d+)?)([KMG]?bit)", out)
-    return None if match is None else int(float(match.group(1)) * UNITS[match.group(2).lower()])

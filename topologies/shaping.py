@@ -33,7 +33,6 @@ from msp_controller.dataplane.shaping import (
 from msp_controller.model.policy import Policy
 
 from .controller import wait_for
-from .edge_shapers import class_ceil_bits
 from .measure import PYTHON, REPO, nearest_rank
 from .ovsbox import run
 
@@ -61,12 +60,18 @@ def _apply(node: Any, dev: str, commands: list[list[str]]) -> None:
         run(["tc", *command], node)
 
 
+def _edge_pairs(net: Any) -> list[tuple[Any, Any]]:
+    """(edge, uplink): each edge serving the homenet, with each of the homenet's ISPs."""
+    homenet = net.plan.homenet
+    return [(edge, uplink) for edge in net.config.edges if edge.name in homenet.edges for uplink in homenet.uplinks]
+
+
 def _edge_ceilings(net: Any) -> dict[tuple[str, int], int | None]:
     """Each (edge, slot) of the homenet: its class's ceiling at that edge, None when unshaped."""
-    homenet = net.plan.homenet
+    homenet_id = net.plan.homenet.id
     return {(edge.name, uplink.slot): class_ceil_bits(net[edge.name], edge.underlay_port,
-                                                      edge_pair_class(homenet.id, uplink.slot))
-            for edge in net.config.edges if edge.name in homenet.edges for uplink in homenet.uplinks}
+                                                      edge_pair_class(homenet_id, uplink.slot))
+            for edge, uplink in _edge_pairs(net)}
 
 
 def apply_shaping(net: Any, policy: Policy, timeout: float = 15.0) -> None:
@@ -74,14 +79,10 @@ def apply_shaping(net: Any, policy: Policy, timeout: float = 15.0) -> None:
     the MSPMB's uplinks (the box agent's job in production; this MSPMB has none), downstream
     at every edge, where the edges' shapers (topologies/edge_shapers.py) take it from REST:
     this waits until each edge has each ISP's class at its rate."""
-    homenet = net.plan.homenet
-    for uplink in homenet.uplinks:
+    for uplink in net.plan.homenet.uplinks:
         _apply(net["mspmb"], uplink.port, mspmb_shaping(policy, uplink))
-    wanted = {}
-    for edge, slot in _edge_ceilings(net):
-        uplink = next(u for u in homenet.uplinks if u.slot == slot)
-        down = policy.isp_rates(uplink.name).down_kbps
-        wanted[(edge, slot)] = None if down is None else int(down * SHAPE_FRACTION) * 1000
+    wanted = {(edge.name, uplink.slot): None if (down := policy.isp_rates(uplink.name).down_kbps) is None
+              else int(down * SHAPE_FRACTION) * 1000 for edge, uplink in _edge_pairs(net)}
     wait_for(lambda: _edge_ceilings(net) == wanted, timeout, what="the edges' shapers to apply the policy")
 
 
@@ -105,6 +106,16 @@ def class_sent(node: Any, dev: str) -> dict[str, tuple[int, int]]:
         elif words[:1] == ["Sent"] and classid:
             found[classid] = (int(words[1]), int(words[3]))
     return found
+
+
+TC_UNITS = {"bit": 1, "kbit": 1_000, "mbit": 1_000_000, "gbit": 1_000_000_000}
+
+
+def class_ceil_bits(node: Any, dev: str, classid: str) -> int | None:
+    """An HTB class's ceiling in bit/s, or None when the port has no such class."""
+    out = run(["tc", "class", "show", "dev", dev, "classid", classid], node, check=False)
+    match = re.search(r"ceil (\d+(?:\.\d+)?)([KMG]?bit)", out)
+    return None if match is None else int(float(match.group(1)) * TC_UNITS[match.group(2).lower()])
 
 
 def class_bytes(node: Any, dev: str) -> dict[str, int]:

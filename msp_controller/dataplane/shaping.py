@@ -232,9 +232,10 @@ def mspmb_shaping(policy: Policy, uplink: Uplink) -> list[Command]:
 # Handles: a homenet's qdisc is id + 1, below 8000: where the kernel allocates the FIFOs'
 # own. A port has 65,535 qdisc handles in all: ids up to 32,766 and 32,768 FIFOs, which is
 # 8,192 homenet-ISP pairs of a policy with one voice class (4 leaves each). Past that the
-# kernel refuses the FIFO (tc says so) and that leaf keeps HTB's own, a tail-drop FIFO of
-# the port's txqueuelen: still shaped and prioritised, but a full queue's drop there makes
-# the switch drop the rest of its send batch (see FIFO).
+# edge's shaper stops asking for FIFOs (box/edge_shaper.py, KERNEL_FIFO_BUDGET) and those
+# leaves keep HTB's own, a tail-drop FIFO of the port's txqueuelen: still shaped and
+# prioritised, but a full queue's drop there makes the switch drop the rest of its send
+# batch (see FIFO).
 
 EDGE_HASH_TABLE = 0x2  # the u32 hash table's handle at the root
 EDGE_BUCKETS = 256
