@@ -5,7 +5,8 @@ commands the topology runs itself.
 Each edge reaches REST over the management network: the controller's namespace holds the
 REST address (control_ns.OPERATOR_NS_IP) and accepts it on its management bridge, so the
 edge needs only a host route to it through the controller's management address. The
-shapers are stopped by PID; their logs are <run_dir>/<edge>-shaper.log.
+shapers are stopped by PID; their logs are <run_dir>/<edge>-shaper.log, their journals
+<run_dir>/<edge>-shaper.journal.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ class EdgeShapers:
                 with open(os.path.join(self.run_dir, f"{edge.name}-shaper.log"), "ab") as log:
                     self.processes.append(subprocess.Popen(
                         ["mnexec", "-a", str(node.pid), PYTHON, "-m", "msp_controller.box.edge_shaper",
-                         "--api", self.controller.url, "--edge", edge.name, "--port", edge.underlay_port],
+                         "--api", self.controller.url, "--edge", edge.name, "--port", edge.underlay_port,
+                         "--journal", os.path.join(self.run_dir, f"{edge.name}-shaper.journal")],
                         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
         except BaseException:
             self.__exit__()  # the ones already started

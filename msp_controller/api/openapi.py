@@ -356,13 +356,14 @@ def _edge_shaping_schema() -> Schema:
         "type": "object", "required": ["version", "full", "homenets"],
         "properties": {
             "version": {"type": "integer", "description": "pass it as `since` next time"},
-            "full": {"type": "boolean", "description": "true: start from a clear port, apply `base` first"},
+            "full": {"type": "boolean", "description": "true: every homenet served here, `base` on the first page"},
             "base": commands,
             "next": {"type": "string", "description": "more homenets: ask again with after=<next>"},
             "homenets": {"type": "object", "additionalProperties": {
                 "type": "object", "nullable": True, "required": ["remove", "apply"],
                 "description": "null: no longer served at this edge (remove what was applied for it)",
-                "properties": {"remove": commands, "apply": commands,
+                "properties": {"id": {"type": "integer", "description": "the homenet's id: its handles derive from it"},
+                               "remove": commands, "apply": commands,
                                "unshaped": {"type": "string", "description": "why it is left unshaped"}}}},
         }}
 

@@ -109,12 +109,12 @@ class CoreService:
                 homenets[name] = None
                 continue
             try:
-                # With full, the port is cleared first and "remove" need not run; the shaper
-                # keeps it for when the homenet goes (null: its commands are gone with it).
-                homenets[name] = {"remove": edge_homenet_unshaping(edge, homenet.spec),
+                # The shaper keeps "remove" for when the homenet changes or goes (null: its
+                # commands are gone with it); "id" tells it whose handles a homenet's are.
+                homenets[name] = {"id": homenet.spec.id, "remove": edge_homenet_unshaping(edge, homenet.spec),
                                   "apply": edge_homenet_shaping(edge, homenet.spec, homenet.policy)}
             except ValueError as err:  # an id beyond what one port can shape: left unshaped, said why
-                homenets[name] = {"remove": [], "apply": [], "unshaped": str(err)}
+                homenets[name] = {"id": homenet.spec.id, "remove": [], "apply": [], "unshaped": str(err)}
         result: dict[str, Any] = {"version": current, "full": full, "homenets": homenets}
         if full and after is None:
             result["base"] = edge_base_shaping(edge.underlay_port)

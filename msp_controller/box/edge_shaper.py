@@ -1,15 +1,19 @@
 """An edge's shaper: keeps the downstream shaping on the edge's underlay port in step with the
 controller's policies (GET /api/v1/edges/<edge>/shaping, the operator's token).
 
-Once everything (a cleared port, the base, every homenet served there), then twice a second
-only the homenets whose policy changed since the version it applied: a homenet's change costs
-the same at any number of homenets. Nothing is kept only here: after a restart it asks for
-everything again. Commands are checked like the box agent's (box/shaping_apply.py): tc
-qdisc/class/filter on this port only, plain-word arguments; a homenet whose commands do not
-pass keeps its previous shaping, and the warning names the problem.
+Once everything (the base and every homenet served there), then twice a second only the
+homenets whose policy changed since the version it applied: a homenet's change costs the same
+at any number of homenets. What the port holds is journaled (box/edge_journal.py): after a
+restart, or when it lost the controller, it asks for everything again but rebuilds only the
+homenets whose shaping differs, and the port stays shaped meanwhile; a port of unknown state
+(no journal, another boot, the port made again) is cleared and built from the base up.
+Commands are checked like the box agent's (box/shaping_apply.py): tc qdisc/class/filter on
+this port only, plain-word arguments; a homenet whose commands do not pass keeps its previous
+shaping, and the warning names the problem.
 
     MSP_TOKEN_FILE=/etc/msp/edge.token python -m msp_controller.box.edge_shaper \\
-        --api https://198.19.64.10:8080 --edge edge1 --port edge1-up
+        --api https://198.19.64.10:8080 --edge edge1 --port edge1-up \\
+        --journal /run/msp/edge-shaper-edge1-up.journal
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -27,6 +32,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from msp_controller.box.edge_journal import Applied, Journal, digest
 from msp_controller.box.shaping_apply import Command, check_command
 
 LOG = logging.getLogger("msp.box.edge_shaper")
@@ -50,24 +56,74 @@ def tc_batch(commands: list[Command], force: bool) -> tuple[bool, str]:
 
 
 class EdgeShaper:
-    def __init__(self, fetch: Fetch, port: str, tc: Tc = tc_batch) -> None:
+    def __init__(self, fetch: Fetch, port: str, tc: Tc = tc_batch, journal: Journal | None = None,
+                 incarnation: Callable[[], str | None] | None = None,
+                 root_in_place: Callable[[], bool] | None = None) -> None:
         self.fetch, self.port, self.tc = fetch, port, tc
+        self.journal = journal or Journal(None)
+        self.incarnation = incarnation or (lambda: port_incarnation(port))
         self.version: int | None = None  # None: ask for everything
-        self.removals: dict[str, list[Command]] = {}  # what undoes each homenet's applied shaping
-        self.fifos: dict[str, int] = {}  # kernel-handled FIFOs each homenet's shaping made
-        self.fifo_total = 0
+        self.applied: dict[str, Applied] = {}  # each homenet's shaping as the port holds it
+        self.by_id: dict[int, str] = {}  # whose handles each id's are
+        self.fifo_total = 0  # kernel-handled FIFOs on the port
+        self.base: str | None = None  # digest of the base the port holds; None: clear the port first
+        self.held: str | None = None  # the port's incarnation the above describe
+        self._resume(root_in_place or (lambda: root_in_place_of(port)))
 
-    def _budgeted(self, name: str, apply: list[Command]) -> list[Command]:
-        """apply, without its FIFOs if they do not fit in what is left of the port's handles."""
-        self.fifo_total -= self.fifos.pop(name, 0)
+    def _resume(self, root_in_place: Callable[[], bool]) -> None:
+        """Take the port's state from the journal when it describes this very port."""
+        recorded = self.journal.read()
+        if recorded is None:
+            return
+        now = self.incarnation()
+        if recorded.port != self.port or recorded.incarnation != now:
+            LOG.info("journal: written for %s in %s, the port is %s now: it is built again",
+                     recorded.port, recorded.incarnation, now)
+            return
+        if not root_in_place():
+            LOG.warning("journal: %s has lost its root qdisc: it is built again", self.port)
+            return
+        self.base, self.held = recorded.base, now
+        for name, applied in recorded.homenets.items():
+            self._keep(name, applied)
+        LOG.info("journal: %d homenets on %s as the last shaper left them", len(self.applied), self.port)
+
+    def _keep(self, name: str, applied: Applied) -> None:
+        self._drop(name)
+        self.applied[name] = applied
+        self.fifo_total += applied.fifos
+        if applied.id is not None:
+            self.by_id[applied.id] = name
+
+    def _drop(self, name: str) -> Applied | None:
+        applied = self.applied.pop(name, None)
+        if applied is not None:
+            self.fifo_total -= applied.fifos
+            if applied.id is not None and self.by_id.get(applied.id) == name:
+                del self.by_id[applied.id]
+        return applied
+
+    def _make_room(self, name: str, homenet_id: int | None, remove: list[Command]) -> list[Command]:
+        """What undoes whatever the port holds where this homenet's shaping goes: its own old
+        shaping, another homenet's on the same id (a homenet gone, its id taken meanwhile) and,
+        in case the journal missed it, its new shaping's own removal."""
+        undo: list[Command] = []
+        holder = self.by_id.get(homenet_id) if homenet_id is not None else None
+        for previous in (self._drop(name), self._drop(holder) if holder and holder != name else None):
+            if previous is not None:
+                undo += [c for c in previous.remove if c not in undo]
+        if holder and holder != name:
+            self.journal.gone(holder)
+        return undo + [c for c in remove if c not in undo]
+
+    def _budgeted(self, name: str, apply: list[Command]) -> tuple[list[Command], int]:
+        """(apply, its FIFOs), without them if they do not fit in what is left of the port's handles."""
         wanted = sum(1 for c in apply if _kernel_fifo(c))
         if self.fifo_total + wanted > KERNEL_FIFO_BUDGET:
             LOG.warning("homenet %s: its queues keep tail-drop FIFOs: the port's %d head-drop FIFOs are taken",
                         name, self.fifo_total)
-            return [c for c in apply if not _kernel_fifo(c)]
-        self.fifos[name] = wanted
-        self.fifo_total += wanted
-        return apply
+            return [c for c in apply if not _kernel_fifo(c)], 0
+        return apply, wanted
 
     def _checked(self, name: str, entry: Any) -> tuple[list[Command], list[Command]] | None:
         try:
@@ -88,62 +144,127 @@ class EdgeShaper:
 
     def step(self) -> int:
         """One exchange with the controller; returns how many homenets it changed."""
+        now = self.incarnation()
+        if now is None:
+            raise RuntimeError(f"no port {self.port}")
+        if now != self.held and self.version is not None:
+            LOG.warning("%s is another port now (%s, was %s): its shaping is built again", self.port, now, self.held)
+            self.version = None
         answer = self.fetch(self.version, None)
         homenets = _homenets(answer)
         if answer.get("full"):
-            changed = self._everything(answer)
+            changed = self._everything(answer, now)
         else:
             changed = 0
             for name, entry in homenets.items():
                 if entry is None:  # no longer served here
-                    self.tc(self.removals.pop(name, []), True)
-                    self.fifo_total -= self.fifos.pop(name, 0)
+                    gone = self._drop(name)
+                    self.tc(gone.remove if gone else [], True)
+                    self.journal.gone(name)
                     changed += 1
-                    continue
-                checked = self._checked(name, entry)
-                if checked is None:
-                    continue
-                remove, apply = checked
-                self.tc(remove, True)  # a pair that was not shaped: its removal fails, harmlessly
-                ok, error = self.tc(self._budgeted(name, apply), False)
-                if not ok:
-                    LOG.warning("homenet %s: tc: %s", name, error)
-                self.removals[name] = remove
-                changed += 1
+                elif self._change(name, entry):
+                    changed += 1
+            if self.journal.oversized(len(self.applied)) and self.base is not None and self.held is not None:
+                self.journal.restart(self.port, self.held, self.base, self.applied)
         self.version = answer["version"]
         return changed
 
-    def _everything(self, first: Mapping[str, Any]) -> int:
-        """A cleared port, the base, then every page of homenets (a change made meanwhile comes
-        again with the next `since`: removing and applying a homenet twice is harmless)."""
+    def _change(self, name: str, entry: Any) -> bool:
+        """One homenet's new shaping, in place of what it had."""
+        checked = self._checked(name, entry)
+        if checked is None:
+            return False
+        remove, apply = checked
+        homenet_id = _homenet_id(entry)
+        undo = self._make_room(name, homenet_id, remove)
+        commands, fifos = self._budgeted(name, apply)
+        self.journal.pending(name, homenet_id, undo)
+        self.tc(undo, True)  # a pair that was not shaped: its removal fails, harmlessly
+        ok, error = self.tc(commands, False)
+        if not ok:
+            LOG.warning("homenet %s: tc: %s", name, error)
+        self._record(name, Applied(homenet_id, digest(apply) if ok else None, fifos, remove if ok else undo))
+        return True
+
+    def _record(self, name: str, applied: Applied) -> None:
+        self._keep(name, applied)
+        self.journal.applied(name, applied)
+
+    def _everything(self, first: Mapping[str, Any], incarnation: str) -> int:
+        """Every page of homenets, reconciled with what the port holds: only those whose shaping
+        differs are removed and applied again, and those not served any more removed. A port
+        of unknown state, or a new base, is cleared and built from the base up. (A change made
+        meanwhile comes again with the next `since`: applying a homenet twice is harmless.)"""
         given = first.get("base")
         base: list[Command] = given if isinstance(given, list) else []
         for n, command in enumerate(base):
             check_command(command, self.port, f"base[{n}]")  # a bad base: nothing to build on
-        self.tc([["qdisc", "del", "dev", self.port, "root"]], True)
-        ok, error = self.tc(base, False)
-        if not ok:
-            raise RuntimeError(f"the edge's base shaping failed: {error}")
-        self.removals, self.fifos, self.fifo_total = {}, {}, 0
+        wanted_base = digest(base)
+        cleared = wanted_base != self.base or incarnation != self.held
+        if cleared:
+            self.tc([["qdisc", "del", "dev", self.port, "root"]], True)
+            ok, error = self.tc(base, False)
+            if not ok:
+                self.base = None
+                raise RuntimeError(f"the edge's base shaping failed: {error}")
+            self.applied, self.by_id, self.fifo_total = {}, {}, 0
+            self.base, self.held = wanted_base, incarnation
+            self.journal.restart(self.port, incarnation, wanted_base, {})
+        served: set[str] = set()
+        changed = 0
         answer = first
         while True:
-            commands: list[Command] = []
-            for name, entry in _homenets(answer).items():
-                checked = None if entry is None else self._checked(name, entry)
-                if checked is not None:
-                    commands += self._budgeted(name, checked[1])
-                    self.removals[name] = checked[0]
-            ok, error = self.tc(commands, True)  # one batch a page: about a second per 500 homenets
-            if not ok:
-                LOG.warning("some homenets' shaping failed: %s", error)
+            changed += self._page(_homenets(answer), served, cleared)
             after = answer.get("next")
             if not isinstance(after, str):
                 break
             answer = self.fetch(None, after)
             if not answer.get("full"):
                 raise ValueError("the controller's next page is not part of a full answer")
-        LOG.info("edge shaping: everything applied, %d homenets", len(self.removals))
-        return len(self.removals)
+        stale = [name for name in self.applied if name not in served]
+        undo = [c for name in stale for c in self.applied[name].remove]
+        self.tc(undo, True)
+        for name in stale:
+            self._drop(name)
+        self.journal.restart(self.port, incarnation, wanted_base, self.applied)
+        LOG.info("edge shaping: everything in place, %d homenets (%d built, %d removed%s)", len(self.applied),
+                 changed, len(stale), ", from a cleared port" if cleared else "")
+        return changed + len(stale)
+
+    def _page(self, homenets: Mapping[str, Any], served: set[str], cleared: bool) -> int:
+        """One page of a full answer: the homenets whose shaping differs, removed in one batch
+        and built in another (about a second per 500 homenets)."""
+        undo: list[Command] = []
+        build: list[Command] = []
+        done: list[tuple[str, Applied, list[Command]]] = []
+        for name, entry in homenets.items():
+            if entry is None:
+                continue
+            served.add(name)
+            checked = self._checked(name, entry)
+            if checked is None:
+                continue  # refused: the previous stays
+            remove, apply = checked
+            wanted = digest(apply)
+            old = self.applied.get(name)
+            if old is not None and old.digest == wanted:
+                continue
+            homenet_id = _homenet_id(entry)
+            undoing = self._make_room(name, homenet_id, remove)
+            commands, fifos = self._budgeted(name, apply)
+            self._keep(name, Applied(homenet_id, None, fifos, undoing))
+            self.journal.pending(name, homenet_id, undoing)
+            if not cleared:
+                undo += undoing
+            build += commands
+            done.append((name, Applied(homenet_id, wanted, fifos, remove), undoing))
+        self.tc(undo, True)
+        ok, error = self.tc(build, True)
+        if not ok:
+            LOG.warning("some homenets' shaping failed (built again after the next restart): %s", error)
+        for name, applied, undoing in done:
+            self._record(name, applied if ok else Applied(applied.id, None, applied.fifos, undoing))
+        return len(done)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -154,6 +275,29 @@ class EdgeShaper:
                 LOG.warning("edge shaping: %s (asking for everything next time)", err)
                 self.version = None
             stop.wait(POLL_S)
+
+
+def port_incarnation(port: str) -> str | None:
+    """The machine's boot and the port's ifindex, or None without the port: a reboot, or a port
+    deleted and made again, is another incarnation, whose qdiscs hold none of the shaping."""
+    try:
+        index = socket.if_nametoindex(port)
+    except OSError:
+        return None
+    with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+        return f"{file.read().strip()}/{index}"
+
+
+def root_in_place_of(port: str) -> bool:
+    """Does the port's root still hold the edge's base (dataplane/shaping.py: HTB, handle 1:)?"""
+    done = subprocess.run(["tc", "qdisc", "show", "dev", port, "root"], capture_output=True, text=True,
+                          timeout=TIMEOUT_S, check=False)
+    return done.returncode == 0 and done.stdout.split()[1:3] == ["htb", "1:"]
+
+
+def _homenet_id(entry: Mapping[str, Any]) -> int | None:
+    found = entry.get("id")
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
 
 
 def _kernel_fifo(command: Command) -> bool:
@@ -190,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api", required=True, help="the controller's REST API (https://...)")
     parser.add_argument("--edge", required=True, help="this edge's name in the controller's config")
     parser.add_argument("--port", required=True, help="the edge's underlay port (the only one it shapes)")
+    parser.add_argument("--journal", help="what the port holds (default /run/msp/edge-shaper-<port>.journal: "
+                        "it need not outlive a reboot, the port's qdiscs do not)")
     parser.add_argument("--cacert", default=os.environ.get("MSP_CACERT"), help="CA of the API's certificate")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -200,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("msp-edge-shaper: the operator's token in $MSP_TOKEN or $MSP_TOKEN_FILE", file=sys.stderr)
         return 2
-    shaper = EdgeShaper(rest_fetch(args.api, args.edge, token, args.cacert), args.port)
+    journal = Journal(args.journal or f"/run/msp/edge-shaper-{args.port}.journal")
+    shaper = EdgeShaper(rest_fetch(args.api, args.edge, token, args.cacert), args.port, journal=journal)
     LOG.info("edge shaper for %s on %s, controller %s", args.edge, args.port, args.api)
     shaper.run(threading.Event())
     return 0

@@ -11,13 +11,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import socket
-import struct
 import subprocess
 
 import pytest
 
-from msp_controller.dataplane.checksum import internet_checksum
 from msp_controller.dataplane.shaping import (
     edge_base_shaping,
     edge_homenet_major,
@@ -29,6 +26,7 @@ from msp_controller.dataplane.shaping import (
 )
 from msp_controller.model.policy import parse_policy
 from tests.integration.conftest import NEEDS
+from tests.integration.edge_port import in_namespace, make_port, send_frames, sent_by_class, vxlan_frame
 
 pytestmark = NEEDS
 
@@ -41,16 +39,6 @@ POLICY = {
     "default": {"egress": FAILOVER, "ingress": FAILOVER, "qos": {"dscp": 0, "priority": 10}},
     "rates": {"ispA": {"down_kbps": 100000}, "ispB": {"down_kbps": 50000}},
 }
-
-
-def _ns(*argv: str, stdin: str | None = None, check: bool = True) -> str:
-    done = subprocess.run(["ip", "netns", "exec", NAMESPACE, *argv], input=stdin, capture_output=True,
-                          text=True, timeout=300, check=False)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"{argv}: {done.stderr.strip()}")
-    return done.stdout
-
-
 NAMESPACE = f"msp-t-eshape-{os.getpid()}"
 
 
@@ -58,12 +46,14 @@ NAMESPACE = f"msp-t-eshape-{os.getpid()}"
 def port():
     subprocess.run(["ip", "netns", "add", NAMESPACE], check=True)
     try:
-        _ns("ip", "link", "add", PORT, "type", "veth", "peer", "name", f"{PORT}p")
-        _ns("ip", "link", "set", PORT, "up")
-        _ns("ip", "link", "set", f"{PORT}p", "up")
+        make_port(NAMESPACE, PORT)
         yield PORT
     finally:
         subprocess.run(["ip", "netns", "del", NAMESPACE], check=False)
+
+
+def _ns(*argv: str, stdin: str | None = None, check: bool = True) -> str:
+    return in_namespace(NAMESPACE, *argv, stdin=stdin, check=check)
 
 
 def _batch(commands: list[list[str]], force: bool = False) -> None:
@@ -71,42 +61,12 @@ def _batch(commands: list[list[str]], force: bool = False) -> None:
         check=not force)
 
 
-def _vxlan_frame(src: str, vni: int, dscp: int) -> bytes:
-    """An edge's downstream tunnel packet: outer IPv4/UDP 4789 from the slot's address, the key."""
-    inner = bytes(1000)  # not a small packet (those have a queue of their own)
-    udp_len = 8 + 8 + len(inner)
-    udp = struct.pack("!HHHH", 40000, 4789, udp_len, 0) + struct.pack("!II", 0x08000000, vni << 8) + inner
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, dscp << 2, 20 + len(udp), 0, 0, 64, 17, 0,
-                         socket.inet_aton(src), socket.inet_aton("198.18.41.100"))
-    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
-    return bytes.fromhex("020000000002" "020000000001" "0800") + header + udp
-
-
-SENDER = """
-import socket, sys
-sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-sock.bind((sys.argv[1], 0))
-data = sys.stdin.buffer.read()
-for n in range(0, len(data), int(sys.argv[2])):
-    sock.send(data[n:n + int(sys.argv[2])])
-"""
-
-
 def _send(frames: list[bytes]) -> None:
-    size = len(frames[0])
-    assert all(len(f) == size for f in frames)
-    subprocess.run(["ip", "netns", "exec", NAMESPACE, "python3", "-c", SENDER, PORT, str(size)],
-                   input=b"".join(frames), check=True, timeout=60)
+    send_frames(NAMESPACE, PORT, frames)
 
 
 def _sent_by_class() -> dict[str, int]:
-    out = _ns("tc", "-s", "class", "show", "dev", PORT)
-    found = {}
-    for block in out.split("\nclass ")[0:]:
-        match = re.search(r"htb (\S+) .*?Sent \d+ bytes (\d+) pkt", block, re.S)
-        if match:
-            found[match.group(1)] = int(match.group(2))
-    return found
+    return sent_by_class(NAMESPACE, PORT)
 
 
 def _leaves(homenet_id: int, slot: int) -> set[str]:
@@ -133,7 +93,7 @@ def test_a_thousand_homenets_each_packet_in_its_own_homenets_isp_and_class(confi
     # Homenets that share the hash bucket (1, 257, 513) and neighbours, each ISP, voice and bulk.
     probes = [(vni, src, dscp) for vni in (1, 2, 257, 513, 1000) for src in (slot_a, slot_b) for dscp in (46, 0)]
     counts = {probe: 3 + n for n, probe in enumerate(probes)}  # a different count each: no two can mix up
-    _send([_vxlan_frame(src, vni, dscp) for (vni, src, dscp), count in counts.items() for _ in range(count)])
+    _send([vxlan_frame(src, vni, dscp) for (vni, src, dscp), count in counts.items() for _ in range(count)])
     sent = _sent_by_class()
     leaves = {}
     for vni in (1, 2, 257, 513, 1000):
@@ -152,7 +112,7 @@ def test_a_thousand_homenets_each_packet_in_its_own_homenets_isp_and_class(confi
         return sum(v for k, v in found.items() if not k.startswith("1:"))
 
     before = _sent_by_class()  # the port's own IPv6 chatter is in 1:ffff too
-    _send([_vxlan_frame(slot_a, HOMENETS + 5, 0)] * 7)
+    _send([vxlan_frame(slot_a, HOMENETS + 5, 0)] * 7)
     after = _sent_by_class()
     assert after["1:ffff"] >= before.get("1:ffff", 0) + 7 and in_pairs(after) == in_pairs(before)
 
@@ -167,7 +127,7 @@ def test_a_thousand_homenets_each_packet_in_its_own_homenets_isp_and_class(confi
     assert edge_pair_class(257, 1) not in after  # ISP B has no rate now: not shaped
     out = _ns("tc", "class", "show", "dev", PORT, "classid", edge_pair_class(257, 0))
     assert "rate 194Mbit" in out, out
-    _send([_vxlan_frame(slot_a, 257, 46)] * 4 + [_vxlan_frame(slot_a, 1, 46)] * 4)
+    _send([vxlan_frame(slot_a, 257, 46)] * 4 + [vxlan_frame(slot_a, 1, 46)] * 4)
     final = _sent_by_class()
     assert final[leaves[(1, 0, 46)]] == after[leaves[(1, 0, 46)]] + 4  # homenet 1 as before
     assert sum(v for k, v in final.items() if k in _leaves(257, 0)) == 4

@@ -141,7 +141,7 @@ def test_the_edge_shaper_applies_everything_once_then_one_homenets_change(config
         ran.append((commands, force))
         return True, ""
 
-    shaper = EdgeShaper(fetch, "edge1-up", tc)
+    shaper = EdgeShaper(fetch, "edge1-up", tc, incarnation=lambda: "boot/7")
     assert shaper.step() == len(first["homenets"])
     assert ran[0] == ([["qdisc", "del", "dev", "edge1-up", "root"]], True) and ran[1] == (first["base"], False)
     ran.clear()
@@ -161,7 +161,8 @@ def test_the_edge_shaper_refuses_another_ports_commands_and_keeps_the_previous(c
     bad["homenets"]["home1"]["apply"].append(["qdisc", "del", "dev", "eth0", "root"])
     answers = iter([first, bad])
     ran = []
-    shaper = EdgeShaper(lambda since, after: next(answers), "edge1-up", lambda c, f: (ran.append(c), (True, ""))[1])
+    shaper = EdgeShaper(lambda since, after: next(answers), "edge1-up", lambda c, f: (ran.append(c), (True, ""))[1],
+                        incarnation=lambda: "boot/7")
     shaper.step()
     ran.clear()
     assert shaper.step() == 0 and ran == []  # nothing run for home1
@@ -188,12 +189,13 @@ def test_the_edge_shaper_reads_everything_page_by_page():
         return service.edge_shaping(edge.name, None if since is None else str(since), after, page=3)
 
     ran = []
-    shaper = EdgeShaper(fetch, edge.underlay_port, lambda c, f: (ran.append(c), (True, ""))[1])
+    shaper = EdgeShaper(fetch, edge.underlay_port, lambda c, f: (ran.append(c), (True, ""))[1],
+                        incarnation=lambda: "boot/7")
     assert shaper.step() == 7
     assert pages == [None, served[2], served[5]]  # each page after the last name of the one before
     assert ran[0] == [["qdisc", "del", "dev", edge.underlay_port, "root"]]
     assert sum(1 for c in ran for cmd in c if cmd[:2] == ["qdisc", "replace"] and "root" in cmd) == 1
-    assert set(shaper.removals) == set(served)
+    assert set(shaper.applied) == set(served)
 
 
 def test_the_edge_shaper_stops_asking_for_head_drop_fifos_when_the_ports_handles_are_spent(monkeypatch):
@@ -217,7 +219,7 @@ def test_the_edge_shaper_stops_asking_for_head_drop_fifos_when_the_ports_handles
     ])
     ran: list[list[list[str]]] = []
     shaper = edge_shaper.EdgeShaper(lambda since, after: next(answers), port,
-                                    lambda c, f: (ran.append(c), (True, ""))[1])
+                                    lambda c, f: (ran.append(c), (True, ""))[1], incarnation=lambda: "boot/7")
     shaper.step()
     applied = [c for batch in ran for c in batch]
     fifos = [c[c.index("parent") + 1] for c in applied if c[0] == "qdisc" and "pfifo_head_drop" in c]
