@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-flood bench-dashboard bench-bootstrap bench-qos bench-qos-hops lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-flood bench-dashboard bench-bootstrap bench-qos bench-qos-hops bench-edge-shaper lint
 
 install:
 	bash scripts/install.sh
@@ -65,6 +65,10 @@ bench-qos: install
 # Where the voice waits: bench-qos's load with tcpdump at every hop (topologies/hops.py).
 bench-qos-hops: install
 	$(PY) -m bench.qos_hops
+
+# An edge shaper's restart at 100 to 10,000 homenets: with its journal, without (bench/edge_shaper_restart.py).
+bench-edge-shaper: install
+	$(PY) -m bench.edge_shaper_restart
 
 # A blank MSPMB boots, leases its uplinks by DHCP and is provisioned over OVSDB (topologies/blank_box.py).
 bench-bootstrap: install

@@ -35,8 +35,9 @@ FORMAT = 1
 COMPACT_SLACK = 1000  # lines beyond two a homenet before the journal is rewritten
 
 
-def digest(commands: list[Command]) -> str:
-    """A homenet's (or the base's) commands, as the journal compares them."""
+def digest(commands: Any) -> str:
+    """A homenet's (or the base's) commands, as the journal compares them (any JSON value:
+    what the controller sent, before it is checked)."""
     return hashlib.sha256(json.dumps(commands, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -241,14 +241,14 @@ class EdgeShaper:
             if entry is None:
                 continue
             served.add(name)
+            old = self.applied.get(name)
+            if old is not None and isinstance(entry, dict) and old.digest == digest(entry.get("apply")):
+                continue  # the very commands it checked and applied before
             checked = self._checked(name, entry)
             if checked is None:
                 continue  # refused: the previous stays
             remove, apply = checked
             wanted = digest(apply)
-            old = self.applied.get(name)
-            if old is not None and old.digest == wanted:
-                continue
             homenet_id = _homenet_id(entry)
             undoing = self._make_room(name, homenet_id, remove)
             commands, fifos = self._budgeted(name, apply)
