@@ -83,6 +83,13 @@ class EdgeShaper:
         if not root_in_place():
             LOG.warning("journal: %s has lost its root qdisc: it is built again", self.port)
             return
+        try:  # what it will run is checked as what the controller sends is: tc on this port only
+            for name, applied in recorded.homenets.items():
+                for n, command in enumerate(applied.remove):
+                    check_command(command, self.port, f"journal {name}.remove[{n}]")
+        except ValueError as err:
+            LOG.warning("journal not trusted, %s is built again: %s", self.port, err)
+            return
         self.base, self.held = recorded.base, now
         for name, applied in recorded.homenets.items():
             self._keep(name, applied)

@@ -149,6 +149,17 @@ def test_a_journal_unreadable_before_its_last_line_is_not_trusted(tmp_path):
     assert tc.batches[0] == ([CLEAR], True)
 
 
+def test_a_journal_naming_a_command_the_shaper_would_refuse_is_not_trusted(tmp_path):
+    controller, path = started(tmp_path)
+    with open(path, "a") as journal:
+        journal.write(json.dumps({"name": "home3", "id": 3, "digest": None,
+                                  "remove": [["qdisc", "del", "dev", "eth0", "root"]]}) + "\n")
+    tc = Tc()
+    shaper(controller, tc, path).step()
+    assert ["qdisc", "del", "dev", "eth0", "root"] not in tc.commands()
+    assert tc.batches[0] == ([CLEAR], True)
+
+
 def test_losing_the_controller_does_not_clear_the_port(tmp_path):
     controller, path = started(tmp_path)
     tc = Tc()
