@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from msp_controller.dataplane.provision import CONTROLLER_INACTIVITY_PROBE_MS, CONTROLLER_MAX_BACKOFF_MS
+from msp_controller.dataplane.provision import CONTROLLER_INACTIVITY_PROBE_MS, CONTROLLER_MAX_BACKOFF_MS, bfd_options
 from msp_controller.dataplane.shaping import mspmb_shaping
 from msp_controller.model.config import Edge, Homenet, MspConfig, mspmb_tunnel_port
 from msp_controller.model.policy import Policy, default_policy
@@ -79,10 +79,6 @@ class BridgeSpec:
         "max_backoff": CONTROLLER_MAX_BACKOFF_MS, "inactivity_probe": CONTROLLER_INACTIVITY_PROBE_MS})
 
 
-def _bfd(ms: int) -> dict[str, str]:
-    return {"enable": "true", "min_tx": str(ms), "min_rx": str(ms)}
-
-
 def controller_target(config: MspConfig) -> str:
     return f"ssl:{config.controller_address}:{config.controller_port}"
 
@@ -104,7 +100,7 @@ def mspmb_bridge(config: MspConfig, homenet: Homenet, policy: Policy | None = No
             ports.append(PortSpec(
                 mspmb_tunnel_port(edge, uplink), "vxlan",
                 {"remote_ip": str(edge.tunnel_ip(uplink.slot)), "key": str(homenet.id)},
-                _bfd(config.bfd_ms(edge)),
+                bfd_options(config.bfd_ms(edge)),
                 {OWNER: homenet.name, UPLINK: uplink.bridge}))
     return BridgeSpec(homenet.bridge, homenet.name,
                       {"datapath-id": f"{homenet.dpid:016x}", "disable-in-band": "true"},
@@ -132,7 +128,7 @@ def edge_bridge(config: MspConfig, edge: Edge, homenet: Homenet,
             standin_edge_port(homenet, uplink.name), "vxlan",
             {"remote_ip": str(lease.address.ip), "local_ip": str(edge.tunnel_ip(uplink.slot)),
              "key": str(homenet.id)},
-            _bfd(config.bfd_ms(edge)), {OWNER: homenet.name}))
+            bfd_options(config.bfd_ms(edge)), {OWNER: homenet.name}))
     return BridgeSpec(edge.bridge, homenet.name,
                       {"datapath-id": f"{edge.dpid:016x}", "disable-in-band": "true"},
                       controller_target(config), tuple(ports), tuple(keep))

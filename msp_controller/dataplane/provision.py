@@ -35,6 +35,19 @@ def _port(bridge: str, port: str) -> Command:
     return ["--may-exist", "add-port", bridge, port]
 
 
+# The inner Ethernet destination of Open vSwitch's BFD packets (its default, made explicit)
+# and the only one it takes as BFD: otherwise it takes any UDP to port 3784 arriving on the
+# tunnel, so the Internet's packets to a host's port 3784 never reached the host.
+BFD_DST_MAC = "00:23:20:00:00:01"
+
+
+def bfd_options(ms: int) -> dict[str, str]:
+    """A tunnel port's BFD every ms (the edge returns the box's packets as they were sent,
+    so both ends name the same destination)."""
+    return {"enable": "true", "min_tx": str(ms), "min_rx": str(ms),
+            "bfd_local_dst_mac": BFD_DST_MAC, "bfd_remote_dst_mac": BFD_DST_MAC}
+
+
 def _tunnel(bridge: str, port: str, remote_ip: str, key: int | str, bfd_ms: int | None,
             local_ip: str | None = None) -> Command:
     """A VXLAN port; with BFD every bfd_ms, or (None) with BFD off, explicitly, so that
@@ -43,8 +56,7 @@ def _tunnel(bridge: str, port: str, remote_ip: str, key: int | str, bfd_ms: int 
     options = [f"options:remote_ip={remote_ip}", f"options:key={key}", "options:tos=inherit"]
     if local_ip is not None:
         options.append(f"options:local_ip={local_ip}")
-    bfd = ["bfd:enable=false"] if bfd_ms is None else \
-        ["bfd:enable=true", f"bfd:min_tx={bfd_ms}", f"bfd:min_rx={bfd_ms}"]
+    bfd = ["bfd:enable=false"] if bfd_ms is None else [f"bfd:{k}={v}" for k, v in bfd_options(bfd_ms).items()]
     return ["--may-exist", "add-port", bridge, port, "--", "set", "interface", port,
             "type=vxlan", *options, *bfd]
 

@@ -148,7 +148,8 @@ def test_bfd_goes_first_at_both_ends_and_a_hosts_own_udp_to_its_port_does_not(ms
     """BFD has a queue of its own, first, so bulk cannot make a false failover. Other packets
     to BFD's port (a host's, or the Internet's) must not get in there: they would go before
     everyone's bulk and fill BFD's own queue. And a host's own reach that port on the Internet
-    (the edge used to send them back down the tunnel, where the box's BFD took them)."""
+    (the edge used to send them back down the tunnel, where the box's BFD took them), and
+    the Internet's reach the host (the box's BFD took those too)."""
     net, _ = msp
     home = net.plan.homenet
     uplink = home.uplinks[0]  # the policy's first ISP, in use
@@ -169,11 +170,16 @@ def test_bfd_goes_first_at_both_ends_and_a_hosts_own_udp_to_its_port_does_not(ms
     wait_for(lambda: str(BFD_UDP_PORT) in run(["ss", "-lun"], net["server"]), 10, what="the server's socket")
     net["h1"].popen([PYTHON, "-c", HOST_SENDER, SERVER4, str(BFD_UDP_PORT), str(sent)]).wait(timeout=30)
     received = int(receiver.communicate(timeout=30)[0] or 0)
-    # Down: the Internet's to a host's port 3784 (the box's BFD takes them, refused: their TTL is not 255).
+    # Down: the Internet's to a host's port 3784 (the box's BFD used to take them, and drop
+    # them: their TTL is not 255; it takes only what is sent to BFD's own Ethernet address).
+    receiver = net["h1"].popen([PYTHON, "-c", RECEIVER, str(BFD_UDP_PORT), "3"], stdout=subprocess.PIPE)
+    wait_for(lambda: str(BFD_UDP_PORT) in run(["ss", "-lun"], net["h1"]), 10, what="the host's socket")
     net["server"].popen([PYTHON, "-c", HOST_SENDER, H1_4, str(BFD_UDP_PORT), str(sent)]).wait(timeout=30)
+    received_down = int(receiver.communicate(timeout=30)[0] or 0)
     wait_for(lambda: counts()[3] - before[3] >= sent, 10, what="the Internet's packets through the edge's shaper")
     after = counts()
     assert received > 0.9 * sent  # the host's reached the Internet: the edge sent none back
+    assert received_down > 0.9 * sent  # and the Internet's reached the host
     assert after[1] - before[1] >= sent
     # BFD kept flowing through both BFD queues (some 40 packets a second here)...
     assert after[0] > before[0] and after[2] > before[2], (before, after)
