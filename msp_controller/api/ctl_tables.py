@@ -62,6 +62,12 @@ def health_text(health: dict[str, Any]) -> str:
     sessions = health.get("bgp") or {}
     if sessions:
         lines += ["", table(["BGP NEIGHBOR", "STATE"], sorted(sessions.items()))]
+    shapers = health.get("edge_shapers") or {}
+    if any(isinstance(s, dict) and s.get("seen_s_ago") is not None for s in shapers.values()):
+        shaper_rows: list[tuple[Any, ...]] = [
+            (edge, s.get("seen_s_ago"), s.get("applied_version"), s.get("versions_behind"), _yes(s.get("silent")))
+            for edge, s in sorted(shapers.items()) if isinstance(s, dict)]
+        lines += ["", table(["EDGE SHAPER", "ASKED (s ago)", "APPLIED VERSION", "BEHIND", "SILENT"], shaper_rows)]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -115,13 +115,15 @@ class ControllerMetrics:
         return cls(per_homenet=per_homenet_from(environ), pause=pause)
 
     def watch(self, core: MspCore, bgp_sessions: Callable[[], dict[str, str]] = dict,
-              clock: Callable[[], float] = time.monotonic) -> None:
-        """Export this core's state (once: a second core would duplicate every series)."""
+              clock: Callable[[], float] = time.monotonic,
+              edge_shapers: Callable[[], dict[str, dict[str, Any]]] = dict) -> None:
+        """Export this core's state (once: a second core would duplicate every series), and
+        the edges' shapers as edge_shapers() sees them (CoreService.edge_shapers)."""
         from msp_controller.api.metrics_core import CoreCollector  # late: rest.py need not load the core
 
         if self._core is not None:
             raise ValueError("these metrics already watch a core")
-        self._core = CoreCollector(core, bgp_sessions, clock, self.per_homenet, self.pause)
+        self._core = CoreCollector(core, bgp_sessions, clock, self.per_homenet, self.pause, edge_shapers)
         self.registry.register(self._core)
 
     # --- events, counted as they happen --------------------------------------------------------

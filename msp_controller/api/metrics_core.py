@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -38,7 +38,8 @@ def _ms_to_s(value: float) -> float:
 class CoreCollector(Collector):
     def __init__(self, core: MspCore, bgp_sessions: Callable[[], dict[str, str]],
                  clock: Callable[[], float], per_homenet: bool | None = None,
-                 pause: Callable[[], None] | None = None) -> None:
+                 pause: Callable[[], None] | None = None,
+                 edge_shapers: Callable[[], dict[str, dict[str, Any]]] = dict) -> None:
         """pause: lets the controller's other work run (Ryu: hub.sleep(0)), called every
         PAUSE_EVERY homenets."""
         self.core = core
@@ -46,6 +47,7 @@ class CoreCollector(Collector):
         self.clock = clock
         self.per_homenet = per_homenet
         self.pause = pause
+        self.edge_shapers = edge_shapers
 
     def includes_homenets(self) -> bool:
         """Whether this scrape carries the per-homenet series."""
@@ -60,6 +62,7 @@ class CoreCollector(Collector):
         yield from self._homenets()
         yield from self._switches()
         yield from self._bgp()
+        yield from self._edge_shapers()
         yield from self._totals()
 
     # --- paths and classes ------------------------------------------------------------------
@@ -140,6 +143,18 @@ class CoreCollector(Collector):
         yield family
         yield GaugeMetricFamily("msp_probes_saturated", "1 when the probe budget cannot probe every path as often "
                                                         "as wanted", value=1.0 if self.core.prober.saturated else 0.0)
+
+    def _edge_shapers(self) -> Iterator[Metric]:
+        ago = GaugeMetricFamily("msp_edge_shaper_seconds_since_request", "Seconds since the edge's shaper last "
+                                "asked for its shaping (absent: not since the controller started)", labels=["edge"])
+        behind = GaugeMetricFamily("msp_edge_shaper_versions_behind", "Store versions the edge's shaper had not "
+                                   "applied when it last asked", labels=["edge"])
+        for edge, seen in sorted(self.edge_shapers().items()):
+            if seen["seen_s_ago"] is not None:
+                ago.add_metric([edge], seen["seen_s_ago"])
+            if seen["versions_behind"] is not None:
+                behind.add_metric([edge], seen["versions_behind"])
+        yield from (ago, behind)
 
     def _bgp(self) -> Iterator[Metric]:
         sessions = self.bgp_sessions()

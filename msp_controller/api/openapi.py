@@ -186,6 +186,14 @@ def _status_schemas() -> dict[str, Schema]:
                          "description": "datapath id (hex) -> its state"},
             "bgp": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "BGP neighbour address -> session state (established, active, ...)"},
+            "edge_shapers": {"type": "object", "description": "edge -> its shaper as its requests showed it: "
+                             "seen_s_ago (null: not since the controller started), applied_version, "
+                             "versions_behind, silent (no request for 10 s: the status is degraded)",
+                             "additionalProperties": {"type": "object", "properties": {
+                                 "seen_s_ago": {"type": "number", "nullable": True},
+                                 "applied_version": {"type": "integer", "nullable": True},
+                                 "versions_behind": {"type": "integer", "nullable": True},
+                                 "silent": {"type": "boolean"}}}},
             "uptime_s": {"type": "number", "minimum": 0},
             "paths": paths_by_state,
         }, required=["status", "switches", "uptime_s"]),

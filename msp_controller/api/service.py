@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from msp_controller.api.edge_shapers_seen import EdgeShapersSeen
 from msp_controller.api.metrics import ControllerMetrics
 from msp_controller.api.rest import NotFound
 from msp_controller.core import Effects, MspCore
@@ -42,8 +43,9 @@ class CoreService:
         self.clock = clock
         self.store: Store = store if store is not None else MemoryStore()
         self.started = clock()
+        self.shapers_seen = EdgeShapersSeen(clock)
         self.metrics = metrics if metrics is not None else ControllerMetrics.from_environment()
-        self.metrics.watch(core, bgp_sessions, clock)
+        self.metrics.watch(core, bgp_sessions, clock, edge_shapers=self.edge_shapers)
 
     def _exists(self, name: str) -> None:
         if name not in self.core.homenets:
@@ -63,11 +65,17 @@ class CoreService:
         switches = self.core.switch_status()
         down = [dpid for dpid, switch in switches.items() if not switch["reconciled"]]
         sessions = self.bgp_sessions()
-        degraded = down or any(state != "established" for state in sessions.values())
+        shapers = self.edge_shapers()
+        degraded = down or any(state != "established" for state in sessions.values()) or \
+            any(shaper["silent"] for shaper in shapers.values())
         return {"status": "degraded" if degraded else "ok", "switches": switches,
-                "bgp": sessions, "uptime_s": round(self.clock() - self.started, 3),
+                "bgp": sessions, "edge_shapers": shapers, "uptime_s": round(self.clock() - self.started, 3),
                 "homenets": len(self.core.homenets), "paths": path_state_counts(self.core),
                 "probes_saturated": self.core.prober.saturated}
+
+    def edge_shapers(self) -> dict[str, dict[str, Any]]:
+        """Each edge's shaper as its requests showed it (api/edge_shapers_seen.py)."""
+        return self.shapers_seen.view((edge.name for edge in self.core.config.edges), self.store.current_version())
 
     def list_homenets(self) -> list[dict[str, Any]]:
         return [summary_view(self.core, name) for name in self.core.homenets]
@@ -92,6 +100,7 @@ class CoreService:
             if not since_text.isdigit() or len(since_text) > 18:
                 raise FieldError("since", f"must be a version (a whole number >= 0), not {since_text[:40]!r}")
             since = int(since_text)
+        self.shapers_seen.asked(edge.name, since)
         current = self.store.current_version()
         more = False
         if since is None or since > current:
