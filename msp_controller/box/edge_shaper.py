@@ -26,6 +26,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,6 +38,9 @@ from msp_controller.box.shaping_apply import Command, check_command
 
 LOG = logging.getLogger("msp.box.edge_shaper")
 POLL_S = 0.5
+# A homenet whose tc failed is built again by the next full answer, asked for this long after
+# the last one: a transient failure heals, a lasting one is retried (and logged) once a minute.
+RETRY_FAILED_S = 60.0
 TIMEOUT_S = 10.0
 # The leaves' head-drop FIFOs take handles the kernel picks, from 8000: up (dataplane/shaping.py):
 # 32,767 a port. Past them each refused FIFO costs the kernel a search of every handle, so
@@ -58,8 +62,9 @@ def tc_batch(commands: list[Command], force: bool) -> tuple[bool, str]:
 class EdgeShaper:
     def __init__(self, fetch: Fetch, port: str, tc: Tc = tc_batch, journal: Journal | None = None,
                  incarnation: Callable[[], str | None] | None = None,
-                 root_in_place: Callable[[], bool] | None = None) -> None:
-        self.fetch, self.port, self.tc = fetch, port, tc
+                 root_in_place: Callable[[], bool] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.fetch, self.port, self.tc, self.clock = fetch, port, tc, clock
         self.journal = journal or Journal(None)
         self.incarnation = incarnation or (lambda: port_incarnation(port))
         self.version: int | None = None  # None: ask for everything
@@ -68,6 +73,8 @@ class EdgeShaper:
         self.fifo_total = 0  # kernel-handled FIFOs on the port
         self.base: str | None = None  # digest of the base the port holds; None: clear the port first
         self.held: str | None = None  # the port's incarnation the above describe
+        self.failed = 0  # homenets whose shaping failed (digest None), built again by the next full answer
+        self.last_full = clock()
         self._resume(root_in_place or (lambda: root_in_place_of(port)))
 
     def _resume(self, root_in_place: Callable[[], bool]) -> None:
@@ -99,6 +106,7 @@ class EdgeShaper:
         self._drop(name)
         self.applied[name] = applied
         self.fifo_total += applied.fifos
+        self.failed += applied.digest is None
         if applied.id is not None:
             self.by_id[applied.id] = name
 
@@ -106,6 +114,7 @@ class EdgeShaper:
         applied = self.applied.pop(name, None)
         if applied is not None:
             self.fifo_total -= applied.fifos
+            self.failed -= applied.digest is None
             if applied.id is not None and self.by_id.get(applied.id) == name:
                 del self.by_id[applied.id]
         return applied
@@ -156,6 +165,9 @@ class EdgeShaper:
             raise RuntimeError(f"no port {self.port}")
         if now != self.held and self.version is not None:
             LOG.warning("%s is another port now (%s, was %s): its shaping is built again", self.port, now, self.held)
+            self.version = None
+        if self.failed and self.version is not None and self.clock() - self.last_full >= RETRY_FAILED_S:
+            LOG.info("%d homenets' shaping failed: asking for everything to build them again", self.failed)
             self.version = None
         answer = self.fetch(self.version, None)
         homenets = _homenets(answer)
@@ -214,7 +226,7 @@ class EdgeShaper:
             if not ok:
                 self.base = None
                 raise RuntimeError(f"the edge's base shaping failed: {error}")
-            self.applied, self.by_id, self.fifo_total = {}, {}, 0
+            self.applied, self.by_id, self.fifo_total, self.failed = {}, {}, 0, 0
             self.base, self.held = wanted_base, incarnation
             self.journal.restart(self.port, incarnation, wanted_base, {})
         served: set[str] = set()
@@ -234,6 +246,7 @@ class EdgeShaper:
         for name in stale:
             self._drop(name)
         self.journal.restart(self.port, incarnation, wanted_base, self.applied)
+        self.last_full = self.clock()
         LOG.info("edge shaping: everything in place, %d homenets (%d built, %d removed%s)", len(self.applied),
                  changed, len(stale), ", from a cleared port" if cleared else "")
         return changed + len(stale)

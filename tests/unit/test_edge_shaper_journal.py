@@ -194,3 +194,36 @@ def test_the_journal_stays_a_few_lines_a_homenet_however_many_changes(tmp_path):
     running.journal.close()
     tc = Tc()
     assert shaper(controller, tc, path).step() == 0 and tc.batches == []  # and still says what the port holds
+
+
+def test_a_homenet_whose_tc_failed_is_built_again_a_minute_later(tmp_path):
+    from msp_controller.box.edge_shaper import RETRY_FAILED_S
+    controller, path = started(tmp_path)
+    now = [0.0]
+    failing = controller.served["home2"]["apply"]
+    new_home2 = entry(2, rate="3mbit")
+    tc = Tc()
+
+    def flaky(commands, force):  # the kernel refuses home2's new shaping once
+        tc(commands, force)
+        if commands == new_home2["apply"] and not flaky.failed:
+            flaky.failed = True
+            return False, "RTNETLINK answers: Cannot allocate memory"
+        return True, ""
+    flaky.failed = False
+
+    running = EdgeShaper(controller.fetch, PORT, flaky, journal=Journal(path), incarnation=lambda: "boot/7",
+                         root_in_place=lambda: True, clock=lambda: now[0])
+    running.step()
+    controller.change("home2", new_home2)
+    assert running.step() == 1 and flaky.failed and running.failed == 1
+    tc.batches.clear()
+    now[0] += RETRY_FAILED_S - 1
+    assert running.step() == 0 and tc.batches == []  # nothing asked again yet
+    now[0] += 1
+    assert running.step() == 1  # a full answer: home2 alone is built again, and holds now
+    assert tc.commands()[-2:] == new_home2["apply"] and failing != new_home2["apply"]
+    assert running.failed == 0
+    tc.batches.clear()
+    now[0] += RETRY_FAILED_S
+    assert running.step() == 0 and tc.batches == []  # nothing failed: no more full answers
