@@ -34,6 +34,7 @@ from msp_controller.api.service import CoreService
 from msp_controller.bgp.speaker import BgpAnnouncer, Neighbor
 from msp_controller.bgp.speaker import Route as BgpRoute
 from msp_controller.core import BgpChanges, Effects, PortCounters, PortState, load_core
+from msp_controller.core.heap import freeze_loaded_state
 from msp_controller.dashboard import web as dashboard
 from msp_controller.dataplane import ofmsg
 from msp_controller.dataplane.meters import meter_signature
@@ -119,11 +120,13 @@ class MspApp(app_manager.RyuApp):
         except ValueError as err:
             sys.exit(f"msp: {err}")
         mount(kwargs["wsgi"], CoreService(self.core, self._send_and_confirm, bgp_sessions=self._bgp_sessions,
-                                          store=self.store, metrics=self.metrics), auth)
+                                          store=self.store, metrics=self.metrics, pause=lambda: hub.sleep(0)), auth)
         self.dashboard = dashboard.Dashboard.create(self.core, auth)
         dashboard.mount(kwargs["wsgi"], self.dashboard)
         LOG.info("msp: %d edges, %d homenets (%s; state in %s)", len(config.edges), len(self.core.homenets),
                  path, state_path)
+        LOG.info("msp: %d objects of the loaded state kept out of the garbage collector's walks",
+                 freeze_loaded_state())
         self._ticker = hub.spawn(self._every, TICK_S, "periodic tick", self._tick)
         self._prober = hub.spawn(self._every, PROBE_INTERVAL_S, "probe tick", self._probe)
         if self.bgp is not None:
