@@ -34,7 +34,7 @@ from msp_controller.api.service import CoreService
 from msp_controller.bgp.speaker import BgpAnnouncer, Neighbor
 from msp_controller.bgp.speaker import Route as BgpRoute
 from msp_controller.core import BgpChanges, Effects, PortCounters, PortState, load_core
-from msp_controller.core.heap import freeze_loaded_state
+from msp_controller.core.heap import Refreezer, freeze_loaded_state
 from msp_controller.dashboard import web as dashboard
 from msp_controller.dataplane import ofmsg
 from msp_controller.dataplane.meters import meter_signature
@@ -127,6 +127,7 @@ class MspApp(app_manager.RyuApp):
                  path, state_path)
         LOG.info("msp: %d objects of the loaded state kept out of the garbage collector's walks",
                  freeze_loaded_state())
+        self._refreezer = Refreezer(len(self.core.homenets))
         self._ticker = hub.spawn(self._every, TICK_S, "periodic tick", self._tick)
         self._prober = hub.spawn(self._every, PROBE_INTERVAL_S, "probe tick", self._probe)
         if self.bgp is not None:
@@ -256,6 +257,10 @@ class MspApp(app_manager.RyuApp):
 
     def _tick(self) -> None:
         self._send(self.core.tick(time.monotonic()))
+        frozen = self._refreezer.after_growth(len(self.core.homenets))
+        if frozen is not None:
+            LOG.info("msp: %d homenets now: %d objects kept out of the garbage collector's walks",
+                     len(self.core.homenets), frozen)
         self._publish(self.dashboard.publisher.tick)
         for dpid in self.core.counted_switches():
             datapath = self.datapaths.get(dpid)

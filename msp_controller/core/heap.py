@@ -15,3 +15,24 @@ def freeze_loaded_state() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+GROWTH_FLOOR = 100  # homenets: below twice this, growth is not worth a freeze
+
+
+class Refreezer:
+    """For a controller that grows by REST after it loaded: freezes again each time its
+    homenets have doubled since the last freeze, so at most log2(N) times. Without a
+    collection first (that would hold the loop as long as the collection it avoids): what
+    cyclic garbage exists at that moment is kept, a bounded amount, bounded times."""
+
+    def __init__(self, homenets: int) -> None:
+        self.frozen_at = homenets
+
+    def after_growth(self, homenets: int) -> int | None:
+        """The objects frozen now, or None when the homenets have not doubled."""
+        if homenets < 2 * max(self.frozen_at, GROWTH_FLOOR):
+            return None
+        self.frozen_at = homenets
+        gc.freeze()
+        return gc.get_freeze_count()
