@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MSP_VENV := $(VENV)
 
-.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-flood bench-dashboard bench-bootstrap bench-qos bench-qos-hops bench-edge-shaper bench-edge-shaping-api lint
+.PHONY: install demo test unit integration check-config bench-failover bench-policy bench-probes bench-edge-failover bench-containment bench-scale bench-edge-scale bench-throughput bench-flap bench-flood bench-dashboard bench-bootstrap bench-qos bench-qos-hops bench-edge-shaper bench-api-hold lint
 
 install:
 	bash scripts/install.sh
@@ -70,9 +70,9 @@ bench-qos-hops: install
 bench-edge-shaper: install
 	$(PY) -m bench.edge_shaper_restart
 
-# The controller's cost of answering the edges' shapers, and how long it holds its event loop (bench/edge_shaping_api.py).
-bench-edge-shaping-api: install
-	$(PY) -m bench.edge_shaping_api
+# How long the controller's REST answers (edge shaping, health, homenets) hold its event loop (bench/api_hold.py).
+bench-api-hold: install
+	$(PY) -m bench.api_hold
 
 # A blank MSPMB boots, leases its uplinks by DHCP and is provisioned over OVSDB (topologies/blank_box.py).
 bench-bootstrap: install

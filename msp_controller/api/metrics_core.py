@@ -132,7 +132,7 @@ class CoreCollector(Collector):
 
     def _switches(self) -> Iterator[Metric]:
         counts: Counter[tuple[str, str]] = Counter()
-        for switch in self.core.switch_status().values():
+        for switch in self.core.switch_status(self.pause or (lambda: None)).values():
             state = "reconciled" if switch["reconciled"] else "connected" if switch["connected"] else "disconnected"
             counts[(switch["role"], state)] += 1
         family = GaugeMetricFamily("msp_switches", "Configured switches by role and state (connected: not "

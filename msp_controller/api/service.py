@@ -16,7 +16,7 @@ from msp_controller.api.edge_shapers_seen import EdgeShapersSeen
 from msp_controller.api.metrics import ControllerMetrics
 from msp_controller.api.rest import NotFound
 from msp_controller.core import Effects, MspCore
-from msp_controller.core.view import homenet_view, path_state_counts, summary_view
+from msp_controller.core.view import READER_PAUSE_EVERY, homenet_view, path_state_counts, summary_view
 from msp_controller.dataplane.shaping import edge_base_shaping, edge_homenet_shaping, edge_homenet_unshaping
 from msp_controller.model.config import parse_homenet
 from msp_controller.model.errors import FieldError
@@ -28,7 +28,7 @@ from msp_controller.store import MemoryStore, Store
 # An answer holds the controller's event loop (port status, BFD, probes wait) while it is
 # computed and encoded: a page of 500 homenets with a voice class held it about 70 ms at
 # 10,000 homenets. Small pages, yielding every 25 homenets, hold it about 10 ms
-# (bench/edge_shaping_api.py).
+# (bench/api_hold.py).
 EDGE_SHAPING_PAGE = 100
 EDGE_SHAPING_PAUSE_EVERY = 25
 
@@ -69,7 +69,7 @@ class CoreService:
     # --- reads: snapshots ----------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        switches = self.core.switch_status()
+        switches = self.core.switch_status(self.pause)
         down = [dpid for dpid, switch in switches.items() if not switch["reconciled"]]
         sessions = self.bgp_sessions()
         shapers = self.edge_shapers()
@@ -77,7 +77,7 @@ class CoreService:
             any(shaper["silent"] for shaper in shapers.values())
         return {"status": "degraded" if degraded else "ok", "switches": switches,
                 "bgp": sessions, "edge_shapers": shapers, "uptime_s": round(self.clock() - self.started, 3),
-                "homenets": len(self.core.homenets), "paths": path_state_counts(self.core),
+                "homenets": len(self.core.homenets), "paths": path_state_counts(self.core, self.pause),
                 "probes_saturated": self.core.prober.saturated}
 
     def edge_shapers(self) -> dict[str, dict[str, Any]]:
@@ -85,7 +85,13 @@ class CoreService:
         return self.shapers_seen.view((edge.name for edge in self.core.config.edges), self.store.current_version())
 
     def list_homenets(self) -> list[dict[str, Any]]:
-        return [summary_view(self.core, name) for name in self.core.homenets]
+        found = []
+        for count, name in enumerate(list(self.core.homenets), start=1):
+            if count % READER_PAUSE_EVERY == 0:
+                self.pause()
+            if name in self.core.homenets:  # not deleted meanwhile
+                found.append(summary_view(self.core, name))
+        return found
 
     def get_homenet(self, name: str) -> dict[str, Any]:
         self._exists(name)

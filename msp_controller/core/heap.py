@@ -1,7 +1,7 @@
 """The controller's heap once it has loaded its homenets, moved out of the garbage collector's
 sight. A full collection walks every tracked object, and the event loop waits for it: at
 10,000 homenets, 1.26 million objects and 1.1 s during which port status, BFD and probes were
-not handled (bench/edge_shaping_api.py). What loading built lives as long as the controller,
+not handled (bench/api_hold.py). What loading built lives as long as the controller,
 so walking it again and again finds nothing; objects made later are collected as before.
 """
 from __future__ import annotations

@@ -63,17 +63,3 @@ def test_a_shaper_gone_silent_degrades_the_health_naming_its_edge(config):
     service.edge_shaping("edge2", str(answer["version"]))  # it came back
     assert service.health()["status"] == "ok"
 
-
-def test_a_full_answer_lets_the_controllers_other_work_run_every_few_homenets():
-    """A page is computed in one go otherwise: 70 ms with the event loop held at 10,000
-    homenets (bench/edge_shaping_api.py), while port status and BFD wait."""
-    from bench.scale_configs import config_dict
-    from msp_controller.api.service import EDGE_SHAPING_PAGE, EDGE_SHAPING_PAUSE_EVERY
-    from msp_controller.core import MspCore
-    from msp_controller.model.config import parse_config
-    config = parse_config(config_dict(EDGE_SHAPING_PAGE + 10, bgp=False))
-    paused = []
-    service = CoreService(MspCore(config), lambda effects: [], pause=lambda: paused.append(1))
-    first = service.edge_shaping(config.edges[0].name, None)
-    assert len(first["homenets"]) == EDGE_SHAPING_PAGE and first["next"]
-    assert len(paused) == EDGE_SHAPING_PAGE // EDGE_SHAPING_PAUSE_EVERY

@@ -1,14 +1,15 @@
-"""What answering the edges' shapers costs the controller, by the number of homenets an edge
-serves: a full answer (every page: an edge shaper's start, or every shaper at once after a
-controller restart), an answer to `since` after one homenet's change (twice a second per
-edge), and the longest the controller's event loop is held while a full answer is computed:
-in pages of EDGE_SHAPING_PAGE homenets yielding every EDGE_SHAPING_PAUSE_EVERY (as the Ryu app
-runs it) and as before (pages of 500, never yielding). The loop's hold is what delays
-everything else the controller does meanwhile: port status, BFD, probes. A full collection
-of the garbage collector holds it too: timed with the loaded state in its walks (as before)
-and frozen out of them (core/heap.py, as the app does). Generated configs (two ISPs, a voice
-class, shaped at the edge), the controller's service in this process, no switch. Medians of
---runs; last line: one JSON object.
+"""How long the controller's REST answers hold its event loop, by the number of homenets:
+everything the controller does runs in one eventlet loop, so while an answer is computed and
+encoded, port status, BFD and probes wait. Measured with a 1 ms ticker in the same loop, as
+the Ryu app runs the answers (yielding now and then: EDGE_SHAPING_PAUSE_EVERY,
+READER_PAUSE_EVERY) and as before (never yielding; the edge shaping in pages of 500):
+- every page of a full edge shaping answer (an edge shaper's start, or every shaper at once
+  after a controller restart), also timed whole, and an answer to `since` after one change;
+- GET /health and GET /homenets;
+- a full collection of the garbage collector, with the loaded state in its walks (as before)
+  and frozen out of them (core/heap.py, as the app does).
+Generated configs (two ISPs, a voice class, shaped at the edge), the controller's service in
+this process, no switch. Medians of --runs; last line: one JSON object.
 """
 from __future__ import annotations
 
@@ -74,20 +75,32 @@ def collect_s() -> float:
     return time.perf_counter() - started
 
 
+def encoded(answer: Callable[[], object]) -> Callable[[], object]:
+    """The answer as the REST API sends it: computed, then encoded."""
+    return lambda: json.dumps(answer())
+
+
 def measure(homenets: int, runs: int) -> dict[str, Any]:
     service, edge, _ = served(homenets)
     samples: dict[str, list[float]] = {}
+
+    def hold(key: str, work: Callable[[], object]) -> None:
+        samples.setdefault(key, []).append(longest_hold(work))
+
     pages = size = 0
-    for _ in range(runs):  # as before: the heap unfrozen, pages of 500, never yielding
+    for _ in range(runs):  # as before: the heap unfrozen, never yielding, pages of 500
         service.pause = lambda: None
         samples.setdefault("gc_collect_s_before", []).append(collect_s())
-        samples.setdefault("loop_held_s_before", []).append(
-            longest_hold(lambda: full_answer(service, edge, BEFORE_PAGE)))
+        hold("loop_held_s_before", lambda: full_answer(service, edge, BEFORE_PAGE))
+        hold("health_loop_held_s_before", encoded(service.health))
+        hold("homenets_loop_held_s_before", encoded(service.list_homenets))
     frozen = freeze_loaded_state()  # as the Ryu app does once it has loaded its homenets
     service.pause = eventlet.sleep  # and as it runs the answers
     for run in range(runs):
         samples.setdefault("gc_collect_s", []).append(collect_s())
-        samples.setdefault("loop_held_s", []).append(longest_hold(lambda: full_answer(service, edge)))
+        hold("loop_held_s", lambda: full_answer(service, edge))
+        hold("health_loop_held_s", encoded(service.health))
+        hold("homenets_loop_held_s", encoded(service.list_homenets))
         started = time.perf_counter()
         pages, size = full_answer(service, edge)
         samples.setdefault("full_s", []).append(time.perf_counter() - started)
@@ -98,7 +111,8 @@ def measure(homenets: int, runs: int) -> dict[str, Any]:
         samples.setdefault("since_one_change_s", []).append(time.perf_counter() - started)
     gc.unfreeze()  # the next size starts as the controller would
     result: dict[str, Any] = {"homenets": homenets, "pages": pages, "full_answer_mb": round(size / 1e6, 2),
-                              "frozen_objects": frozen}
+                              "frozen_objects": frozen,
+                              "health_mb": round(len(json.dumps(service.health())) / 1e6, 2)}
     result.update({key: round(statistics.median(values), 4) for key, values in samples.items()})
     return result
 
