@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msp_controller.api.auth import digest, new_token
+from msp_controller.core.switch_report import LISTED_ALL_UP_TO
 from topologies import control_ns
 from topologies.controller import Controller
 from topologies.leak_guard import LeakError, LeakGuard
@@ -77,6 +78,10 @@ def reconciled_mspmbs(rest: Rest, dpids: set[str]) -> int | None:
     if status != 200 or not isinstance(health, dict):
         raise RuntimeError(f"GET /api/v1/health answered {status}: {health}")
     switches = health.get("switches", {})
+    if health.get("switches_listed") == "not_reconciled":  # a large MSP: only those not reconciled are listed
+        if len(switches) >= LISTED_ALL_UP_TO:
+            return None  # more than the report lists: which ones is not known yet
+        return sum(1 for dpid in dpids if dpid not in switches)
     return sum(1 for dpid in dpids if switches.get(dpid, {}).get("reconciled"))
 
 

@@ -54,7 +54,14 @@ def health_text(health: dict[str, Any]) -> str:
              f"homenets {health.get('homenets', '?')}   probes saturated: {_yes(health.get('probes_saturated'))}"]
     if isinstance(paths, dict):
         lines.append("paths  " + state_counts(paths))
+    counts = health.get("switch_counts")
+    if isinstance(counts, dict) and counts:
+        lines.append("switches  " + "   ".join(
+            f"{role}: " + ", ".join(f"{n} {state}" for state, n in states.items() if n)
+            for role, states in sorted(counts.items()) if isinstance(states, dict) and any(states.values())))
     switches = health.get("switches") or {}
+    if health.get("switches_listed") == "not_reconciled":
+        lines.append("(listed below: only the switches not reconciled; all of them: GET /api/v1/switches)")
     if switches:
         rows = [(dpid, s.get("role"), s.get("name"), _yes(s.get("connected")), _yes(s.get("reconciled")))
                 for dpid, s in sorted(switches.items(), key=lambda item: (str(item[1].get("role")), item[0]))]

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from msp_controller.core.homenet import DIRECTIONS
 from msp_controller.core.path_status import PATH_STATES, homenet_path_status
 from msp_controller.core.registry import Kind
+from msp_controller.core.switch_report import switch_report
 
 if TYPE_CHECKING:
     from msp_controller.core.msp import MspCore
@@ -131,10 +132,8 @@ class CoreCollector(Collector):
     # --- switches and BGP ---------------------------------------------------------------
 
     def _switches(self) -> Iterator[Metric]:
-        counts: Counter[tuple[str, str]] = Counter()
-        for switch in self.core.switch_status(self.pause or (lambda: None)).values():
-            state = "reconciled" if switch["reconciled"] else "connected" if switch["connected"] else "disconnected"
-            counts[(switch["role"], state)] += 1
+        report = switch_report(self.core, self.pause or (lambda: None), listed_all_up_to=0)
+        counts = {(role, state): n for role, states in report.counts.items() for state, n in states.items()}
         family = GaugeMetricFamily("msp_switches", "Configured switches by role and state (connected: not "
                                                    "reconciled yet)", labels=["role", "state"])
         for role in ROLES:

@@ -183,7 +183,13 @@ def _status_schemas() -> dict[str, Schema]:
         "Health": _loose({
             "status": {"type": "string", "enum": ["ok", "degraded"]},
             "switches": {"type": "object", "additionalProperties": {"type": "object"},
-                         "description": "datapath id (hex) -> its state"},
+                         "description": "datapath id (hex) -> its state: every switch up to 1,000 of them, "
+                                        "beyond only those not reconciled (switches_listed; all: GET /switches)"},
+            "switches_listed": {"type": "string", "enum": ["all", "not_reconciled"]},
+            "switch_counts": {"type": "object", "description": "role -> reconciled / connected / disconnected -> "
+                              "switches (connected: not reconciled yet)",
+                              "additionalProperties": {"type": "object",
+                                                       "additionalProperties": {"type": "integer"}}},
             "bgp": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "BGP neighbour address -> session state (established, active, ...)"},
             "edge_shapers": {"type": "object", "description": "edge -> its shaper as its requests showed it: "
@@ -435,6 +441,18 @@ def _paths() -> dict[str, Schema]:
             "get": _get("getEdgeShaping", "An edge's downstream shaping (tc commands), all of it or the "
                         "homenets changed since a version: what the edge's shaper applies (the operator's)",
                         _json(_ref("EdgeShaping"), "the commands"), True)},
+        f"{API_PREFIX}/switches": {
+            "parameters": [
+                {"name": "after", "in": "query", "required": False,
+                 "description": "the switches after this datapath id (the `next` of the page before)",
+                 "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
+                {"name": "limit", "in": "query", "required": False, "description": "switches in this page",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}}],
+            "get": _get("listSwitches", "Every configured switch and its state, in pages by datapath id "
+                        "(the operator's)", _json({"type": "object", "required": ["switches"], "properties": {
+                            "switches": {"type": "object", "additionalProperties": {"type": "object"}},
+                            "next": {"type": "string", "description": "more: ask again with after=<next>"}}},
+                            "a page of switches"), False)},
         f"{API_PREFIX}/openapi.json": {
             "get": _get("getOpenApi", "This document", _json({"type": "object"}, "OpenAPI 3.0.3"), False,
                         public=True)},

@@ -58,6 +58,9 @@ class MspService(Protocol):
 
     def health(self) -> dict[str, Any]: ...  # {"status": "ok"|"degraded", "switches": {...}, "uptime_s": s}
 
+    # Every configured switch by datapath id, in pages (FieldError for a bad after or limit).
+    def list_switches(self, after: str | None, limit: str | None) -> dict[str, Any]: ...
+
     def list_homenets(self) -> list[dict[str, Any]]: ...  # [{"name": ..., "active_egress": ...}]
 
     def get_homenet(self, name: str) -> dict[str, Any]: ...  # prefixes, uplinks, paths, classes
@@ -296,6 +299,7 @@ class RestApi:
         named = f"{API_PREFIX}/homenets/{{name}}"
         self.routes: tuple[Route, ...] = (
             Route(f"{API_PREFIX}/health", {"GET": self._health}),
+            Route(f"{API_PREFIX}/switches", {"GET": self._switches}),  # the operator's
             Route(f"{API_PREFIX}/homenets", {"GET": self._homenets, "POST": self._create_homenet}),
             Route(named, {"GET": self._homenet, "PUT": self._replace_homenet, "DELETE": self._delete_homenet}),
             Route(f"{named}/policy", {"GET": self._get_policy, "PUT": self._put_policy}),
@@ -363,6 +367,9 @@ class RestApi:
 
     def _health(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
         return _serve(self.service.health)
+
+    def _switches(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
+        return _serve(lambda: self.service.list_switches(request.GET.get("after"), request.GET.get("limit")))
 
     def _homenets(self, request: webob.Request, params: dict[str, str]) -> webob.Response:
         scope = params.get("_homenet_scope")

@@ -16,6 +16,7 @@ from msp_controller.api.edge_shapers_seen import EdgeShapersSeen
 from msp_controller.api.metrics import ControllerMetrics
 from msp_controller.api.rest import NotFound
 from msp_controller.core import Effects, MspCore
+from msp_controller.core.switch_report import switch_page, switch_report
 from msp_controller.core.view import READER_PAUSE_EVERY, homenet_view, path_state_counts, summary_view
 from msp_controller.dataplane.shaping import edge_base_shaping, edge_homenet_shaping, edge_homenet_unshaping
 from msp_controller.model.config import parse_homenet
@@ -30,6 +31,7 @@ from msp_controller.store import MemoryStore, Store
 # homenets, 23 ms at most (bench/api_hold.py).
 EDGE_SHAPING_PAGE = 100
 EDGE_SHAPING_PAUSE_EVERY = 25
+SWITCH_PAGE = 1000  # switches in one page of GET /switches
 
 # (effects) -> (dpids that did not confirm in time); also applies the BGP changes
 Confirm = Callable[[Effects], list[int]]
@@ -68,16 +70,28 @@ class CoreService:
     # --- reads: snapshots ----------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        switches = self.core.switch_status(self.pause)
-        down = [dpid for dpid, switch in switches.items() if not switch["reconciled"]]
+        switches = switch_report(self.core, self.pause)
         sessions = self.bgp_sessions()
         shapers = self.edge_shapers()
-        degraded = down or any(state != "established" for state in sessions.values()) or \
+        degraded = switches.not_reconciled or any(state != "established" for state in sessions.values()) or \
             any(shaper["silent"] for shaper in shapers.values())
-        return {"status": "degraded" if degraded else "ok", "switches": switches,
+        return {"status": "degraded" if degraded else "ok", "switches": switches.listed,
+                "switches_listed": "all" if switches.all_listed else "not_reconciled",
+                "switch_counts": switches.counts,
                 "bgp": sessions, "edge_shapers": shapers, "uptime_s": round(self.clock() - self.started, 3),
                 "homenets": len(self.core.homenets), "paths": path_state_counts(self.core, self.pause),
                 "probes_saturated": self.core.prober.saturated}
+
+    def list_switches(self, after: str | None, limit: str | None) -> dict[str, Any]:
+        """Every configured switch by datapath id (16 hex digits), `limit` a page (default and
+        most SWITCH_PAGE) after `after`; `next`: the last id of this page, when there are more."""
+        if after is not None and not (len(after) == 16 and all(c in "0123456789abcdef" for c in after)):
+            raise FieldError("after", f"must be a datapath id as listed (16 hex digits), not {after[:40]!r}")
+        if limit is not None and not (limit.isdigit() and 1 <= int(limit) <= SWITCH_PAGE):
+            raise FieldError("limit", f"must be a whole number from 1 to {SWITCH_PAGE}, not {limit[:40]!r}")
+        page, more = switch_page(self.core, None if after is None else int(after, 16),
+                                 SWITCH_PAGE if limit is None else int(limit))
+        return {"switches": page, **({"next": more} if more else {})}
 
     def edge_shapers(self) -> dict[str, dict[str, Any]]:
         """Each edge's shaper as its requests showed it (api/edge_shapers_seen.py)."""

@@ -59,7 +59,6 @@ GATEWAY_REFRESH_S = 30.0  # re-ask the upstream router even when its MAC is know
 # (only switches that hold some); a solicitation is forgotten after GATEWAY_REFRESH_S.
 AGEING_CHECK_S = 10.0
 MAX_STRANGERS = 256  # connected switches nobody owns, remembered for a homenet created later
-SWITCH_STATUS_PAUSE_EVERY = 2000  # switches a status report walks between two pauses of its reader
 PROBE_WINDOW_S = 5.0  # RTT, jitter and loss are estimated over this sliding window
 PROBE_TIMEOUT_S = 1.0  # a probe unanswered this long is lost
 PROBE_INTERVAL_S = 0.05
@@ -901,18 +900,6 @@ class MspCore:
             self.counters[(dpid, port)] = value
 
     # --- status -------------------------------------------------------------------------------
-
-    def switch_status(self, pause: Callable[[], None] = lambda: None) -> dict[str, dict[str, Any]]:
-        """Each configured switch by datapath id (hex): role, name, connected, reconciled
-        (pause: called every SWITCH_STATUS_PAUSE_EVERY switches; 30,000 take about 50 ms)."""
-        found: dict[str, dict[str, Any]] = {}
-        for count, (dpid, role) in enumerate(list(self.registry.roles.items()), start=1):
-            if count % SWITCH_STATUS_PAUSE_EVERY == 0:
-                pause()
-            switch = self.switches.get(dpid)
-            found[f"{dpid:016x}"] = {"role": role.kind.value, "name": role.name, "connected": switch is not None,
-                                     "reconciled": switch is not None and switch.reconciled}
-        return found
 
     def plan(self, homenet: str) -> PathPlan:
         return self.homenets[homenet].plan

@@ -6,11 +6,11 @@ from __future__ import annotations
 from bench.scale_configs import config_dict
 from msp_controller.api.service import EDGE_SHAPING_PAGE, EDGE_SHAPING_PAUSE_EVERY, CoreService
 from msp_controller.core import MspCore
-from msp_controller.core.msp import SWITCH_STATUS_PAUSE_EVERY
+from msp_controller.core.switch_report import PAUSE_EVERY as SWITCH_PAUSE_EVERY
 from msp_controller.core.view import READER_PAUSE_EVERY
 from msp_controller.model.config import parse_config
 
-HOMENETS = max(EDGE_SHAPING_PAGE, READER_PAUSE_EVERY, SWITCH_STATUS_PAUSE_EVERY // 3) + 10
+HOMENETS = max(EDGE_SHAPING_PAGE, READER_PAUSE_EVERY, SWITCH_PAUSE_EVERY // 3) + 10
 
 
 def _service() -> tuple[CoreService, list[int], int]:
@@ -30,8 +30,9 @@ def test_a_page_of_edge_shaping_yields_every_few_homenets():
 def test_health_and_the_homenet_list_yield_every_few_homenets_and_switches():
     service, paused, switches = _service()
     health = service.health()
-    assert len(health["switches"]) == switches and sum(health["paths"].values()) == 4 * HOMENETS
-    assert len(paused) == HOMENETS // READER_PAUSE_EVERY + switches // SWITCH_STATUS_PAUSE_EVERY
+    assert sum(n for states in health["switch_counts"].values() for n in states.values()) == switches
+    assert sum(health["paths"].values()) == 4 * HOMENETS
+    assert len(paused) == HOMENETS // READER_PAUSE_EVERY + switches // SWITCH_PAUSE_EVERY
     paused.clear()
     assert len(service.list_homenets()) == HOMENETS
     assert len(paused) == HOMENETS // READER_PAUSE_EVERY
